@@ -1,0 +1,178 @@
+"""The compiled blocking policy: every active catalog domain, list entry and allow entry.
+
+Built once per (re)load from the config, the catalog and the list files, then only read:
+a reload builds a new one and swaps it in whole, so a query never sees half a list.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from resolver import wire
+from resolver.catalog import Catalog
+from resolver.config import BlockingConfig
+from resolver.domainset import DomainSet, Match
+from resolver.listfile import normalise_name, parse_list
+from resolver.policy import select_services
+
+log = logging.getLogger(__name__)
+
+Action = Literal["block", "allow", "canary"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Why a name is decided: one shared object per service or list, not per name."""
+
+    action: Action
+    source: str  # where the entry comes from: "catalog", "list:<file>", "config"
+    service: str  # catalog service id or list name: the bounded metric label
+    category: str
+    description: str  # for explanations and the EDE text
+    policy: str = ""  # the config rule that decided, e.g. "blocking.catalog.block.countries: CN"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What ``aiwall check`` and the blocking handler learn about one name."""
+
+    name: str
+    rule: Rule | None
+    entry: str  # the list entry that matched ("" when none)
+
+    @property
+    def blocked(self) -> bool:
+        return self.rule is not None and self.rule.action != "allow"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyEntry:
+    """One entry of the compiled policy in text form, for exports."""
+
+    name: str  # lowercase ASCII, no trailing dot
+    below_only: bool  # "*.name": subdomains only
+    rule: Rule
+
+
+class ListError(ValueError):
+    """A list could not be loaded; the previous policy must stay in force."""
+
+
+@dataclass(slots=True)
+class Blocklist:
+    names: DomainSet[Rule] = field(default_factory=DomainSet)
+    entries_by_source: dict[str, int] = field(default_factory=dict)
+    loaded_at: float = field(default_factory=time.time)
+
+    def match(self, qname: bytes, labels: tuple[int, ...]) -> Match[Rule] | None:
+        return self.names.match(qname, labels)
+
+    def entries(self) -> list[PolicyEntry]:
+        """Every entry, sorted by name, so exports are stable from run to run."""
+        found = [
+            PolicyEntry(wire.name_to_text(key), below_only, rule)
+            for key, rule, below_only in self.names.items()
+        ]
+        return sorted(found, key=lambda e: (e.name, e.below_only))
+
+    def decide(self, name: str) -> Decision:
+        normalised = normalise_name(name)
+        if normalised is None:
+            raise ValueError(f"{name!r} is not a domain name")
+        wire_name = wire.text_to_name(normalised)
+        labels = wire.label_starts(wire_name)
+        found = self.match(wire_name, labels)
+        if found is None:
+            return Decision(normalised, None, "")
+        entry = wire.name_to_text(wire_name[labels[found.label] :])
+        return Decision(normalised, found.value, entry)
+
+
+def _add_names(
+    target: DomainSet[Rule], names: list[tuple[str, bool]], rule: Rule, *, override: bool
+) -> int:
+    added = 0
+    for name, below_only in names:
+        key = wire.text_to_name(name)
+        if override or below_only:
+            target.add(key, rule, below_only=below_only)
+        elif target.setdefault(key, rule) is not rule:
+            continue
+        added += 1
+    return added
+
+
+def load_list_file(path: Path) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """Block and allow entries of one list file; raises ListError when it is unusable."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise ListError(f"{path}: cannot read list: {error.strerror}") from None
+    parsed = parse_list(text)
+    if parsed.rejected:
+        number, line = parsed.rejected[0]
+        log.warning(
+            "list %s: ignored %d lines it could not read (first: line %d %r)",
+            path,
+            len(parsed.rejected),
+            number,
+            line,
+        )
+    if not parsed.entries and parsed.rejected:
+        raise ListError(f"{path}: no line is a domain, hosts or AdBlock entry")
+    blocks = [(e.name, e.below_only) for e in parsed.entries if not e.allow]
+    allows = [(e.name, e.below_only) for e in parsed.entries if e.allow]
+    return blocks, allows
+
+
+def build_blocklist(
+    config: BlockingConfig, catalog: Catalog | None, list_paths: tuple[Path, ...]
+) -> Blocklist:
+    """Compile the policy. Order matters: blocks first (the catalog claims its names so
+    they keep their service label), then canaries, then allows, which override both."""
+    blocklist = Blocklist()
+    names = blocklist.names
+    counts = blocklist.entries_by_source
+    excepted: list[tuple[list[tuple[str, bool]], Rule]] = []
+    if catalog is not None:
+        counts["catalog"] = 0
+        for verdict in select_services(config.catalog, catalog):
+            service = verdict.service
+            rule = Rule(
+                verdict.action,
+                "catalog",
+                service.id,
+                service.categories[0] if service.categories else "uncategorised",
+                f"{service.name} ({service.vendor}, {service.vendor_country})",
+                verdict.reason,
+            )
+            domains = [(d.name, False) for d in service.domains]
+            if verdict.action == "allow":
+                excepted.append((domains, rule))
+            else:
+                counts["catalog"] += _add_names(names, domains, rule, override=False)
+    allow_entries: list[tuple[str, bool]] = []
+    for path in list_paths:
+        blocks, allows = load_list_file(path)
+        list_name = path.name
+        rule = Rule(
+            "block", f"list:{list_name}", f"list:{list_name}", "custom", f"list {list_name}"
+        )
+        counts[f"list:{list_name}"] = _add_names(names, blocks, rule, override=False)
+        allow_entries.extend(allows)
+    canary = Rule("canary", "config", "canary", "bypass", "browser DNS-over-HTTPS canary")
+    counts["canaries"] = _add_names(
+        names, [(n, False) for n in config.canaries], canary, override=True
+    )
+    allow = Rule("allow", "config", "allow", "allowlist", "allow list")
+    allow_entries.extend((n, False) for n in config.allow)
+    counts["allow"] = _add_names(
+        names, [(normalise_name(n) or n, b) for n, b in allow_entries], allow, override=True
+    )
+    for domains, rule in excepted:
+        counts["allow"] += _add_names(names, domains, rule, override=True)
+    return blocklist

@@ -1,0 +1,241 @@
+"""The ``aiwall`` command: serve, check a name, validate a config, health-check a server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import dnslib
+
+from resolver import __version__, wire
+from resolver.catalog import Catalog, CatalogError, Service, default_catalog_dir, load_catalog
+from resolver.config import Config, ConfigError, load_config, parse_host_port
+from resolver.domainset import DomainSet
+from resolver.logs import setup_logging
+from resolver.server import PolicyError, Server, load_policy
+
+log = logging.getLogger("aiwall")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _load(path: str | None) -> Config:
+    return load_config(Path(path) if path else None)
+
+
+async def _serve(config: Config) -> int:
+    server = Server(config)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_lists)
+    await stop.wait()
+    log.info("shutting down: finishing answers in flight")
+    await server.stop()
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    setup_logging(config.logging)
+    try:
+        return asyncio.run(_serve(config))
+    except PolicyError as error:
+        log.error("not starting: the blocking policy cannot be loaded: %s", error)
+        return EXIT_FAILURE
+    except OSError as error:
+        log.error("not starting: cannot open a listener: %s", error)
+        return EXIT_FAILURE
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.file))
+    blocklist, _ = load_policy(config)
+    total = sum(blocklist.entries_by_source.values())
+    print(f"{args.file}: valid ({total} policy entries)")
+    return EXIT_OK
+
+
+def _catalog_service_for(catalog: Catalog | None, name: str) -> Service | None:
+    """The catalog service whose domains cover ``name``, whether or not it is banned."""
+    if catalog is None:
+        return None
+    owners: DomainSet[Service] = DomainSet()
+    for service in catalog.services:
+        for domain in service.domains:
+            owners.add(wire.text_to_name(domain.name), service)
+    wire_name = wire.text_to_name(name)
+    found = owners.match(wire_name, wire.label_starts(wire_name))
+    return found.value if found is not None else None
+
+
+def _print_service(service: Service) -> None:
+    location = service.data_location
+    print(f"service:  {service.name} [{service.id}]")
+    print(f"vendor:   {service.vendor} ({service.vendor_country})")
+    print(f"data:     {location.country}" + (f" ({location.source})" if location.source else ""))
+    print(f"category: {', '.join(service.categories)}")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    blocklist, catalog = load_policy(config)
+    if catalog is None:
+        catalog = load_catalog(default_catalog_dir())
+    try:
+        decision = blocklist.decide(args.name)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    rule = decision.rule
+    service = _catalog_service_for(catalog, decision.name)
+    print(f"name:     {decision.name}")
+    if rule is None:
+        print("decision: allowed, forwarded upstream")
+        if service is not None:
+            _print_service(service)
+            print(
+                "rule:     the service is in the catalog, but blocking.catalog does not select it"
+            )
+        else:
+            print("rule:     no list or catalog entry covers this name")
+        return EXIT_OK
+    if rule.action == "allow":
+        print(f"decision: allowed, forwarded upstream (entry {decision.entry})")
+    else:
+        mode = "nxdomain" if rule.action == "canary" else config.blocking.response
+        print(f"decision: BLOCKED, answered {mode.upper()} (block TTL {config.blocking.ttl}s)")
+        print(f"entry:    {decision.entry} (and its subdomains)")
+    if service is not None and rule.source == "catalog":
+        _print_service(service)
+    if rule.policy:
+        print(f"rule:     {rule.policy}")
+    elif rule.action == "canary":
+        print("rule:     blocking.canaries (always NXDOMAIN so browsers keep DNS-over-HTTPS off)")
+    elif rule.action == "allow":
+        print(f"rule:     {rule.source} allow entry {decision.entry}")
+    else:
+        print(f"rule:     blocking.lists: {rule.service.removeprefix('list:')}")
+    return EXIT_OK
+
+
+def cmd_catalog_list(args: argparse.Namespace) -> int:
+    catalog = load_catalog(Path(args.catalog) if args.catalog else default_catalog_dir())
+    services = [
+        s
+        for s in catalog.services
+        if (args.category is None or args.category in s.categories)
+        and (args.country is None or s.vendor_country.upper() == args.country.upper())
+    ]
+    rows = [("ID", "SERVICE", "VENDOR", "CTRY", "DATA", "CATEGORIES", "DOMAINS")]
+    for s in services:
+        vendor = s.vendor if len(s.vendor) <= 32 else s.vendor[:31] + "…"
+        rows.append(
+            (
+                s.id,
+                s.name,
+                vendor,
+                s.vendor_country,
+                s.data_location.country,
+                ",".join(s.categories),
+                str(len(s.domains)),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    print(f"{len(services)} services, {sum(len(s.domains) for s in services)} domains")
+    return EXIT_OK
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Send a real DNS query to the server and succeed on any well-formed answer to it."""
+    config = _load(args.config)
+    host, port = parse_host_port(args.server or config.listen.dns[0], 53)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    # The Firefox canary is answered by the server itself, so this checks aiwall, not upstream.
+    request = dnslib.DNSRecord.question("use-application-dns.net", "A")
+    request.header.id = secrets.randbelow(65536)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(args.timeout)
+        try:
+            sock.sendto(bytes(request.pack()), (host, port))
+            data, _ = sock.recvfrom(4096)
+            reply = dnslib.DNSRecord.parse(data)
+        except (OSError, dnslib.DNSError) as error:
+            print(f"unhealthy: {host}:{port}: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+    if reply.header.id != request.header.id:
+        print(f"unhealthy: {host}:{port}: answer with the wrong ID", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"healthy: {host}:{port} answered {dnslib.RCODE[reply.header.rcode]}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aiwall",
+        description="A forwarding DNS server that blocks generative-AI services by policy.",
+    )
+    parser.add_argument("--version", action="version", version=f"aiwall {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the DNS server")
+    serve.add_argument("--config", "-c", help="YAML config file (default: built-in defaults)")
+    serve.set_defaults(run=cmd_serve)
+
+    check = commands.add_parser("check", help="explain the decision for a name")
+    check.add_argument("name")
+    check.add_argument("--config", "-c")
+    check.set_defaults(run=cmd_check)
+
+    validate = commands.add_parser("validate-config", help="check a config file and its lists")
+    validate.add_argument("file")
+    validate.set_defaults(run=cmd_validate)
+
+    catalog = commands.add_parser("catalog", help="the shipped generative-AI catalog")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
+    listing = catalog_commands.add_parser("list", help="print the catalog as a table")
+    listing.add_argument("--category", help="only services in this category, e.g. chat_assistant")
+    listing.add_argument("--country", help="only vendors from this country, e.g. CN")
+    listing.add_argument("--catalog", help="catalog folder (default: the shipped one)")
+    listing.set_defaults(run=cmd_catalog_list)
+
+    health = commands.add_parser("healthcheck", help="query a running server; exit 0 if it answers")
+    health.add_argument("--config", "-c")
+    health.add_argument(
+        "--server", help="host:port to query (default: the first listen.dns address)"
+    )
+    health.add_argument("--timeout", type=float, default=2.0)
+    health.set_defaults(run=cmd_healthcheck)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+        sys.stdout.flush()
+    except (ConfigError, PolicyError, CatalogError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        # The reader (``| head``) has gone; silence the flush at interpreter exit too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    return code

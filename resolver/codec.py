@@ -1,0 +1,109 @@
+"""Bytes to Query, Answer to bytes: all the transports need to know about DNS."""
+
+from __future__ import annotations
+
+from resolver import wire
+from resolver.model import Answer, Query
+
+
+def parse_query(data: bytes, protocol: str, client: str) -> Query | None:
+    """Read a query; None means "drop it": too short to answer, or not a query at all.
+
+    A readable header with a bad question still yields a Query (with ``problem`` set) so
+    that the client gets a FORMERR rather than a timeout.
+    """
+    if len(data) < 12:
+        return None
+    ident, flags, qdcount, ancount, nscount, arcount = wire.HEADER.unpack_from(data)
+    if flags & wire.QR:
+        # Answering a response could start a loop between two servers.
+        return None
+    qname = b""
+    labels: tuple[int, ...] = ()
+    qtype = qclass = 0
+    question_end = 12
+    problem = ""
+    edns = None
+    if qdcount != 1:
+        problem = f"QDCOUNT is {qdcount}"
+    else:
+        try:
+            name_end, starts = wire.read_question_name(data, 12)
+            if name_end + 4 > len(data):
+                raise wire.WireError("question cut short")
+            # Set together with qname, so a cut question leaves no offsets into nothing.
+            qname, labels = data[12:name_end].lower(), starts
+            qtype, qclass = (
+                wire.U16.unpack_from(data, name_end)[0],
+                wire.U16.unpack_from(data, name_end + 2)[0],
+            )
+            question_end = name_end + 4
+            if ancount or nscount or arcount:
+                edns, problem = wire.read_opt(data, question_end, (ancount, nscount, arcount))
+        except wire.WireError as error:
+            problem = str(error)
+    return Query(
+        raw=data,
+        id=ident,
+        flags=flags,
+        qdcount=qdcount,
+        qname=qname,
+        labels=labels,
+        qtype=qtype,
+        qclass=qclass,
+        question_end=question_end,
+        edns=edns,
+        protocol=protocol,
+        client=client,
+        problem=problem,
+    )
+
+
+# Bits the client decides: RD and CD are echoed (RFC 1035 4.1.1, RFC 4035 3.2.2).
+_CLIENT_BITS = wire.RD | wire.CD
+# Bits the answer decides; RA is always set because we recurse (through our upstreams).
+_ANSWER_BITS = wire.QR | wire.AA | wire.TC | wire.AD | wire.RCODE_MASK
+
+
+def encode_answer(query: Query, answer: Answer, udp: bool) -> bytes:
+    """Finish an answer for the wire: ID, flags, question as asked, EDNS and truncation."""
+    message = answer.message
+    out = bytearray(message)
+    flags = wire.U16.unpack_from(message, 2)[0]
+    flags = (
+        (flags & _ANSWER_BITS & ~wire.RCODE_MASK)
+        | (answer.rcode & wire.RCODE_MASK)
+        | (query.flags & (_CLIENT_BITS | wire.OPCODE_MASK))
+        | wire.QR
+        | wire.RA
+    )
+    wire.HEADER.pack_into(out, 0, query.id, flags, *wire.HEADER.unpack_from(message)[2:])
+    question_end = query.question_end
+    if (
+        query.qdcount == 1
+        and question_end > 12
+        and out[12:question_end].lower() == (query.raw[12:question_end].lower())
+    ):
+        # Echo the question byte for byte, so 0x20 case randomisation checks pass.
+        out[12:question_end] = query.raw[12:question_end]
+    edns = query.edns
+    limit = wire.PLAIN_UDP_LIMIT
+    opt = b""
+    if edns is not None:
+        options = wire.ede_option(*answer.ede) if answer.ede else b""
+        opt = wire.opt_record(do=edns.do, extended_rcode=answer.rcode >> 4, options=options)
+        limit = min(edns.payload, 65535)
+    if udp and len(out) + len(opt) > limit:
+        # Too big for the client's buffer: header and question only, TC set, so it
+        # retries over TCP (RFC 1035 4.2.1, RFC 6891 7).
+        question = bytes(out[12:question_end]) if question_end > 12 else b""
+        truncated = bytearray(12)
+        wire.HEADER.pack_into(
+            truncated, 0, query.id, flags | wire.TC, 1 if question else 0, 0, 0, 0
+        )
+        out = truncated + question
+    if opt:
+        out += opt
+        arcount = wire.U16.unpack_from(out, 10)[0] + 1
+        wire.U16.pack_into(out, 10, arcount)
+    return bytes(out)

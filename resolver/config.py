@@ -1,0 +1,421 @@
+"""The configuration: typed sections loaded strictly from one YAML file.
+
+Every section is a frozen dataclass with working defaults and its own ``validate``.
+Unknown keys, wrong types and bad values are errors that name the key path
+(``blocking.response``) and what was expected; a server never starts on a config it
+only half understood.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+from resolver.listfile import normalise_name
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message starts with its key path."""
+
+
+def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
+    """``1.2.3.4``, ``1.2.3.4:53``, ``[::1]:53`` or ``::1`` to (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError("expected [IPv6]:port")
+        port_text = rest[1:] if rest else str(default_port)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, str(default_port)
+    ipaddress.ip_address(host)
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} is not a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def _check_address(path: str, value: str, default_port: int) -> None:
+    try:
+        parse_host_port(value, default_port)
+    except ValueError as error:
+        raise ConfigError(
+            f"{path}: expected an IP address with optional port, "
+            f"like 127.0.0.1:53 or [::1]:53, got {value!r} ({error})"
+        ) from None
+
+
+def _check_addresses(path: str, values: tuple[str, ...], default_port: int) -> None:
+    for index, value in enumerate(values):
+        _check_address(f"{path}[{index}]", value, default_port)
+
+
+def _check_names(path: str, names: tuple[str, ...]) -> None:
+    for index, name in enumerate(names):
+        if normalise_name(name) is None:
+            raise ConfigError(f"{path}[{index}]: expected a domain name, got {name!r}")
+
+
+def _check_range(path: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{path}: expected a value from {low} to {high}, got {value}")
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    dns: tuple[str, ...] = ("127.0.0.1:5353",)
+    http: str = "127.0.0.1:9153"
+    tcp_idle_timeout: float = 10.0  # RFC 7766 6.2.3: on the order of seconds
+    tcp_max_connections: int = 512
+
+    def validate(self, path: str) -> None:
+        if not self.dns:
+            raise ConfigError(f"{path}.dns: expected at least one address")
+        _check_addresses(f"{path}.dns", self.dns, 53)
+        if self.http:
+            _check_address(f"{path}.http", self.http, 9153)
+        _check_range(f"{path}.tcp_idle_timeout", self.tcp_idle_timeout, 0.1, 3600)
+        _check_range(f"{path}.tcp_max_connections", self.tcp_max_connections, 1, 100_000)
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    # "system" reads the nameservers of /etc/resolv.conf.
+    servers: tuple[str, ...] = ("system",)
+    conditional: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    timeout: float = 2.0  # per server attempt, before failing over to the next
+
+    def validate(self, path: str) -> None:
+        if not self.servers:
+            raise ConfigError(f"{path}.servers: expected at least one server or 'system'")
+        # Indexes count "system" too, so the message points at the entry the user wrote.
+        for index, server in enumerate(self.servers):
+            if server != "system":
+                _check_address(f"{path}.servers[{index}]", server, 53)
+        for domain, servers in self.conditional.items():
+            if normalise_name(domain) is None:
+                raise ConfigError(
+                    f"{path}.conditional: expected domain names as keys, got {domain!r}"
+                )
+            if not servers:
+                raise ConfigError(f"{path}.conditional.{domain}: expected at least one server")
+            _check_addresses(f"{path}.conditional.{domain}", servers, 53)
+        _check_range(f"{path}.timeout", self.timeout, 0.05, 30)
+
+
+ResponseMode = Literal["nxdomain", "sinkhole", "nodata", "refused"]
+
+# The catalog's categories (blocklists/README.md); kept here so a typo fails at load time.
+CATALOG_CATEGORIES = (
+    "chat_assistant",
+    "coding_assistant",
+    "image_video",
+    "voice_music",
+    "search_answer_engine",
+    "api_developer_platform",
+    "model_hub",
+    "companion",
+    "writing_assistant",
+    "agent",
+    "bypass",
+)
+
+
+@dataclass(frozen=True)
+class CatalogSelector:
+    """Catalog services picked by any of these (a union); matching ignores case.
+
+    ``services`` takes service ids or display names; ``vendors`` matches a part of the
+    vendor's name ("ByteDance" picks every ByteDance company); ``countries`` is the
+    vendor's country, ``data_locations`` where the vendor says it keeps user data.
+    """
+
+    all: bool = False
+    services: tuple[str, ...] = ()
+    vendors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    data_locations: tuple[str, ...] = ()
+
+    def validate(self, path: str) -> None:
+        for index, category in enumerate(self.categories):
+            if category not in CATALOG_CATEGORIES:
+                raise ConfigError(
+                    f"{path}.categories[{index}]: expected one of "
+                    f"{', '.join(CATALOG_CATEGORIES)}, got {category!r}"
+                )
+        for key in ("countries", "data_locations"):
+            for index, code in enumerate(getattr(self, key)):
+                if not (code.isalpha() and len(code) in (2, 3)) and code.lower() != "unknown":
+                    raise ConfigError(
+                        f"{path}.{key}[{index}]: expected a country code like CN "
+                        f"(or EU, unknown), got {code!r}"
+                    )
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.all
+            or self.services
+            or self.vendors
+            or self.categories
+            or self.countries
+            or self.data_locations
+        )
+
+
+@dataclass(frozen=True)
+class CatalogPolicy:
+    """Which catalog services are banned: ``block`` minus the exceptions in ``allow``."""
+
+    block: CatalogSelector = field(default_factory=lambda: CatalogSelector(all=True))
+    allow: CatalogSelector = field(default_factory=CatalogSelector)
+
+    @classmethod
+    def from_scalar(cls, value: object, path: str) -> CatalogPolicy:
+        # "all" and "none" stay valid shorthands for the two simplest policies.
+        if value == "all":
+            return cls()
+        if value == "none":
+            return cls(block=CatalogSelector())
+        raise ConfigError(
+            f"{path}: expected 'all', 'none' or a mapping with block/allow, got {value!r}"
+        )
+
+    def validate(self, path: str) -> None:
+        self.block.validate(f"{path}.block")
+        self.allow.validate(f"{path}.allow")
+
+
+@dataclass(frozen=True)
+class BlockingConfig:
+    response: ResponseMode = "nxdomain"
+    # Which services of the shipped catalog are banned; "all" (the default) or "none" too.
+    catalog: CatalogPolicy = field(default_factory=CatalogPolicy)
+    lists: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+    ttl: int = 300  # how long clients may cache a block answer
+    sinkhole_ipv4: str = "0.0.0.0"
+    sinkhole_ipv6: str = "::"
+    # Names that must get NXDOMAIN whatever the mode: a browser only turns its own
+    # DNS-over-HTTPS off when its canary does not exist (a sinkhole address is not enough).
+    canaries: tuple[str, ...] = ("use-application-dns.net", "mask.icloud.com", "mask-h2.icloud.com")
+    cname_inspection: bool = True
+
+    def validate(self, path: str) -> None:
+        self.catalog.validate(f"{path}.catalog")
+        _check_names(f"{path}.allow", self.allow)
+        _check_names(f"{path}.canaries", self.canaries)
+        _check_range(f"{path}.ttl", self.ttl, 0, 604800)
+        for key, kind in (
+            ("sinkhole_ipv4", ipaddress.IPv4Address),
+            ("sinkhole_ipv6", ipaddress.IPv6Address),
+        ):
+            value = getattr(self, key)
+            try:
+                kind(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{path}.{key}: expected an {kind.__name__[:4]} address, got {value!r}"
+                ) from None
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    size: int = 20_000  # entries; least recently used go first
+    min_ttl: int = 0
+    max_ttl: int = 86_400
+    max_negative_ttl: int = 3_600  # RFC 2308 8: negative answers are kept at most this long
+
+    def validate(self, path: str) -> None:
+        _check_range(f"{path}.size", self.size, 0, 10_000_000)
+        _check_range(f"{path}.min_ttl", self.min_ttl, 0, 86_400)
+        _check_range(f"{path}.max_ttl", self.max_ttl, 0, 604_800)
+        _check_range(f"{path}.max_negative_ttl", self.max_negative_ttl, 0, 86_400)
+        if self.min_ttl > self.max_ttl:
+            raise ConfigError(
+                f"{path}.min_ttl: expected at most max_ttl ({self.max_ttl}), got {self.min_ttl}"
+            )
+
+
+# Loopback and the private ranges: an office network, never the open internet (BCP 140).
+DEFAULT_CLIENT_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+    "fe80::/10",
+)
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    allow: tuple[str, ...] = DEFAULT_CLIENT_NETWORKS
+
+    def validate(self, path: str) -> None:
+        for index, network in enumerate(self.allow):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"{path}.allow[{index}]: expected a network like 10.0.0.0/8, got {network!r}"
+                ) from None
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+    def validate(self, path: str) -> None:
+        """Literal types already bound every value here."""
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    blocking: BlockingConfig = field(default_factory=BlockingConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # Relative list paths are resolved against the config file's folder.
+    base_dir: Path = field(default=Path("."), metadata={"internal": True})
+
+    def validate(self) -> None:
+        for section in dataclasses.fields(self):
+            if not section.metadata.get("internal"):
+                getattr(self, section.name).validate(section.name)
+
+    def list_paths(self) -> tuple[Path, ...]:
+        return tuple(self.base_dir / path for path in self.blocking.lists)
+
+
+Section = TypeVar("Section")
+
+
+def _describe(kind: Any) -> str:
+    origin = get_origin(kind)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in get_args(kind))
+    if origin is tuple:
+        return f"a list of {_describe(get_args(kind)[0])}"
+    if origin is dict:
+        return f"a mapping of {_describe(get_args(kind)[0])} to {_describe(get_args(kind)[1])}"
+    names = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+    return names.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def _convert(kind: Any, value: Any, path: str) -> Any:
+    origin = get_origin(kind)
+    wrong = ConfigError(f"{path}: expected {_describe(kind)}, got {value!r}")
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        if not isinstance(value, dict) and hasattr(kind, "from_scalar"):
+            return kind.from_scalar(value, path)
+        return _build(kind, value, path)
+    if origin is Literal:
+        if value not in get_args(kind):
+            raise wrong
+        return value
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, list):
+            if isinstance(value, str):
+                # A lone string where a list belongs is a common slip; accept it as one item.
+                value = [value]
+            else:
+                raise wrong
+        return tuple(
+            _convert(get_args(kind)[0], item, f"{path}[{i}]") for i, item in enumerate(value)
+        )
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise wrong
+        key_kind, value_kind = get_args(kind)
+        return {
+            _convert(key_kind, key, f"{path}"): _convert(value_kind, item, f"{path}.{key}")
+            for key, item in value.items()
+        }
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise wrong
+        return value
+    raise TypeError(f"{path}: unsupported config type {kind}")  # a bug in this module
+
+
+def _build(kind: type[Section], raw: Any, path: str) -> Section:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping of keys, got {raw!r}")
+    hints = get_type_hints(kind)
+    fields = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    known = [name for name, f in fields.items() if not f.metadata.get("internal")]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in known:
+            raise ConfigError(f"{key_path}: unknown key (expected one of {', '.join(known)})")
+        values[key] = _convert(hints[key], value, key_path)
+    return kind(**values)
+
+
+def config_from_mapping(raw: Any, base_dir: Path = Path(".")) -> Config:
+    config = _build(Config, raw, "")
+    config = dataclasses.replace(config, base_dir=base_dir)
+    config.validate()
+    return config
+
+
+def load_config(path: Path | None) -> Config:
+    """Load and validate a config file; None gives the defaults."""
+    if path is None:
+        return config_from_mapping({})
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file: {error.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return config_from_mapping(raw, base_dir=path.resolve().parent)
+
+
+def system_nameservers(resolv_conf: Path = Path("/etc/resolv.conf")) -> tuple[str, ...]:
+    """Nameservers of resolv.conf, in order (the 'system' upstream)."""
+    servers: list[str] = []
+    try:
+        lines = resolv_conf.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ()
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            address = parts[1].split("%", 1)[0]
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                continue
+            servers.append(f"[{ip}]:53" if ip.version == 6 else f"{ip}:53")
+    return tuple(servers)

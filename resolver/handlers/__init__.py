@@ -1,0 +1,1 @@
+"""Pipeline stages, one concern per file; ``resolver.pipeline`` decides their order."""

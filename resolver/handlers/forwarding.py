@@ -1,0 +1,23 @@
+"""The last stage: hand the question to the upstream resolvers responsible for it."""
+
+from __future__ import annotations
+
+from resolver.domainset import DomainSet
+from resolver.model import Query, Resolution
+from resolver.upstream import Forwarder
+
+
+class ForwardingHandler:
+    name = "forwarding"
+
+    def __init__(self, default: Forwarder, conditional: DomainSet[Forwarder]) -> None:
+        self.default = default
+        # Internal zones (an AD domain, say) go to their own servers; most specific wins.
+        self._conditional = conditional
+
+    def handle(self, query: Query) -> Resolution:
+        found = (
+            self._conditional.match(query.qname, query.labels) if len(self._conditional) else None
+        )
+        forwarder = found.value if found is not None else self.default
+        return forwarder.resolve(query)

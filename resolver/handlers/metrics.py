@@ -1,0 +1,34 @@
+"""Count every query and every answer; the outermost stage, so nothing escapes it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from resolver.metrics import Metrics
+from resolver.model import Answer, Handler, Outcome, Query, Resolution
+
+
+class MetricsHandler:
+    name = "metrics"
+
+    def __init__(self, metrics: Metrics, next_handler: Handler) -> None:
+        self._metrics = metrics
+        self._next = next_handler
+
+    def handle(self, query: Query) -> Resolution:
+        self._metrics.count_query(query.protocol, query.qtype)
+        result = self._next.handle(query)
+        if isinstance(result, Answer):
+            self._count(result)
+            return result
+        return self._count_when_ready(result)
+
+    def _count(self, answer: Answer) -> None:
+        self._metrics.count_response(answer.outcome, answer.rcode)
+        if answer.outcome is Outcome.BLOCKED:
+            self._metrics.blocked.labels(answer.service, answer.category).inc()
+
+    async def _count_when_ready(self, pending: Awaitable[Answer]) -> Answer:
+        answer = await pending
+        self._count(answer)
+        return answer

@@ -1,0 +1,91 @@
+"""The types every handler speaks: a query in, an answer out."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeAlias
+
+from resolver.wire import Edns
+
+
+class Outcome(enum.StrEnum):
+    """How a query was answered; a bounded label for metrics and logs."""
+
+    FORWARDED = "forwarded"
+    CACHED = "cached"
+    STALE = "stale"
+    BLOCKED = "blocked"
+    REFUSED = "refused"
+    FORMERR = "formerr"
+    NOTIMP = "notimp"
+    BADVERS = "badvers"
+    SERVFAIL = "servfail"
+    DROPPED = "dropped"
+
+
+@dataclass(slots=True)
+class Query:
+    """A query as read from the wire: header, question and EDNS, nothing more.
+
+    ``qname`` is the lowercase wire form used for matching; the question bytes as the
+    client sent them (case included) stay in ``raw`` and are echoed back verbatim.
+    ``problem`` is set when the question or OPT record cannot be read, so the sanity
+    handler can answer FORMERR instead of the transport dropping the packet.
+    """
+
+    raw: bytes
+    id: int
+    flags: int
+    qdcount: int
+    qname: bytes
+    labels: tuple[int, ...]
+    qtype: int
+    qclass: int
+    question_end: int
+    edns: Edns | None
+    protocol: str
+    client: str
+    problem: str = ""
+
+
+@dataclass(slots=True)
+class Answer:
+    """A response before its final touches.
+
+    ``message`` is a complete DNS message without an OPT record. The codec sets the
+    client's ID, RD and CD bits and question case, adds OPT (with ``ede``) when the client
+    used EDNS, and truncates for UDP; handlers never need to know the transport.
+    """
+
+    message: bytes
+    outcome: Outcome
+    rcode: int
+    ede: tuple[int, str] | None = None
+    # Bounded labels for the blocked counter: a catalog service id or a list name.
+    service: str = ""
+    category: str = ""
+    # CNAME targets in the answer, so the blocking handler can inspect cached answers
+    # without walking them again.
+    cnames: tuple[bytes, ...] = field(default=())
+    # Set on upstream answers only: where the TTLs sit, and how long the answer may be
+    # cached (None: not cacheable, e.g. SERVFAIL or a negative answer without SOA).
+    ttl_offsets: tuple[int, ...] = field(default=())
+    cache_ttl: int | None = None
+
+
+Resolution: TypeAlias = Answer | Awaitable[Answer]
+
+
+class Handler(Protocol):
+    """One stage of the pipeline.
+
+    ``handle`` returns an ``Answer`` when it can answer at once (blocked, cached, refused)
+    and an awaitable only when it must wait (upstream): the common cases then cost no
+    coroutine and no task.
+    """
+
+    name: str
+
+    def handle(self, query: Query) -> Resolution: ...

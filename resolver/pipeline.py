@@ -1,0 +1,77 @@
+"""The one place where the order of the pipeline is decided."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from resolver import wire
+from resolver.blocklist import Blocklist
+from resolver.config import Config, system_nameservers
+from resolver.domainset import DomainSet
+from resolver.handlers.access import AccessHandler
+from resolver.handlers.blocking import BlockingHandler
+from resolver.handlers.cache import AnswerCache, CacheHandler
+from resolver.handlers.forwarding import ForwardingHandler
+from resolver.handlers.metrics import MetricsHandler
+from resolver.handlers.sanity import SanityHandler
+from resolver.metrics import Metrics
+from resolver.model import Handler
+from resolver.responses import BlockAnswers
+from resolver.upstream import Forwarder, Upstream
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """The assembled chain plus the stages others need to reach (reload, readiness)."""
+
+    head: Handler
+    blocking: BlockingHandler
+    cache: CacheHandler
+    forwarder: Forwarder
+
+
+def upstream_servers(specs: tuple[str, ...]) -> tuple[Upstream, ...]:
+    servers: list[Upstream] = []
+    for spec in specs:
+        expanded = system_nameservers() if spec == "system" else (spec,)
+        servers.extend(Upstream.parse(s) for s in expanded)
+    if not servers:
+        raise ValueError("upstream.servers: 'system' found no nameserver in /etc/resolv.conf")
+    return tuple(servers)
+
+
+def build_pipeline(config: Config, blocklist: Blocklist, metrics: Metrics) -> Pipeline:
+    timeout = config.upstream.timeout
+    forwarder = Forwarder(upstream_servers(config.upstream.servers), timeout, metrics)
+    conditional: DomainSet[Forwarder] = DomainSet()
+    for domain, servers in config.upstream.conditional.items():
+        conditional.add(
+            wire.text_to_name(domain), Forwarder(upstream_servers(servers), timeout, metrics)
+        )
+    block_answers = BlockAnswers(
+        config.blocking.response,
+        config.blocking.ttl,
+        config.blocking.sinkhole_ipv4,
+        config.blocking.sinkhole_ipv6,
+    )
+
+    # Built from the last stage back to the first; read bottom-up for the query's path.
+    # 6. forwarding: terminal; only questions nobody before could answer cost a round trip.
+    forwarding = ForwardingHandler(forwarder, conditional)
+    # 5. cache: after blocking, so a policy change applies at once to names already cached.
+    cache = CacheHandler(AnswerCache(config.cache, metrics), metrics, forwarding)
+    # 4. blocking: before the cache and upstream, so a banned name never leaves the building;
+    #    it also inspects the CNAMEs of what comes back from the cache and upstream.
+    blocking = BlockingHandler(
+        blocklist,
+        block_answers,
+        cache,
+        cname_inspection=config.blocking.cname_inspection,
+    )
+    # 3. access: strangers are refused before they cost a lookup or learn the policy.
+    access = AccessHandler(config.access.allow, blocking)
+    # 2. sanity: malformed and unsupported queries never reach policy code.
+    sanity = SanityHandler(access)
+    # 1. metrics: outermost, so every answer, including FORMERR and REFUSED, is counted.
+    head = MetricsHandler(metrics, sanity)
+    return Pipeline(head=head, blocking=blocking, cache=cache, forwarder=forwarder)

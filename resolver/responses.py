@@ -1,0 +1,75 @@
+"""Answers this server writes itself: errors and block answers, built straight as bytes."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from resolver import wire
+from resolver.model import Answer, Outcome, Query
+
+# Owner of the SOA we put in negative block answers; .invalid can never resolve (RFC 6761).
+_SOA_MNAME = wire.text_to_name("aiwall.invalid")
+_SOA_RNAME = wire.text_to_name("hostmaster.aiwall.invalid")
+
+
+def _header(query: Query, rcode: int, ancount: int = 0, nscount: int = 0) -> bytes:
+    # The codec fills in ID and client bits; only the counts and rcode matter here.
+    qdcount = 1 if query.qname else 0
+    return wire.HEADER.pack(0, wire.QR | (rcode & wire.RCODE_MASK), qdcount, ancount, nscount, 0)
+
+
+def _question(query: Query) -> bytes:
+    return query.raw[12 : query.question_end] if query.qname else b""
+
+
+def error(query: Query, rcode: int, outcome: Outcome, ede: tuple[int, str] | None = None) -> Answer:
+    """A header-and-question answer carrying only an rcode (FORMERR, REFUSED, SERVFAIL...)."""
+    message = _header(query, rcode) + _question(query)
+    return Answer(message=message, outcome=outcome, rcode=rcode, ede=ede)
+
+
+def _pointer_to(query: Query, label_index: int) -> bytes:
+    # Names we write are suffixes of the question name, so a pointer is all they take.
+    return wire.U16.pack(0xC000 | (12 + query.labels[label_index]))
+
+
+def _soa(query: Query, zone_label: int, ttl: int) -> bytes:
+    rdata = _SOA_MNAME + _SOA_RNAME + wire.U32.pack(1) + wire.U32.pack(3600)
+    rdata += wire.U32.pack(600) + wire.U32.pack(86400) + wire.U32.pack(ttl)
+    return (
+        _pointer_to(query, zone_label)
+        + wire.RR_FIXED.pack(wire.TYPE_SOA, wire.CLASS_IN, ttl, len(rdata))
+        + rdata
+    )
+
+
+class BlockAnswers:
+    """Builds the answer for a blocked name in the configured response mode."""
+
+    def __init__(self, mode: str, ttl: int, sinkhole_ipv4: str, sinkhole_ipv6: str) -> None:
+        self.mode = mode
+        self.ttl = ttl
+        self._ipv4 = ipaddress.IPv4Address(sinkhole_ipv4).packed
+        self._ipv6 = ipaddress.IPv6Address(sinkhole_ipv6).packed
+
+    def build(self, query: Query, zone_label: int, mode: str, ede_text: str) -> Answer:
+        """``zone_label`` is the index of the label where the matched entry starts; the
+        negative answer's SOA is owned by that entry, as if it were the zone apex."""
+        ede = (wire.EDE_BLOCKED, ede_text)
+        if mode == "refused":
+            return error(query, wire.REFUSED, Outcome.BLOCKED, ede)
+        if mode == "sinkhole" and query.qtype in (wire.TYPE_A, wire.TYPE_AAAA):
+            address = self._ipv4 if query.qtype == wire.TYPE_A else self._ipv6
+            record = (
+                _pointer_to(query, 0)
+                + wire.RR_FIXED.pack(query.qtype, wire.CLASS_IN, self.ttl, len(address))
+                + address
+            )
+            message = _header(query, wire.NOERROR, ancount=1) + _question(query) + record
+            return Answer(message=message, outcome=Outcome.BLOCKED, rcode=wire.NOERROR, ede=ede)
+        # nxdomain, nodata, and sinkhole for types that have no sinkhole address: a negative
+        # answer with a SOA, so downstream caches keep it for the block TTL (RFC 2308 5).
+        rcode = wire.NXDOMAIN if mode == "nxdomain" else wire.NOERROR
+        message = _header(query, rcode, nscount=1) + _question(query)
+        message += _soa(query, zone_label, self.ttl)
+        return Answer(message=message, outcome=Outcome.BLOCKED, rcode=rcode, ede=ede)

@@ -1,0 +1,171 @@
+"""The running server: load the policy, open the listeners, reload, shut down cleanly.
+
+The order of start-up is the fail-closed guarantee: the policy is loaded before any port
+opens, so there is no moment in which a banned name is forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from resolver.blocklist import Blocklist, ListError, build_blocklist
+from resolver.catalog import Catalog, CatalogError, default_catalog_dir, load_catalog
+from resolver.config import Config, parse_host_port
+from resolver.metrics import Metrics
+from resolver.pipeline import Pipeline, build_pipeline
+from resolver.policy import SelectorError
+from resolver.transport import QueryRunner, TcpConnection, TcpConnections, UdpListener
+from resolver.web import StatusServer
+
+log = logging.getLogger(__name__)
+
+# Answers in flight get this long to finish on shutdown; above an upstream timeout.
+DRAIN_SECONDS = 3.0
+# /readyz trusts a recent upstream answer instead of sending a probe on every poll.
+READY_FRESHNESS = 30.0
+
+
+class PolicyError(RuntimeError):
+    """The blocking policy could not be built; nothing is served without one."""
+
+
+def load_policy(
+    config: Config, catalog_dir: Path | None = None
+) -> tuple[Blocklist, Catalog | None]:
+    catalog: Catalog | None = None
+    try:
+        if not config.blocking.catalog.block.empty:
+            catalog = load_catalog(catalog_dir or default_catalog_dir())
+        return build_blocklist(config.blocking, catalog, config.list_paths()), catalog
+    except (CatalogError, ListError, SelectorError) as error:
+        raise PolicyError(str(error)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+def _bind_udp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET6:
+        # Lets 0.0.0.0 and [::] be configured side by side on the same port.
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.bind((host, port))
+    return sock
+
+
+class Server:
+    def __init__(
+        self, config: Config, metrics: Metrics | None = None, catalog_dir: Path | None = None
+    ) -> None:
+        self.config = config
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._catalog_dir = catalog_dir
+        self.pipeline: Pipeline | None = None
+        self.catalog: Catalog | None = None
+        self.dns_endpoints: list[Endpoint] = []
+        self.http_endpoint: Endpoint | None = None
+        self._runner: QueryRunner | None = None
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._udp_listeners: list[UdpListener] = []
+        self._tcp: list[asyncio.Server] = []
+        self._tcp_connections = TcpConnections(
+            config.listen.tcp_max_connections, config.listen.tcp_idle_timeout, self.metrics
+        )
+        self._status: StatusServer | None = None
+
+    async def start(self) -> None:
+        blocklist, self.catalog = load_policy(self.config, self._catalog_dir)
+        self.metrics.set_list_sizes(blocklist.entries_by_source, blocklist.loaded_at)
+        self.pipeline = build_pipeline(self.config, blocklist, self.metrics)
+        self._runner = QueryRunner(self.pipeline.head, self.metrics)
+        loop = asyncio.get_running_loop()
+        for spec in self.config.listen.dns:
+            host, port = parse_host_port(spec, 53)
+            await self._listen_dns(loop, host, port)
+        if self.config.listen.http:
+            host, port = parse_host_port(self.config.listen.http, 9153)
+            self._status = StatusServer(self.metrics, self.ready)
+            bound = await self._status.start(host, port)
+            self.http_endpoint = Endpoint(*bound)
+        log.info(
+            "serving DNS on %s, HTTP on %s, %d policy entries",
+            ", ".join(f"{e.host}:{e.port}" for e in self.dns_endpoints),
+            f"{self.http_endpoint.host}:{self.http_endpoint.port}" if self.http_endpoint else "-",
+            sum(blocklist.entries_by_source.values()),
+        )
+
+    async def _listen_dns(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
+        assert self._runner is not None
+        runner = self._runner
+        # Bind UDP first so that port 0 picks one free port, then TCP on the same one.
+        for attempt in range(20):
+            udp_sock = _bind_udp(host, port)
+            bound_port = udp_sock.getsockname()[1]
+            try:
+                tcp = await loop.create_server(
+                    lambda: TcpConnection(runner, self._tcp_connections),
+                    host,
+                    bound_port,
+                    backlog=256,
+                )
+            except OSError:
+                udp_sock.close()
+                if port != 0 or attempt == 19:
+                    raise
+                continue
+            transport, listener = await loop.create_datagram_endpoint(
+                lambda: UdpListener(runner), sock=udp_sock
+            )
+            self._udp.append(transport)
+            self._udp_listeners.append(listener)
+            self._tcp.append(tcp)
+            self.dns_endpoints.append(Endpoint(host, bound_port))
+            return
+
+    def reload_lists(self) -> bool:
+        """Rebuild the policy from the same config; on any error keep the running one."""
+        assert self.pipeline is not None
+        try:
+            blocklist, self.catalog = load_policy(self.config, self._catalog_dir)
+        except PolicyError as error:
+            log.error("reload rejected, keeping the running policy: %s", error)
+            return False
+        self.pipeline.blocking.replace_blocklist(blocklist)
+        self.metrics.set_list_sizes(blocklist.entries_by_source, blocklist.loaded_at)
+        log.info("policy reloaded: %d entries", sum(blocklist.entries_by_source.values()))
+        return True
+
+    async def ready(self) -> tuple[bool, str]:
+        if self.pipeline is None:
+            return False, "starting"
+        forwarder = self.pipeline.forwarder
+        if time.monotonic() - forwarder.last_success < READY_FRESHNESS:
+            return True, "ready"
+        if await forwarder.probe():
+            return True, "ready"
+        return False, "no upstream answers"
+
+    async def stop(self) -> None:
+        """Stop accepting, let answers in flight finish, then close everything."""
+        for listener in self._udp_listeners:
+            listener.accepting = False
+        for tcp in self._tcp:
+            tcp.close()
+        if self._runner is not None:
+            await self._runner.drain(DRAIN_SECONDS)
+        for udp in self._udp:
+            udp.close()
+        self._tcp_connections.close_all()
+        if self._status is not None:
+            await self._status.stop()
+        for tcp in self._tcp:
+            await tcp.wait_closed()

@@ -1,0 +1,230 @@
+"""UDP and TCP listeners: bytes in, a Query to the pipeline, an Answer back to bytes.
+
+Nothing here knows about blocking or caching. An answer the pipeline has at once is
+sent from inside the receive callback, so blocked and cached queries cost no task; only
+answers that wait for an upstream become a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, cast
+
+from resolver import responses, wire
+from resolver.codec import encode_answer, parse_query
+from resolver.metrics import Metrics
+from resolver.model import Answer, Handler, Outcome, Query
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[bytes], None]
+
+
+class QueryRunner:
+    """Runs queries through the pipeline and delivers answers through a callback."""
+
+    def __init__(self, head: Handler, metrics: Metrics) -> None:
+        self.head = head
+        self.metrics = metrics
+        self.pending: set[asyncio.Future[Answer]] = set()
+
+    def run(self, query: Query, deliver: Callable[[Query, Answer], None]) -> None:
+        try:
+            result = self.head.handle(query)
+        except Exception:
+            # A bug must cost one answer, not the listener.
+            log.exception("pipeline failed on a query")
+            deliver(query, self._servfail(query))
+            return
+        if isinstance(result, Answer):
+            deliver(query, result)
+            return
+        future = asyncio.ensure_future(result)
+        self.pending.add(future)
+        future.add_done_callback(lambda done: self._finish(query, done, deliver))
+
+    def _finish(
+        self, query: Query, done: asyncio.Future[Answer], deliver: Callable[[Query, Answer], None]
+    ) -> None:
+        self.pending.discard(done)
+        if done.cancelled():
+            return
+        error = done.exception()
+        if error is not None:
+            log.error("pipeline failed on a query: %r", error)
+            deliver(query, self._servfail(query))
+            return
+        deliver(query, done.result())
+
+    def _servfail(self, query: Query) -> Answer:
+        self.metrics.count_response(Outcome.SERVFAIL, wire.SERVFAIL)
+        return responses.error(query, wire.SERVFAIL, Outcome.SERVFAIL)
+
+    async def drain(self, seconds: float) -> None:
+        """Wait for answers still in flight (on shutdown), at most ``seconds``."""
+        if self.pending:
+            await asyncio.wait(set(self.pending), timeout=seconds)
+
+
+class UdpListener(asyncio.DatagramProtocol):
+    def __init__(self, runner: QueryRunner) -> None:
+        self._runner = runner
+        self._transport: asyncio.DatagramTransport | None = None
+        # Cleared on shutdown: answers in flight still go out, new queries are ignored.
+        self.accepting = True
+        self._dropped = runner.metrics.dropped.labels("udp", "unparsable")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.accepting:
+            return
+        query = parse_query(data, "udp", addr[0])
+        if query is None:
+            self._dropped.inc()
+            return
+        self._runner.run(query, lambda q, answer: self._send(q, answer, addr))
+
+    def _send(self, query: Query, answer: Answer, addr: Any) -> None:
+        if answer.outcome is Outcome.DROPPED or self._transport is None:
+            return
+        self._transport.sendto(encode_answer(query, answer, udp=True), addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for earlier answers (a client gone away); nothing to do but note it.
+        log.debug("UDP error: %s", exc)
+
+
+class TcpConnections:
+    """Open client connections, least recently active first, under a cap.
+
+    When the cap is reached, the connection idle the longest is closed to admit the new
+    one, so stalled connections can never lock real clients out (RFC 7766 6.2.3).
+    """
+
+    def __init__(self, limit: int, idle_timeout: float, metrics: Metrics) -> None:
+        self.limit = limit
+        self.idle_timeout = idle_timeout
+        self.metrics = metrics
+        self._open: OrderedDict[TcpConnection, None] = OrderedDict()
+
+    def admit(self, connection: TcpConnection) -> bool:
+        if len(self._open) >= self.limit:
+            victim = next((c for c in self._open if not c.busy), None)
+            if victim is None:
+                self.metrics.tcp_closed.labels("limit").inc()
+                return False
+            self.metrics.tcp_closed.labels("evicted").inc()
+            # Forget it now, not in connection_lost: a newcomer admitted before then would
+            # otherwise pick the same victim again and push us past the cap.
+            self.forget(victim)
+            victim.close()
+        self._open[connection] = None
+        self.metrics.tcp_connections.set(len(self._open))
+        return True
+
+    def touch(self, connection: TcpConnection) -> None:
+        if connection in self._open:
+            self._open.move_to_end(connection)
+
+    def forget(self, connection: TcpConnection) -> None:
+        self._open.pop(connection, None)
+        self.metrics.tcp_connections.set(len(self._open))
+
+    def close_all(self) -> None:
+        for connection in list(self._open):
+            connection.close()
+
+
+class TcpConnection(asyncio.Protocol):
+    """One client connection: 2-byte length framing, pipelined queries answered as they
+    complete (RFC 7766 6.2.1.1), closed after an idle period with nothing outstanding."""
+
+    def __init__(self, runner: QueryRunner, connections: TcpConnections) -> None:
+        self._runner = runner
+        self._connections = connections
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._outstanding = 0
+        self._peer = ""
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._eof = False
+
+    @property
+    def busy(self) -> bool:
+        return self._outstanding > 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._peer = peer[0] if peer else ""
+        if not self._connections.admit(self):
+            transport.abort()
+            self._transport = None
+            return
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= 2:
+            length = wire.U16.unpack_from(self._buffer)[0]
+            if len(self._buffer) < 2 + length:
+                return
+            message = bytes(self._buffer[2 : 2 + length])
+            del self._buffer[: 2 + length]
+            self._connections.touch(self)
+            query = parse_query(message, "tcp", self._peer)
+            if query is None:
+                # No way to resync a stream after a message we cannot read as a query.
+                self._runner.metrics.dropped.labels("tcp", "unparsable").inc()
+                self._connections.metrics.tcp_closed.labels("malformed").inc()
+                self.close()
+                return
+            self._outstanding += 1
+            self._arm_idle_timer()
+            self._runner.run(query, self._send)
+
+    def _send(self, query: Query, answer: Answer) -> None:
+        self._outstanding -= 1
+        transport = self._transport
+        if transport is not None and answer.outcome is not Outcome.DROPPED:
+            data = encode_answer(query, answer, udp=False)
+            transport.write(wire.U16.pack(len(data)) + data)
+        if self._eof and not self._outstanding:
+            self.close()
+        else:
+            self._arm_idle_timer()
+
+    def eof_received(self) -> bool:
+        # The client has sent its last query; answer what is outstanding, then close.
+        self._eof = True
+        return self._outstanding > 0
+
+    def _arm_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        if self._transport is not None:
+            loop = asyncio.get_running_loop()
+            self._idle_timer = loop.call_later(self._connections.idle_timeout, self._on_idle)
+
+    def _on_idle(self) -> None:
+        if self._outstanding:
+            self._arm_idle_timer()
+            return
+        self._connections.metrics.tcp_closed.labels("idle").inc()
+        self.close()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._transport = None
+        self._connections.forget(self)

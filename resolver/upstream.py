@@ -1,0 +1,245 @@
+"""Asking the real resolvers, and believing only genuine answers (RFC 5452).
+
+Every attempt uses a fresh random ID and a fresh socket (so a fresh random source port),
+and an answer is accepted only if it comes from the address and port asked, carries the
+ID sent, echoes the question asked and can be walked to its end. Anything else is
+ignored and counted while we keep waiting for the real answer until the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+
+from resolver import responses, wire
+from resolver.config import parse_host_port
+from resolver.metrics import Metrics
+from resolver.model import Answer, Outcome, Query
+
+log = logging.getLogger(__name__)
+
+# Upstream rcodes that say "this server cannot answer", so the next one is asked.
+_FAILOVER_RCODES = frozenset({wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR})
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    host: str
+    port: int
+    label: str  # "host:port", the metric label
+
+    @classmethod
+    def parse(cls, spec: str) -> Upstream:
+        host, port = parse_host_port(spec, 53)
+        # The canonical text form, so it compares equal to the source address recvfrom gives.
+        host = str(ipaddress.ip_address(host))
+        label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return cls(host, port, label)
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+
+class Rejected(Exception):
+    """A packet that is not the answer we wait for; ``reason`` is a bounded label."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    ident: int
+    qname: bytes  # lowercase wire form
+    type_class: bytes  # the 4 bytes after the name
+
+
+def _check(data: bytes, expected: _Expected) -> wire.ResponseScan:
+    """Raise Rejected unless ``data`` is the answer to our question."""
+    if len(data) < 12:
+        raise Rejected("malformed")
+    ident, flags, qdcount = wire.HEADER.unpack_from(data)[:3]
+    if ident != expected.ident:
+        raise Rejected("wrong_id")
+    if not flags & wire.QR or qdcount != 1:
+        raise Rejected("malformed")
+    name_end = 12 + len(expected.qname)
+    if (
+        data[12:name_end].lower() != expected.qname
+        or data[name_end : name_end + 4] != expected.type_class
+    ):
+        raise Rejected("wrong_question")
+    try:
+        return wire.scan_response(data)
+    except wire.WireError:
+        raise Rejected("malformed") from None
+
+
+def _upstream_query(query: Query, ident: int) -> bytes:
+    """Our own query for the client's question: new ID, RD set (we forward to recursive
+    resolvers), CD echoed, and an OPT asking for 1232-byte answers with the client's DO bit."""
+    flags = wire.RD | (query.flags & wire.CD)
+    do = query.edns.do if query.edns is not None else False
+    return (
+        wire.HEADER.pack(ident, flags, 1, 0, 0, 1)
+        + query.raw[12 : query.question_end]
+        + wire.opt_record(do=do)
+    )
+
+
+class Forwarder:
+    """Tries its upstreams strictly in order until one gives a usable answer."""
+
+    def __init__(self, servers: tuple[Upstream, ...], timeout: float, metrics: Metrics) -> None:
+        self.servers = servers
+        self.timeout = timeout
+        self._metrics = metrics
+        self.last_success = 0.0  # monotonic time of the last usable answer (for /readyz)
+
+    async def resolve(self, query: Query) -> Answer:
+        for server in self.servers:
+            ident = secrets.randbits(16)
+            expected = _Expected(
+                ident, query.qname, query.raw[query.question_end - 4 : query.question_end]
+            )
+            message = _upstream_query(query, ident)
+            started = time.monotonic()
+            try:
+                data, scan = await self._exchange_udp(server, message, expected)
+                if wire.U16.unpack_from(data, 2)[0] & wire.TC:
+                    # Too big for UDP: the full answer is only to be had over TCP (RFC 7766 5).
+                    data, scan = await self._exchange_tcp(server, message, expected)
+            except TimeoutError:
+                self._metrics.upstream_errors.labels(server.label, "timeout").inc()
+                continue
+            except (OSError, Rejected, asyncio.IncompleteReadError) as error:
+                reason = error.reason if isinstance(error, Rejected) else "network"
+                self._metrics.upstream_errors.labels(server.label, reason).inc()
+                log.debug("upstream %s failed: %s", server.label, error)
+                continue
+            if scan.rcode in _FAILOVER_RCODES:
+                reason = wire.RCODE_NAMES[scan.rcode].lower()
+                self._metrics.upstream_errors.labels(server.label, reason).inc()
+                continue
+            now = time.monotonic()
+            self.last_success = now
+            self._metrics.upstream_duration.labels(server.label).observe(now - started)
+            return _answer_from(data, scan)
+        # Never NXDOMAIN here: a failure must not look like "this name does not exist".
+        return responses.error(
+            query,
+            wire.SERVFAIL,
+            Outcome.SERVFAIL,
+            (wire.EDE_NO_REACHABLE_AUTHORITY, "no upstream answered"),
+        )
+
+    async def _exchange_udp(
+        self, server: Upstream, message: bytes, expected: _Expected
+    ) -> tuple[bytes, wire.ResponseScan]:
+        loop = asyncio.get_running_loop()
+        # An unconnected socket: datagrams from any source reach us, so forged ones from a
+        # wrong address can be counted, then ignored.
+        sock = socket.socket(server.family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        future: asyncio.Future[tuple[bytes, wire.ResponseScan]] = loop.create_future()
+        try:
+            sock.sendto(message, (server.host, server.port))
+            loop.add_reader(sock.fileno(), self._on_datagram, sock, server, expected, future)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await future
+            finally:
+                loop.remove_reader(sock.fileno())
+        finally:
+            sock.close()
+
+    def _on_datagram(
+        self,
+        sock: socket.socket,
+        server: Upstream,
+        expected: _Expected,
+        future: asyncio.Future[tuple[bytes, wire.ResponseScan]],
+    ) -> None:
+        while not future.done():
+            try:
+                data, source = sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            except OSError as error:
+                future.set_exception(error)
+                return
+            try:
+                if source[0] != server.host or source[1] != server.port:
+                    raise Rejected("wrong_source")
+                scan = _check(data, expected)
+            except Rejected as rejected:
+                self._metrics.upstream_rejected.labels(server.label, rejected.reason).inc()
+                continue
+            future.set_result((data, scan))
+
+    async def _exchange_tcp(
+        self, server: Upstream, message: bytes, expected: _Expected
+    ) -> tuple[bytes, wire.ResponseScan]:
+        async with asyncio.timeout(self.timeout):
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            try:
+                writer.write(wire.U16.pack(len(message)) + message)
+                await writer.drain()
+                length = wire.U16.unpack(await reader.readexactly(2))[0]
+                data = await reader.readexactly(length)
+            finally:
+                writer.close()
+        try:
+            return data, _check(data, expected)
+        except Rejected as rejected:
+            self._metrics.upstream_rejected.labels(server.label, rejected.reason).inc()
+            raise
+
+    async def probe(self) -> bool:
+        """True if any upstream answers a query for the root NS (for /readyz)."""
+        query = Query(
+            raw=wire.HEADER.pack(0, 0, 1, 0, 0, 0)
+            + b"\x00"
+            + wire.U16.pack(wire.TYPE_NS)
+            + wire.U16.pack(1),
+            id=0,
+            flags=wire.RD,
+            qdcount=1,
+            qname=b"\x00",
+            labels=(),
+            qtype=wire.TYPE_NS,
+            qclass=wire.CLASS_IN,
+            question_end=17,
+            edns=None,
+            protocol="internal",
+            client="",
+        )
+        answer = await self.resolve(query)
+        return answer.outcome is Outcome.FORWARDED
+
+
+def _answer_from(data: bytes, scan: wire.ResponseScan) -> Answer:
+    message, ttl_offsets = wire.without_opt(data, scan)
+    flags = wire.U16.unpack_from(message, 2)[0]
+    # We did not author this data: never claim authority for it.
+    message = message[:2] + wire.U16.pack(flags & ~wire.AA) + message[4:]
+    cache_ttl: int | None = None
+    if scan.rcode == wire.NOERROR and scan.min_ttl is not None:
+        cache_ttl = scan.min_ttl
+    elif scan.rcode in (wire.NOERROR, wire.NXDOMAIN) and scan.negative_ttl is not None:
+        cache_ttl = scan.negative_ttl
+    return Answer(
+        message=message,
+        outcome=Outcome.FORWARDED,
+        rcode=scan.rcode,
+        cnames=scan.cnames,
+        ttl_offsets=ttl_offsets,
+        cache_ttl=cache_ttl,
+    )

@@ -1,0 +1,321 @@
+"""DNS wire format, read straight from bytes.
+
+The hot path never builds a full message object: a query is read as far as its
+header, question and OPT record, and an upstream answer is only walked (record
+headers, not record data) to find its TTL fields, its OPT record and any CNAME
+targets. Everything here works on ``bytes`` and offsets.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+HEADER = struct.Struct("!HHHHHH")
+U16 = struct.Struct("!H")
+U32 = struct.Struct("!I")
+RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
+
+# Header flag bits (RFC 1035 4.1.1, RFC 4035 for AD/CD).
+QR = 0x8000
+OPCODE_MASK = 0x7800
+AA = 0x0400
+TC = 0x0200
+RD = 0x0100
+RA = 0x0080
+AD = 0x0020
+CD = 0x0010
+RCODE_MASK = 0x000F
+
+CLASS_IN = 1
+CLASS_CH = 3
+
+TYPE_A = 1
+TYPE_NS = 2
+TYPE_CNAME = 5
+TYPE_SOA = 6
+TYPE_AAAA = 28
+TYPE_OPT = 41
+TYPE_IXFR = 251
+TYPE_AXFR = 252
+TYPE_ANY = 255
+
+NOERROR = 0
+FORMERR = 1
+SERVFAIL = 2
+NXDOMAIN = 3
+NOTIMP = 4
+REFUSED = 5
+BADVERS = 16
+
+EDNS_DO = 0x8000
+OPTION_EDE = 15
+# RFC 8914 codes this server sends.
+EDE_STALE_ANSWER = 3
+EDE_BLOCKED = 15
+EDE_PROHIBITED = 18
+EDE_NO_REACHABLE_AUTHORITY = 22
+EDE_NETWORK_ERROR = 23
+
+# What we advertise and ask for: the DNS Flag Day 2020 size, small enough to avoid IP fragmentation.
+EDNS_PAYLOAD = 1232
+PLAIN_UDP_LIMIT = 512
+
+RCODE_NAMES = {
+    NOERROR: "NOERROR",
+    FORMERR: "FORMERR",
+    SERVFAIL: "SERVFAIL",
+    NXDOMAIN: "NXDOMAIN",
+    NOTIMP: "NOTIMP",
+    REFUSED: "REFUSED",
+    BADVERS: "BADVERS",
+}
+
+
+class WireError(ValueError):
+    """The bytes are not a DNS message we can read."""
+
+
+def read_question_name(data: bytes, offset: int) -> tuple[int, tuple[int, ...]]:
+    """Read an uncompressed name; return where it ends and where each label starts.
+
+    A query's question is the first name in the message, so a compression pointer there
+    can only point backwards into the header: such a query is malformed.
+    """
+    starts: list[int] = []
+    end = len(data)
+    position = offset
+    while True:
+        if position >= end:
+            raise WireError("question name runs past the end of the message")
+        length = data[position]
+        if length == 0:
+            if position - offset + 1 > 255:
+                raise WireError("question name longer than 255 bytes")
+            return position + 1, tuple(starts)
+        if length > 63:
+            raise WireError("compression or reserved label type in the question")
+        starts.append(position - offset)
+        position += length + 1
+
+
+def skip_name(data: bytes, offset: int) -> int:
+    """Return the offset just after a (possibly compressed) name."""
+    end = len(data)
+    while True:
+        if offset >= end:
+            raise WireError("name runs past the end of the message")
+        length = data[offset]
+        if length == 0:
+            return offset + 1
+        if length >= 0xC0:
+            if offset + 2 > end:
+                raise WireError("compression pointer cut short")
+            return offset + 2
+        if length > 63:
+            raise WireError("reserved label type")
+        offset += length + 1
+
+
+def read_name(data: bytes, offset: int) -> bytes:
+    """Decompress a name into lowercase wire form (used only for CNAME targets)."""
+    labels = bytearray()
+    jumps = 0
+    end = len(data)
+    while True:
+        if offset >= end:
+            raise WireError("name runs past the end of the message")
+        length = data[offset]
+        if length == 0:
+            labels.append(0)
+            if len(labels) > 255:
+                raise WireError("name longer than 255 bytes")
+            return bytes(labels).lower()
+        if length >= 0xC0:
+            if offset + 2 > end:
+                raise WireError("compression pointer cut short")
+            jumps += 1
+            if jumps > 64:
+                raise WireError("compression loop")
+            offset = U16.unpack_from(data, offset)[0] & 0x3FFF
+            continue
+        if length > 63:
+            raise WireError("reserved label type")
+        labels += data[offset : offset + length + 1]
+        offset += length + 1
+
+
+def name_to_text(name: bytes) -> str:
+    """Wire-form name to presentation text without the trailing dot ("" for the root)."""
+    parts: list[str] = []
+    position = 0
+    while position < len(name) and name[position]:
+        length = name[position]
+        label = name[position + 1 : position + 1 + length]
+        parts.append(
+            "".join(
+                chr(b) if 0x21 <= b <= 0x7E and b not in (0x2E, 0x5C) else f"\\{b:03d}"
+                for b in label
+            )
+        )
+        position += length + 1
+    return ".".join(parts)
+
+
+def text_to_name(text: str) -> bytes:
+    """Presentation text (ASCII or IDNA already applied) to lowercase wire form."""
+    stripped = text.strip().rstrip(".").lower()
+    if not stripped:
+        return b"\x00"
+    out = bytearray()
+    for label in stripped.split("."):
+        encoded = label.encode("ascii")
+        if not 0 < len(encoded) <= 63:
+            raise WireError(f"label {label!r} must be 1 to 63 characters")
+        out.append(len(encoded))
+        out += encoded
+    out.append(0)
+    if len(out) > 255:
+        raise WireError("name longer than 255 bytes")
+    return bytes(out)
+
+
+def label_starts(name: bytes) -> tuple[int, ...]:
+    """Offsets of each label of a wire-form name (the root label excluded)."""
+    starts: list[int] = []
+    position = 0
+    while name[position]:
+        starts.append(position)
+        position += name[position] + 1
+    return tuple(starts)
+
+
+@dataclass(frozen=True, slots=True)
+class Edns:
+    payload: int
+    version: int
+    do: bool
+
+
+def read_opt(data: bytes, offset: int, counts: tuple[int, int, int]) -> tuple[Edns | None, str]:
+    """Find the OPT record among the records that start at ``offset``.
+
+    Returns the EDNS parameters (None when absent) and a problem description ("" when
+    none): more than one OPT, or an OPT with a non-root owner, is a FORMERR (RFC 6891 6.1.1).
+    """
+    answers, authorities, additionals = counts
+    edns: Edns | None = None
+    total = answers + authorities + additionals
+    for index in range(total):
+        name_start = offset
+        offset = skip_name(data, offset)
+        if offset + 10 > len(data):
+            raise WireError("record header cut short")
+        rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, offset)
+        offset += 10 + rdlength
+        if offset > len(data):
+            raise WireError("record data cut short")
+        if rtype != TYPE_OPT:
+            continue
+        if index < answers + authorities:
+            return None, "OPT outside the additional section"
+        if edns is not None:
+            return None, "more than one OPT record"
+        if data[name_start] != 0:
+            return None, "OPT owner is not the root"
+        edns = Edns(
+            payload=max(rclass, PLAIN_UDP_LIMIT), version=(ttl >> 16) & 0xFF, do=bool(ttl & EDNS_DO)
+        )
+    return edns, ""
+
+
+def opt_record(*, do: bool, extended_rcode: int = 0, options: bytes = b"") -> bytes:
+    """An OPT pseudo-record advertising our payload size (RFC 6891 6.1.2)."""
+    ttl = (extended_rcode << 24) | (EDNS_DO if do else 0)
+    return b"\x00" + RR_FIXED.pack(TYPE_OPT, EDNS_PAYLOAD, ttl, len(options)) + options
+
+
+def ede_option(code: int, text: str) -> bytes:
+    """An Extended DNS Error option (RFC 8914): info-code then UTF-8 text."""
+    # Cut on a character boundary: RFC 8914 2 wants UTF-8, and a split character makes
+    # strict clients reject the whole message.
+    encoded = text.encode("utf-8")[:200].decode("utf-8", "ignore").encode("utf-8")
+    body = U16.pack(code) + encoded
+    return U16.pack(OPTION_EDE) + U16.pack(len(body)) + body
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseScan:
+    """What a relayed answer needs to be cached and inspected, found without decoding it."""
+
+    rcode: int
+    ttl_offsets: tuple[int, ...]  # where each record's TTL sits (OPT excluded)
+    min_ttl: int | None  # smallest TTL of the answer records (None: no answer records)
+    negative_ttl: int | None  # RFC 2308: min(SOA TTL, SOA MINIMUM) of an authority SOA
+    cnames: tuple[bytes, ...]  # CNAME targets in the answer section, lowercase wire form
+    opt_start: int  # where the OPT record starts, -1 when absent
+    opt_end: int
+
+
+def scan_response(data: bytes) -> ResponseScan:
+    """Walk every record of a response, decoding only CNAME targets and SOA timers."""
+    if len(data) < 12:
+        raise WireError("shorter than a DNS header")
+    _, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    offset = 12
+    for _ in range(qdcount):
+        offset = skip_name(data, offset) + 4
+    ttl_offsets: list[int] = []
+    cnames: list[bytes] = []
+    min_ttl: int | None = None
+    negative_ttl: int | None = None
+    opt_start = opt_end = -1
+    extended_rcode = 0
+    for index in range(ancount + nscount + arcount):
+        start = offset
+        offset = skip_name(data, offset)
+        if offset + 10 > len(data):
+            raise WireError("record header cut short")
+        rtype, _rclass, ttl, rdlength = RR_FIXED.unpack_from(data, offset)
+        rdata = offset + 10
+        offset = rdata + rdlength
+        if offset > len(data):
+            raise WireError("record data cut short")
+        if rtype == TYPE_OPT:
+            opt_start, opt_end = start, offset
+            extended_rcode = ttl >> 24
+            continue
+        ttl_offsets.append(rdata - 6)
+        if index < ancount:
+            min_ttl = ttl if min_ttl is None else min(min_ttl, ttl)
+            if rtype == TYPE_CNAME:
+                cnames.append(read_name(data, rdata))
+        elif index < ancount + nscount and rtype == TYPE_SOA:
+            rdata_end = skip_name(data, skip_name(data, rdata))
+            if rdata_end + 20 != offset:
+                raise WireError("SOA record data has the wrong length")
+            minimum = U32.unpack_from(data, rdata_end + 16)[0]
+            negative_ttl = min(ttl, minimum)
+    if offset != len(data):
+        raise WireError("trailing bytes after the last record")
+    return ResponseScan(
+        rcode=(extended_rcode << 4) | (flags & RCODE_MASK),
+        ttl_offsets=tuple(ttl_offsets),
+        min_ttl=min_ttl,
+        negative_ttl=negative_ttl,
+        cnames=tuple(cnames),
+        opt_start=opt_start,
+        opt_end=opt_end,
+    )
+
+
+def without_opt(data: bytes, scan: ResponseScan) -> tuple[bytes, tuple[int, ...]]:
+    """The message with its OPT record removed (EDNS is hop-by-hop: we add our own), and
+    its TTL offsets moved to match."""
+    if scan.opt_start < 0:
+        return data, scan.ttl_offsets
+    header = bytearray(data[:12])
+    U16.pack_into(header, 10, U16.unpack_from(data, 10)[0] - 1)
+    removed = scan.opt_end - scan.opt_start
+    offsets = tuple(o - removed if o > scan.opt_start else o for o in scan.ttl_offsets)
+    return bytes(header) + data[12 : scan.opt_start] + data[scan.opt_end :], offsets

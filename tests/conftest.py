@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.upstream import FakeUpstream
+from tests.support import RunningServer, make_config
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        yield fake
+        assert fake.errors == []
+
+
+@pytest.fixture
+def catalog_dir(tmp_path: Path) -> Path:
+    """A one-service catalog, so integration tests do not depend on the shipped data."""
+    directory = tmp_path / "catalog"
+    directory.mkdir()
+    (directory / "deepseek.yaml").write_text(
+        """\
+id: deepseek
+name: DeepSeek
+vendor: Hangzhou DeepSeek Artificial Intelligence Co., Ltd.
+vendor_country: CN
+data_location:
+  country: CN
+  source: https://platform.deepseek.com/downloads/DeepSeek%20Privacy%20Policy.html
+categories: [chat_assistant, api_developer_platform]
+domains:
+  - name: deepseek.com
+    role: ui
+  - name: api.deepseek.com
+    role: api
+sources: [https://www.deepseek.com/]
+reviewed: 2026-11-22
+""",
+        encoding="utf-8",
+    )
+    return directory
+
+
+@pytest.fixture
+def start_server(
+    upstream: FakeUpstream, catalog_dir: Path, tmp_path: Path
+) -> Iterator[Callable[..., RunningServer]]:
+    """Start the real server against the fake upstream; sections override the config."""
+    running: list[RunningServer] = []
+
+    def start(upstreams: str | list[str] | None = None, **sections: Any) -> RunningServer:
+        config = make_config(upstreams or upstream.server_spec, base_dir=tmp_path, **sections)
+        server = RunningServer(config, catalog_dir=catalog_dir).start()
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.stop()

@@ -1,0 +1,112 @@
+"""Only genuine upstream answers are believed (RFC 5452): forgeries are ignored and
+counted, and the server keeps waiting for the real answer."""
+
+from __future__ import annotations
+
+import socket
+
+import dns.message
+import dns.rcode
+import pytest
+
+from tests.fakes.upstream import DEFAULT_A, FORGED_A, FakeUpstream
+from tests.support import RunningServer, ask
+
+READ_TIMEOUT = 3.0
+TIMEOUT = 0.5  # the harness's upstream timeout
+LATE = 0.8  # past the upstream timeout
+REJECTED = "aiwall_upstream_rejected_responses_total"
+
+# Forgery kind (the fake's) -> reason label (the server's).
+KINDS = {
+    "wrong-id": "wrong_id",
+    "wrong-question": "wrong_question",
+    "wrong-source": "wrong_source",
+    "malformed": "malformed",
+    "truncated-garbage": "malformed",
+}
+
+
+def addresses(answer: dns.message.Message) -> list[str]:
+    return [str(rdata.address) for rrset in answer.answer for rdata in rrset]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_forgery_is_ignored_and_the_genuine_answer_served(start_server, upstream, kind):
+    name = f"{kind}.example.test"
+    upstream.set_forgery(name, kind)
+    server = start_server()
+    reason = KINDS[kind]
+    assert server.metric(REJECTED, reason=reason) == 0
+    answer = ask(server, name)
+    assert answer.rcode() == dns.rcode.NOERROR
+    assert addresses(answer) == [DEFAULT_A]
+    assert server.metric(REJECTED, reason=reason) == 1
+    assert server.metric(REJECTED, upstream=upstream.server_spec, reason=reason) == 1
+    # Served again from the cache: what was cached is the genuine answer.
+    again = ask(server, name)
+    assert addresses(again) == [DEFAULT_A]
+    assert FORGED_A not in addresses(again)
+    assert upstream.answer_count(name) == 1
+    assert server.metric("aiwall_cache_hits_total") == 1
+
+
+def test_each_forgery_kind_counts_under_its_own_reason(start_server, upstream):
+    server = start_server()
+    for kind in KINDS:
+        upstream.set_forgery(f"all-{kind}.example.test", kind)
+    for kind in KINDS:
+        assert addresses(ask(server, f"all-{kind}.example.test")) == [DEFAULT_A]
+    for reason in set(KINDS.values()):
+        expected = sum(1 for r in KINDS.values() if r == reason)
+        assert server.metric(REJECTED, reason=reason) == expected
+    assert all(q.transport == "udp" for q in upstream.queries)
+
+
+def _query_and_listen(server: RunningServer, name: str, linger: float) -> list[bytes]:
+    """Send one query and collect every datagram that comes back within ``linger`` of
+    the first one."""
+    query = dns.message.make_query(name, "A", use_edns=0)
+    received: list[bytes] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(READ_TIMEOUT)
+        sock.sendto(query.to_wire(), (server.host, server.port))
+        received.append(sock.recv(65535))
+        sock.settimeout(linger)
+        try:
+            while True:
+                received.append(sock.recv(65535))
+        except TimeoutError:
+            pass
+    return received
+
+
+def test_late_answer_reaches_neither_client_nor_cache(start_server, upstream):
+    name = "late.example.test"
+    upstream.set_late(name, LATE)
+    server = start_server()
+    # The SERVFAIL comes after TIMEOUT; listening LATE more outlasts the late answer.
+    datagrams = _query_and_listen(server, name, linger=LATE)
+    assert len(datagrams) == 1
+    first = dns.message.from_wire(datagrams[0])
+    assert first.rcode() == dns.rcode.SERVFAIL
+    assert upstream.answer_count(name) == 1
+    # Had the late answer been cached, this would not reach the upstream.
+    upstream.set_late(name, 0)
+    answer = ask(server, name)
+    assert addresses(answer) == [DEFAULT_A]
+    assert upstream.answer_count(name) == 2
+
+
+def test_late_answer_from_first_does_not_replace_the_second_answer(start_server, upstream):
+    name = "late-failover.example.test"
+    upstream.set_late(name, LATE)
+    with FakeUpstream() as second:
+        second.set_records(name, "A", ["192.0.2.2"])
+        server = start_server(upstreams=[upstream.server_spec, second.server_spec])
+        datagrams = _query_and_listen(server, name, linger=LATE)
+        assert [addresses(dns.message.from_wire(d)) for d in datagrams] == [["192.0.2.2"]]
+        # After the first upstream's late answer went out, the cache still holds the second's.
+        assert addresses(ask(server, name)) == ["192.0.2.2"]
+        assert second.answer_count(name) == 1
+    assert upstream.answer_count(name) == 1

@@ -1,0 +1,307 @@
+"""Strict config loading: every mistake is a ConfigError that starts with its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from resolver.config import (
+    Config,
+    ConfigError,
+    config_from_mapping,
+    load_config,
+    parse_host_port,
+    system_nameservers,
+)
+
+
+def error_of(raw: object) -> str:
+    with pytest.raises(ConfigError) as caught:
+        config_from_mapping(raw)
+    return str(caught.value)
+
+
+# --- defaults and good values -------------------------------------------------------------
+
+
+def test_defaults_are_valid():
+    Config().validate()
+    config = load_config(None)
+    assert config == config_from_mapping({})
+    assert config.blocking.response == "nxdomain"
+    assert config.upstream.servers == ("system",)
+
+
+def test_empty_sections_and_empty_file_mean_defaults():
+    assert config_from_mapping(None) == Config()
+    assert config_from_mapping({"blocking": None}).blocking == Config().blocking
+
+
+def test_full_config_is_read():
+    config = config_from_mapping(
+        {
+            "listen": {"dns": ["0.0.0.0:53", "[::]:53"], "http": "", "tcp_idle_timeout": 5},
+            "upstream": {
+                "servers": ["system", "9.9.9.9", "[2620:fe::fe]:53"],
+                "conditional": {"corp.example": ["10.0.0.53"]},
+                "timeout": 1,
+            },
+            "blocking": {
+                "response": "sinkhole",
+                "catalog": "none",
+                "lists": ["extra.txt"],
+                "allow": ["docs.example.com"],
+                "ttl": 60,
+                "sinkhole_ipv4": "192.0.2.1",
+                "sinkhole_ipv6": "2001:db8::1",
+                "cname_inspection": False,
+            },
+            "cache": {"size": 10, "min_ttl": 5, "max_ttl": 50},
+            "access": {"allow": ["192.0.2.0/24", "2001:db8::/32", "10.1.2.3"]},
+            "logging": {"level": "debug", "format": "json"},
+        },
+        base_dir=Path("/etc/aiwall"),
+    )
+    assert config.listen.dns == ("0.0.0.0:53", "[::]:53")
+    # Whole numbers are fine where a float is expected, and come out as floats.
+    assert config.listen.tcp_idle_timeout == 5.0
+    assert isinstance(config.upstream.timeout, float)
+    assert config.upstream.conditional == {"corp.example": ("10.0.0.53",)}
+    assert config.blocking.response == "sinkhole"
+    assert config.blocking.cname_inspection is False
+    assert config.list_paths() == (Path("/etc/aiwall/extra.txt"),)
+
+
+def test_a_lone_string_where_a_list_belongs_is_one_item():
+    config = config_from_mapping(
+        {
+            "listen": {"dns": "[::1]:5353"},
+            "blocking": {"lists": "extra.txt"},
+            "upstream": {"conditional": {"corp.example": "10.0.0.53"}},
+        }
+    )
+    assert config.listen.dns == ("[::1]:5353",)
+    assert config.blocking.lists == ("extra.txt",)
+    assert config.upstream.conditional == {"corp.example": ("10.0.0.53",)}
+
+
+# --- unknown keys ---------------------------------------------------------------------------
+
+
+def test_unknown_top_level_key():
+    message = error_of({"blockin": {}})
+    assert message.startswith("blockin: unknown key")
+    assert "blocking" in message
+
+
+def test_unknown_nested_key():
+    message = error_of({"blocking": {"respones": "nxdomain"}})
+    assert message.startswith("blocking.respones: unknown key")
+    assert "response" in message
+
+
+def test_internal_field_is_not_a_key():
+    assert error_of({"base_dir": "/tmp"}).startswith("base_dir: unknown key")
+
+
+# --- wrong values ---------------------------------------------------------------------------
+
+
+def test_bad_enum_value_names_the_expected_values():
+    message = error_of({"blocking": {"response": "block"}})
+    assert message.startswith("blocking.response:")
+    for mode in ("nxdomain", "sinkhole", "nodata", "refused"):
+        assert repr(mode) in message
+    assert "'block'" in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ({"cache": {"size": "5"}}, "cache.size"),
+        ({"cache": {"size": True}}, "cache.size"),
+        ({"cache": {"size": 1.5}}, "cache.size"),
+        ({"blocking": {"ttl": "300"}}, "blocking.ttl"),
+        ({"listen": {"tcp_idle_timeout": "1"}}, "listen.tcp_idle_timeout"),
+        ({"listen": {"tcp_idle_timeout": False}}, "listen.tcp_idle_timeout"),
+        ({"blocking": {"cname_inspection": "yes"}}, "blocking.cname_inspection"),
+        ({"blocking": {"cname_inspection": 1}}, "blocking.cname_inspection"),
+        ({"listen": {"http": 9153}}, "listen.http"),
+        ({"listen": {"dns": [53]}}, "listen.dns[0]"),
+        ({"listen": {"dns": {"a": 1}}}, "listen.dns"),
+        ({"upstream": {"conditional": ["corp.example"]}}, "upstream.conditional"),
+    ],
+)
+def test_wrong_types(raw, path):
+    message = error_of(raw)
+    assert message.startswith(f"{path}: expected")
+
+
+@pytest.mark.parametrize("raw", [[], "text", 5])
+def test_a_section_that_is_not_a_mapping(raw):
+    assert error_of({"listen": raw}).startswith("listen: expected a mapping")
+
+
+def test_a_config_that_is_not_a_mapping():
+    assert error_of(["listen"]).startswith("config: expected a mapping")
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ({"listen": {"dns": ["127.0.0.1:5353", "localhost:53"]}}, "listen.dns[1]"),
+        ({"listen": {"dns": ["127.0.0.1:65536"]}}, "listen.dns[0]"),
+        ({"listen": {"dns": ["127.0.0.1:"]}}, "listen.dns[0]"),
+        ({"listen": {"dns": ["[::1"]}}, "listen.dns[0]"),
+        ({"listen": {"dns": ["[::1]x"]}}, "listen.dns[0]"),
+        ({"listen": {"dns": []}}, "listen.dns"),
+        ({"listen": {"http": "web:80"}}, "listen.http"),
+        ({"upstream": {"servers": ["1.1.1.1", "dns.example"]}}, "upstream.servers[1]"),
+        # "system" counts: the index is that of the entry as written.
+        ({"upstream": {"servers": ["system", "999.1.1.1"]}}, "upstream.servers[1]"),
+        ({"upstream": {"servers": []}}, "upstream.servers"),
+        (
+            {"upstream": {"conditional": {"corp.example": ["10.0.0.1", "nope"]}}},
+            "upstream.conditional.corp.example[1]",
+        ),
+        ({"upstream": {"conditional": {"corp.example": []}}}, "upstream.conditional.corp.example"),
+        ({"upstream": {"conditional": {"bad..name": ["10.0.0.1"]}}}, "upstream.conditional"),
+    ],
+)
+def test_bad_addresses(raw, path):
+    message = error_of(raw)
+    assert message.startswith(f"{path}: expected")
+
+
+@pytest.mark.parametrize("network", ["10.0.0.0/33", "lan", "300.0.0.0/8", "fe80::/129"])
+def test_bad_cidr_in_access_allow(network):
+    message = error_of({"access": {"allow": ["10.0.0.0/8", network]}})
+    assert message.startswith("access.allow[1]: expected a network")
+    assert repr(network) in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("sinkhole_ipv4", "::"),
+        ("sinkhole_ipv4", "0.0.0.256"),
+        ("sinkhole_ipv6", "0.0.0.0"),
+        ("sinkhole_ipv6", "sinkhole"),
+    ],
+)
+def test_bad_sinkhole_addresses(key, value):
+    message = error_of({"blocking": {key: value}})
+    kind = "IPv4" if key.endswith("4") else "IPv6"
+    assert message.startswith(f"blocking.{key}: expected an {kind} address")
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ({"blocking": {"allow": ["ok.example", "not a name"]}}, "blocking.allow[1]"),
+        ({"blocking": {"canaries": ["-bad.example"]}}, "blocking.canaries[0]"),
+        ({"blocking": {"ttl": -1}}, "blocking.ttl"),
+        ({"cache": {"size": -1}}, "cache.size"),
+        ({"cache": {"min_ttl": 500, "max_ttl": 100}}, "cache.min_ttl"),
+        ({"listen": {"tcp_idle_timeout": 0}}, "listen.tcp_idle_timeout"),
+        ({"upstream": {"timeout": 60}}, "upstream.timeout"),
+        ({"logging": {"format": "xml"}}, "logging.format"),
+    ],
+)
+def test_bad_values(raw, path):
+    assert error_of(raw).startswith(f"{path}: expected")
+
+
+# --- parse_host_port -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1.2.3.4", ("1.2.3.4", 53)),
+        ("1.2.3.4:5353", ("1.2.3.4", 5353)),
+        ("[::1]:54", ("::1", 54)),
+        ("[::1]", ("::1", 53)),
+        ("::1", ("::1", 53)),
+        (" 10.0.0.1:53 ", ("10.0.0.1", 53)),
+    ],
+)
+def test_parse_host_port(text, expected):
+    assert parse_host_port(text, 53) == expected
+
+
+# --- load_config ----------------------------------------------------------------------------
+
+
+def test_load_config_missing_file_names_the_file(tmp_path):
+    path = tmp_path / "missing.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(str(path))
+
+
+def test_load_config_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("blocking:\n  response: [nxdomain\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: not valid YAML")
+
+
+def test_load_config_reads_yaml_and_resolves_lists_against_its_folder(tmp_path):
+    path = tmp_path / "aiwall.yaml"
+    path.write_text(
+        "blocking:\n  response: refused\n  lists: [lists/extra.txt]\n", encoding="utf-8"
+    )
+    config = load_config(path)
+    assert config.blocking.response == "refused"
+    assert config.list_paths() == (tmp_path.resolve() / "lists" / "extra.txt",)
+
+
+def test_load_config_empty_file_is_the_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing yet\n", encoding="utf-8")
+    assert load_config(path).blocking == Config().blocking
+
+
+def test_load_config_bad_value_names_the_key(tmp_path):
+    path = tmp_path / "aiwall.yaml"
+    path.write_text("cache:\n  size: lots\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^cache\.size: expected a whole number"):
+        load_config(path)
+
+
+# --- system_nameservers ---------------------------------------------------------------------
+
+
+def test_system_nameservers(tmp_path):
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(
+        """\
+# generated by something
+; also a comment
+search corp.example
+nameserver 192.0.2.53
+#nameserver 192.0.2.99
+nameserver fe80::1%eth0
+nameserver\t2001:db8::53   # trailing comment
+nameserver not-an-address
+nameserver
+options edns0
+""",
+        encoding="utf-8",
+    )
+    assert system_nameservers(resolv) == ("192.0.2.53:53", "[fe80::1]:53", "[2001:db8::53]:53")
+
+
+def test_system_nameservers_results_are_valid_upstreams(tmp_path):
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.53\nnameserver ::1\n", encoding="utf-8")
+    servers = system_nameservers(resolv)
+    assert [parse_host_port(server, 0) for server in servers] == [("127.0.0.53", 53), ("::1", 53)]
+    config_from_mapping({"upstream": {"servers": list(servers)}})
+
+
+def test_system_nameservers_missing_file(tmp_path):
+    assert system_nameservers(tmp_path / "nope.conf") == ()
