@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -106,31 +107,42 @@ def _add_names(
     return added
 
 
-def load_list_file(path: Path) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
-    """Block and allow entries of one list file; raises ListError when it is unusable."""
+@dataclass(frozen=True, slots=True)
+class ListText:
+    """The text of one list and the name it is known by ("list:<file>", "remote:<name>")."""
+
+    source: str
+    text: str
+
+
+def read_list_file(path: Path) -> ListText:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        return ListText(f"list:{path.name}", path.read_text(encoding="utf-8", errors="replace"))
     except OSError as error:
         raise ListError(f"{path}: cannot read list: {error.strerror}") from None
-    parsed = parse_list(text)
+
+
+def _list_entries(listed: ListText) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """Block and allow entries of one list; raises ListError when it is unusable."""
+    parsed = parse_list(listed.text)
     if parsed.rejected:
         number, line = parsed.rejected[0]
         log.warning(
             "list %s: ignored %d lines it could not read (first: line %d %r)",
-            path,
+            listed.source,
             len(parsed.rejected),
             number,
             line,
         )
     if not parsed.entries and parsed.rejected:
-        raise ListError(f"{path}: no line is a domain, hosts or AdBlock entry")
+        raise ListError(f"{listed.source}: no line is a domain, hosts or AdBlock entry")
     blocks = [(e.name, e.below_only) for e in parsed.entries if not e.allow]
     allows = [(e.name, e.below_only) for e in parsed.entries if e.allow]
     return blocks, allows
 
 
 def build_blocklist(
-    config: BlockingConfig, catalog: Catalog | None, list_paths: tuple[Path, ...]
+    config: BlockingConfig, catalog: Catalog | None, lists: Sequence[ListText]
 ) -> Blocklist:
     """Compile the policy. Order matters: blocks first (the catalog claims its names so
     they keep their service label), then canaries, then allows, which override both."""
@@ -156,13 +168,11 @@ def build_blocklist(
             else:
                 counts["catalog"] += _add_names(names, domains, rule, override=False)
     allow_entries: list[tuple[str, bool]] = []
-    for path in list_paths:
-        blocks, allows = load_list_file(path)
-        list_name = path.name
-        rule = Rule(
-            "block", f"list:{list_name}", f"list:{list_name}", "custom", f"list {list_name}"
-        )
-        counts[f"list:{list_name}"] = _add_names(names, blocks, rule, override=False)
+    for listed in lists:
+        blocks, allows = _list_entries(listed)
+        label = listed.source.split(":", 1)[1]
+        rule = Rule("block", listed.source, listed.source, "custom", f"list {label}")
+        counts[listed.source] = _add_names(names, blocks, rule, override=False)
         allow_entries.extend(allows)
     canary = Rule("canary", "config", "canary", "bypass", "browser DNS-over-HTTPS canary")
     counts["canaries"] = _add_names(

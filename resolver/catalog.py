@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from resolver.listfile import normalise_name
+
 __all__ = [
     "CATEGORIES",
     "ROLES",
@@ -191,15 +193,8 @@ def default_protected_path() -> Path:
 
 def _normalise_hostname(text: str) -> str | None:
     """Lowercase ASCII form of a hostname with at least two labels, or None."""
-    name = text.strip().rstrip(".").lower()
-    if not name:
-        return None
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    return name if _is_valid_hostname(name) else None
+    name = normalise_name(text)
+    return name if name is not None and _is_valid_hostname(name) else None
 
 
 def _is_valid_hostname(name: str) -> bool:

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
+from resolver.catalog import CATEGORIES
 from resolver.listfile import normalise_name
 
 
@@ -111,21 +112,6 @@ class UpstreamConfig:
 
 ResponseMode = Literal["nxdomain", "sinkhole", "nodata", "refused"]
 
-# The catalog's categories (blocklists/README.md); kept here so a typo fails at load time.
-CATALOG_CATEGORIES = (
-    "chat_assistant",
-    "coding_assistant",
-    "image_video",
-    "voice_music",
-    "search_answer_engine",
-    "api_developer_platform",
-    "model_hub",
-    "companion",
-    "writing_assistant",
-    "agent",
-    "bypass",
-)
-
 
 @dataclass(frozen=True)
 class CatalogSelector:
@@ -145,10 +131,10 @@ class CatalogSelector:
 
     def validate(self, path: str) -> None:
         for index, category in enumerate(self.categories):
-            if category not in CATALOG_CATEGORIES:
+            if category not in CATEGORIES:
                 raise ConfigError(
                     f"{path}.categories[{index}]: expected one of "
-                    f"{', '.join(CATALOG_CATEGORIES)}, got {category!r}"
+                    f"{', '.join(sorted(CATEGORIES))}, got {category!r}"
                 )
         for key in ("countries", "data_locations"):
             for index, code in enumerate(getattr(self, key)):
@@ -194,11 +180,39 @@ class CatalogPolicy:
 
 
 @dataclass(frozen=True)
+class RemoteListConfig:
+    """A list fetched over HTTP(S) and refreshed; its last good copy is kept on disk."""
+
+    url: str = ""
+    name: str = ""  # label in metrics and logs; derived from the URL when empty
+    refresh: float = 3600.0  # seconds between conditional GETs
+    # A refresh that loses more than this fraction of the entries is rejected: a list
+    # that suddenly shrinks is far more often a broken download than a real change.
+    max_shrink: float = 0.5
+    timeout: float = 30.0
+
+    def validate(self, path: str) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}.url: expected an http:// or https:// URL, got {self.url!r}")
+        _check_range(f"{path}.refresh", self.refresh, 1, 7 * 86400)
+        _check_range(f"{path}.max_shrink", self.max_shrink, 0, 1)
+        _check_range(f"{path}.timeout", self.timeout, 0.1, 600)
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        without_scheme = self.url.split("://", 1)[1]
+        return without_scheme.split("?", 1)[0].rstrip("/")[:80]
+
+
+@dataclass(frozen=True)
 class BlockingConfig:
     response: ResponseMode = "nxdomain"
     # Which services of the shipped catalog are banned; "all" (the default) or "none" too.
     catalog: CatalogPolicy = field(default_factory=CatalogPolicy)
     lists: tuple[str, ...] = ()
+    remote_lists: tuple[RemoteListConfig, ...] = ()
     allow: tuple[str, ...] = ()
     ttl: int = 300  # how long clients may cache a block answer
     sinkhole_ipv4: str = "0.0.0.0"
@@ -210,6 +224,14 @@ class BlockingConfig:
 
     def validate(self, path: str) -> None:
         self.catalog.validate(f"{path}.catalog")
+        labels: set[str] = set()
+        for index, remote in enumerate(self.remote_lists):
+            remote.validate(f"{path}.remote_lists[{index}]")
+            if remote.label in labels:
+                raise ConfigError(
+                    f"{path}.remote_lists[{index}].name: {remote.label!r} is used twice"
+                )
+            labels.add(remote.label)
         _check_names(f"{path}.allow", self.allow)
         _check_names(f"{path}.canaries", self.canaries)
         _check_range(f"{path}.ttl", self.ttl, 0, 604800)
@@ -281,6 +303,16 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    # Last good copies of remote lists live here; relative to the config file's folder.
+    directory: str = "state"
+
+    def validate(self, path: str) -> None:
+        if not self.directory:
+            raise ConfigError(f"{path}.directory: expected a folder path")
+
+
+@dataclass(frozen=True)
 class Config:
     listen: ListenConfig = field(default_factory=ListenConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
@@ -288,6 +320,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     # Relative list paths are resolved against the config file's folder.
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -298,6 +331,10 @@ class Config:
 
     def list_paths(self) -> tuple[Path, ...]:
         return tuple(self.base_dir / path for path in self.blocking.lists)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.base_dir / self.state.directory
 
 
 Section = TypeVar("Section")

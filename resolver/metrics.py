@@ -139,6 +139,19 @@ class Metrics:
             "When the active policy was loaded (Unix time).",
             registry=r,
         )
+        self.list_last_success = Gauge(
+            "aiwall_list_last_success_timestamp_seconds",
+            "When each remote list was last fetched or confirmed unchanged (Unix time).",
+            ["source"],
+            registry=r,
+        )
+        self.list_refresh_failures = Counter(
+            "aiwall_list_refresh_failures_total",
+            "Remote list refreshes rejected, the last good copy kept: network, http_status, "
+            "parse, shrink, too_large.",
+            ["source", "reason"],
+            registry=r,
+        )
         self._query_children: dict[tuple[str, int], Counter] = {}
         self._response_children: dict[tuple[str, int], Counter] = {}
 

@@ -10,15 +10,17 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from resolver.blocklist import Blocklist, ListError, build_blocklist
+from resolver.blocklist import Blocklist, ListError, ListText, build_blocklist, read_list_file
 from resolver.catalog import Catalog, CatalogError, default_catalog_dir, load_catalog
 from resolver.config import Config, parse_host_port
 from resolver.metrics import Metrics
 from resolver.pipeline import Pipeline, build_pipeline
 from resolver.policy import SelectorError
+from resolver.remote import RemoteList
 from resolver.transport import QueryRunner, TcpConnection, TcpConnections, UdpListener
 from resolver.web import StatusServer
 
@@ -35,13 +37,24 @@ class PolicyError(RuntimeError):
 
 
 def load_policy(
-    config: Config, catalog_dir: Path | None = None
+    config: Config, catalog_dir: Path | None = None, remote: Sequence[RemoteList] = ()
 ) -> tuple[Blocklist, Catalog | None]:
+    """Build the policy from the catalog, the local lists and the remote lists' last good
+    copies. Raises PolicyError when any part is unusable: nothing is half-loaded."""
     catalog: Catalog | None = None
     try:
         if not config.blocking.catalog.block.empty:
             catalog = load_catalog(catalog_dir or default_catalog_dir())
-        return build_blocklist(config.blocking, catalog, config.list_paths()), catalog
+        lists = [read_list_file(path) for path in config.list_paths()]
+        for source in remote:
+            copy = source.last_good()
+            if copy is None:
+                log.warning(
+                    "list %s: no copy yet, serving without it until it downloads", source.label
+                )
+            else:
+                lists.append(ListText(source.source, copy.text))
+        return build_blocklist(config.blocking, catalog, lists), catalog
     except (CatalogError, ListError, SelectorError) as error:
         raise PolicyError(str(error)) from None
 
@@ -81,9 +94,19 @@ class Server:
             config.listen.tcp_max_connections, config.listen.tcp_idle_timeout, self.metrics
         )
         self._status: StatusServer | None = None
+        self.remote_lists = [
+            RemoteList(remote, config.state_dir, self.metrics)
+            for remote in config.blocking.remote_lists
+        ]
+        self._refreshers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        blocklist, self.catalog = load_policy(self.config, self._catalog_dir)
+        # A remote list never fetched before is fetched now, before the ports open, so a
+        # first start serves it whenever it can be had at all.
+        for source in self.remote_lists:
+            if source.last_good() is None:
+                await asyncio.to_thread(source.refresh)
+        blocklist, self.catalog = load_policy(self.config, self._catalog_dir, self.remote_lists)
         self.metrics.set_list_sizes(blocklist.entries_by_source, blocklist.loaded_at)
         self.pipeline = build_pipeline(self.config, blocklist, self.metrics)
         self._runner = QueryRunner(self.pipeline.head, self.metrics)
@@ -96,6 +119,9 @@ class Server:
             self._status = StatusServer(self.metrics, self.ready)
             bound = await self._status.start(host, port)
             self.http_endpoint = Endpoint(*bound)
+        self._refreshers = [
+            asyncio.create_task(self._keep_fresh(source)) for source in self.remote_lists
+        ]
         log.info(
             "serving DNS on %s, HTTP on %s, %d policy entries",
             ", ".join(f"{e.host}:{e.port}" for e in self.dns_endpoints),
@@ -131,11 +157,20 @@ class Server:
             self.dns_endpoints.append(Endpoint(host, bound_port))
             return
 
+    async def _keep_fresh(self, source: RemoteList) -> None:
+        """Refresh one remote list forever; a new copy rebuilds the policy."""
+        while True:
+            copy = source.last_good()
+            age = time.time() - copy.fetched_at if copy is not None else source.config.refresh
+            await asyncio.sleep(max(source.config.refresh - age, 0))
+            if await asyncio.to_thread(source.refresh):
+                self.reload_lists()
+
     def reload_lists(self) -> bool:
         """Rebuild the policy from the same config; on any error keep the running one."""
         assert self.pipeline is not None
         try:
-            blocklist, self.catalog = load_policy(self.config, self._catalog_dir)
+            blocklist, self.catalog = load_policy(self.config, self._catalog_dir, self.remote_lists)
         except PolicyError as error:
             log.error("reload rejected, keeping the running policy: %s", error)
             return False
@@ -156,6 +191,8 @@ class Server:
 
     async def stop(self) -> None:
         """Stop accepting, let answers in flight finish, then close everything."""
+        for refresher in self._refreshers:
+            refresher.cancel()
         for listener in self._udp_listeners:
             listener.accepting = False
         for tcp in self._tcp:

@@ -7,6 +7,7 @@ runs it, and tests talk to it over real sockets with dnspython (an independent c
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import urllib.request
 from collections.abc import Callable, Coroutine
@@ -24,7 +25,17 @@ from resolver.server import Server
 T = TypeVar("T")
 
 
-def make_config(upstream: str | list[str], base_dir: Path | None = None, **sections: Any) -> Config:
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1, for servers that cannot take port 0
+    (a tiny race with other processes is acceptable in tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+        udp.bind(("127.0.0.1", 0))
+        port: int = udp.getsockname()[1]
+        tcp.bind(("127.0.0.1", port))
+        return port
+
+
+def make_config(upstream: str | list[str], /, base_dir: Path | None = None, **sections: Any) -> Config:
     """A config listening on 127.0.0.1:0 (HTTP too) forwarding to ``upstream``."""
     raw: dict[str, Any] = {
         "listen": {"dns": ["127.0.0.1:0"], "http": "127.0.0.1:0"},

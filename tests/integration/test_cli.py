@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,17 +13,9 @@ import pytest
 import yaml
 
 from tests.fakes.upstream import FakeUpstream
+from tests.support import free_port
 
 AIWALL = [sys.executable, "-m", "resolver"]
-
-
-def free_port() -> int:
-    # UDP and TCP must both be free; a tiny race with other tests is acceptable here.
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        tcp.bind(("127.0.0.1", port))
-        return port
 
 
 def write_config(

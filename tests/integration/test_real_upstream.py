@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ import dns.flags
 import dns.rcode
 import pytest
 
-from tests.support import RunningServer, ask, make_config
+from tests.support import RunningServer, ask, free_port, make_config
 
 BIG_TXT = " ".join(f'"{"x" * 200}-{i}"' for i in range(8))  # about 1.6 kB: beyond 1232 bytes
 
@@ -31,21 +30,13 @@ nodata.test.        IN TXT "only text here"
 """
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        tcp.bind(("127.0.0.1", port))
-        return port
-
-
 @pytest.fixture(scope="module")
 def nsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("nsd") or "/usr/sbin/nsd"
     assert Path(binary).exists(), "nsd is installed by tests/tools/install-system-deps.sh"
     directory = tmp_path_factory.mktemp("nsd")
     (directory / "root.zone").write_text(ZONE)
-    port = _free_port()
+    port = free_port()
     (directory / "nsd.conf").write_text(
         f"""\
 server:

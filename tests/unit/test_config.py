@@ -155,6 +155,7 @@ def test_a_config_that_is_not_a_mapping():
         ({"listen": {"dns": ["127.0.0.1:"]}}, "listen.dns[0]"),
         ({"listen": {"dns": ["[::1"]}}, "listen.dns[0]"),
         ({"listen": {"dns": ["[::1]x"]}}, "listen.dns[0]"),
+        ({"listen": {"dns": ["[::1]553"]}}, "listen.dns[0]"),
         ({"listen": {"dns": []}}, "listen.dns"),
         ({"listen": {"http": "web:80"}}, "listen.http"),
         ({"upstream": {"servers": ["1.1.1.1", "dns.example"]}}, "upstream.servers[1]"),

@@ -151,7 +151,7 @@ def test_skip_name_stops_after_a_compression_pointer():
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\x03ab", b"\x03www\xc0", b"\x03www\x80\x00", b"\x03www\x41\x00"],
+    [b"", b"\x03ab", b"\x03www\xc0", b"\x03www\x80\x00", b"\x41" + b"a" * 65 + b"\x00"],
     ids=["empty", "cut label", "cut pointer", "label type 0x80", "label type 0x40"],
 )
 def test_skip_name_rejects_bad_names(data):
@@ -190,7 +190,11 @@ def test_read_name_rejects_a_decompressed_name_over_255_bytes():
         wire.read_name(data, len(first))
 
 
-@pytest.mark.parametrize("data", [b"\x03www", b"\x03www\xc0", b"\x03www\x80\x00", b"\x05ab"])
+@pytest.mark.parametrize(
+    "data",
+    [b"\x03www", b"\x03www\xc0", b"\x03www\x80\x00", b"\x05ab", b"\x41" + b"a" * 65 + b"\x00"],
+    ids=["cut label", "cut pointer", "0x80 type", "cut length", "0x40 type with bytes after"],
+)
 def test_read_name_rejects_cut_and_reserved(data):
     with pytest.raises(wire.WireError):
         wire.read_name(data, 0)
@@ -488,6 +492,16 @@ def test_scan_soa_in_answer_is_not_a_negative_ttl():
     scan = wire.scan_response(response.to_wire())
     assert scan.negative_ttl is None
     assert scan.min_ttl == 900
+
+
+def test_scan_soa_in_additional_is_not_a_negative_ttl():
+    data = message(
+        questions=(question(),),
+        additional=(rr("example.", "SOA", 30, "ns.example. a.example. 1 2 3 4 5"),),
+    )
+    scan = wire.scan_response(data)
+    assert scan.negative_ttl is None
+    assert len(scan.ttl_offsets) == 1
 
 
 def test_scan_soa_with_wrong_rdata_length_raises():

@@ -14,7 +14,12 @@ from resolver import responses, wire
 from resolver.codec import encode_answer, parse_query
 from resolver.model import Outcome, Query
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 # Labels of any bytes (dnspython escapes them), mixed case included.
 labels = st.binary(min_size=1, max_size=20) | st.from_regex(r"[A-Za-z0-9_-]{1,63}", fullmatch=True)
@@ -89,6 +94,14 @@ def test_parse_query_never_raises(data):
         # A query without a problem has a question that encode_answer can echo.
         if not query.problem:
             assert query.qname == data[12 : query.question_end - 4].lower()
+        # Whatever was read, the error answer for it is a message a real client can read.
+        rcode = wire.FORMERR if query.problem else wire.REFUSED
+        reply = dns.message.from_wire(
+            encode_answer(query, responses.error(query, rcode, Outcome.FORMERR), udp=True)
+        )
+        assert reply.id == query.id
+        assert reply.rcode() == rcode
+        assert len(reply.question) == (1 if query.qname else 0)
 
 
 @SETTINGS

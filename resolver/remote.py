@@ -1,0 +1,160 @@
+"""Lists fetched over HTTP(S), with a last good copy on disk that outlives any failure.
+
+The rule this module keeps: the policy never loses entries because a download failed.
+A refresh that fails, does not parse, or shrinks the list by more than ``max_shrink`` is
+rejected and counted, and the last good copy stays in force. The copy is written
+atomically (temporary file, then rename), so a crash mid-write cannot leave half a list,
+and it is read at start before any port opens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from resolver import __version__
+from resolver.config import RemoteListConfig
+from resolver.listfile import parse_list
+from resolver.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# Lists are text; anything this big is a wrong URL or a hostile server, not a block list.
+MAX_LIST_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LastGood:
+    text: str
+    entries: int
+    fetched_at: float
+    etag: str
+    last_modified: str
+
+
+class RefreshRejected(Exception):
+    """A download that must not replace the last good copy; ``reason`` is a metric label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class RemoteList:
+    def __init__(self, config: RemoteListConfig, state_dir: Path, metrics: Metrics) -> None:
+        self.config = config
+        self.label = config.label
+        self.source = f"remote:{self.label}"
+        digest = hashlib.sha256(config.url.encode()).hexdigest()[:16]
+        directory = state_dir / "lists"
+        self._text_path = directory / f"{digest}.txt"
+        self._meta_path = directory / f"{digest}.json"
+        self._metrics = metrics
+
+    def last_good(self) -> LastGood | None:
+        try:
+            text = self._text_path.read_text(encoding="utf-8")
+            meta = json.loads(self._meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if meta.get("url") != self.config.url:
+            return None
+        return LastGood(
+            text=text,
+            entries=int(meta.get("entries", 0)),
+            fetched_at=float(meta.get("fetched_at", 0)),
+            etag=str(meta.get("etag", "")),
+            last_modified=str(meta.get("last_modified", "")),
+        )
+
+    def refresh(self) -> bool:
+        """Fetch once (blocking; run it in a thread). True when a new copy was accepted."""
+        previous = self.last_good()
+        try:
+            fetched = self._fetch(previous)
+            entries = self._check(fetched[0], previous) if fetched is not None else 0
+        except RefreshRejected as rejected:
+            self._metrics.list_refresh_failures.labels(self.source, rejected.reason).inc()
+            log.error(
+                "list %s: refresh rejected, keeping the last good copy: %s", self.label, rejected
+            )
+            return False
+        now = time.time()
+        self._metrics.list_last_success.labels(self.source).set(now)
+        if fetched is None:  # 304 Not Modified: the copy we hold is current
+            assert previous is not None
+            self._save(previous.text, previous.entries, now, previous.etag, previous.last_modified)
+            return False
+        text, etag, last_modified = fetched
+        self._save(text, entries, now, etag, last_modified)
+        log.info("list %s: refreshed, %d entries", self.label, entries)
+        return True
+
+    def _fetch(self, previous: LastGood | None) -> tuple[str, str, str] | None:
+        request = urllib.request.Request(
+            self.config.url, headers={"User-Agent": f"aiwall/{__version__}"}
+        )
+        if previous is not None:
+            if previous.etag:
+                request.add_header("If-None-Match", previous.etag)
+            if previous.last_modified:
+                request.add_header("If-Modified-Since", previous.last_modified)
+        try:
+            with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
+                body = response.read(MAX_LIST_BYTES + 1)
+                etag = response.headers.get("ETag", "")
+                last_modified = response.headers.get("Last-Modified", "")
+        except urllib.error.HTTPError as error:
+            if error.code == 304 and previous is not None:
+                return None
+            raise RefreshRejected("http_status", f"HTTP {error.code}") from None
+        except (urllib.error.URLError, OSError, TimeoutError) as error:
+            raise RefreshRejected("network", str(error)) from None
+        if len(body) > MAX_LIST_BYTES:
+            raise RefreshRejected("too_large", f"more than {MAX_LIST_BYTES} bytes")
+        return body.decode("utf-8", errors="replace"), etag, last_modified
+
+    def _check(self, text: str, previous: LastGood | None) -> int:
+        entries = len(parse_list(text).entries)
+        if entries == 0:
+            raise RefreshRejected("parse", "no line is a domain, hosts or AdBlock entry")
+        if previous is not None and entries < previous.entries * (1 - self.config.max_shrink):
+            raise RefreshRejected(
+                "shrink", f"{previous.entries} entries down to {entries}, beyond max_shrink"
+            )
+        return entries
+
+    def _save(
+        self, text: str, entries: int, fetched_at: float, etag: str, last_modified: str
+    ) -> None:
+        meta = {
+            "url": self.config.url,
+            "entries": entries,
+            "fetched_at": fetched_at,
+            "etag": etag,
+            "last_modified": last_modified,
+        }
+        _write_atomically(self._text_path, text)
+        _write_atomically(self._meta_path, json.dumps(meta, indent=1))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
