@@ -117,7 +117,7 @@ class ListText:
 
 def read_list_file(path: Path) -> ListText:
     try:
-        return ListText(f"list:{path.name}", path.read_text(encoding="utf-8", errors="replace"))
+        return ListText(f"list:{path.name}", path.read_text(encoding="utf-8-sig", errors="replace"))
     except OSError as error:
         raise ListError(f"{path}: cannot read list: {error.strerror}") from None
 

@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import secrets
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 import dnslib
+import yaml
 
 from resolver import __version__, wire
 from resolver.catalog import Catalog, CatalogError, Service, default_catalog_dir, load_catalog
-from resolver.config import Config, ConfigError, load_config, parse_host_port
+from resolver.config import (
+    CatalogPolicy,
+    Config,
+    ConfigError,
+    config_from_mapping,
+    load_config,
+    parse_host_port,
+)
 from resolver.domainset import DomainSet
+from resolver.export import FORMATS, ExportOptions, render
 from resolver.logs import setup_logging
 from resolver.server import PolicyError, Server, load_policy
+from resolver.storage import write_atomically
 
 log = logging.getLogger("aiwall")
 
@@ -130,6 +142,41 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _catalog_policy_from(text: str) -> CatalogPolicy:
+    """``--policy`` takes the same value as ``blocking.catalog``, in YAML flow form."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--policy: not valid YAML: {error}") from None
+    return config_from_mapping({"blocking": {"catalog": raw}}).blocking.catalog
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if args.policy:
+        blocking = dataclasses.replace(config.blocking, catalog=_catalog_policy_from(args.policy))
+        config = dataclasses.replace(config, blocking=blocking)
+    blocklist, _ = load_policy(config)
+    entries = blocklist.entries()
+    options = ExportOptions(
+        response=config.blocking.response,
+        sinkhole_ipv4=config.blocking.sinkhole_ipv4,
+        sinkhole_ipv6=config.blocking.sinkhole_ipv6,
+        ttl=config.blocking.ttl,
+        rpz_zone=args.rpz_zone,
+        rpz_file=args.rpz_file,
+        # Rises with every export, so secondaries and reloads see a new zone (fits 32 bits).
+        serial=int(blocklist.loaded_at),
+        generated=f"aiwall {__version__}, {time.strftime('%Y-%m-%d')}, {len(entries)} entries",
+    )
+    text = render(entries, args.format, options)
+    if args.output:
+        write_atomically(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def cmd_catalog_list(args: argparse.Namespace) -> int:
     catalog = load_catalog(Path(args.catalog) if args.catalog else default_catalog_dir())
     services = [
@@ -208,6 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("file")
     validate.set_defaults(run=cmd_validate)
 
+    export = commands.add_parser("export", help="print the blocking policy for another DNS program")
+    export.add_argument("--format", "-f", required=True, choices=FORMATS)
+    export.add_argument("--output", "-o", help="write to FILE (atomically) instead of stdout")
+    export.add_argument("--config", "-c")
+    export.add_argument(
+        "--policy", help="catalog policy instead of the config's, e.g. '{block: {countries: [CN]}}'"
+    )
+    export.add_argument("--rpz-zone", default="rpz.aiwall", help="policy zone name (bind, rpz)")
+    export.add_argument(
+        "--rpz-file",
+        default="/etc/bind/db.rpz.aiwall",
+        help="path of the rpz zone in the bind snippet",
+    )
+    export.set_defaults(run=cmd_export)
+
     catalog = commands.add_parser("catalog", help="the shipped generative-AI catalog")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
     listing = catalog_commands.add_parser("list", help="print the catalog as a table")
@@ -231,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         sys.stdout.flush()
-    except (ConfigError, PolicyError, CatalogError) as error:
+    except (ConfigError, PolicyError, CatalogError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except BrokenPipeError:

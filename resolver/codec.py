@@ -68,42 +68,42 @@ _ANSWER_BITS = wire.QR | wire.AA | wire.TC | wire.AD | wire.RCODE_MASK
 def encode_answer(query: Query, answer: Answer, udp: bool) -> bytes:
     """Finish an answer for the wire: ID, flags, question as asked, EDNS and truncation."""
     message = answer.message
-    out = bytearray(message)
-    flags = wire.U16.unpack_from(message, 2)[0]
+    edns = query.edns
     flags = (
-        (flags & _ANSWER_BITS & ~wire.RCODE_MASK)
+        (wire.U16.unpack_from(message, 2)[0] & _ANSWER_BITS & ~wire.RCODE_MASK)
         | (answer.rcode & wire.RCODE_MASK)
         | (query.flags & (_CLIENT_BITS | wire.OPCODE_MASK))
         | wire.QR
         | wire.RA
     )
-    wire.HEADER.pack_into(out, 0, query.id, flags, *wire.HEADER.unpack_from(message)[2:])
+    if not query.flags & wire.AD and (edns is None or not edns.do):
+        # RFC 6840 5.8: AD goes only to clients that asked for it with AD or DO.
+        flags &= ~wire.AD
     question_end = query.question_end
-    if (
-        query.qdcount == 1
-        and question_end > 12
-        and out[12:question_end].lower() == (query.raw[12:question_end].lower())
-    ):
-        # Echo the question byte for byte, so 0x20 case randomisation checks pass.
-        out[12:question_end] = query.raw[12:question_end]
-    edns = query.edns
-    limit = wire.PLAIN_UDP_LIMIT
+    qdcount, ancount, nscount, arcount = wire.COUNTS.unpack_from(message, 4)
+    body = message[12:]
+    if qdcount == 1 and question_end > 12:
+        name_end = 12 + len(query.qname)
+        if (
+            message[12:name_end].lower() == query.qname
+            and message[name_end:question_end] == query.raw[name_end:question_end]
+        ):
+            # Echo the question byte for byte, so 0x20 case randomisation checks pass.
+            body = query.raw[12:question_end] + message[question_end:]
     opt = b""
+    limit = wire.PLAIN_UDP_LIMIT
     if edns is not None:
         options = wire.ede_option(*answer.ede) if answer.ede else b""
         opt = wire.opt_record(do=edns.do, extended_rcode=answer.rcode >> 4, options=options)
-        limit = min(edns.payload, 65535)
-    if udp and len(out) + len(opt) > limit:
+        # Never more than we advertise ourselves: bigger datagrams risk IP fragmentation.
+        limit = min(edns.payload, wire.EDNS_PAYLOAD)
+        arcount += 1
+    if udp and 12 + len(body) + len(opt) > limit:
         # Too big for the client's buffer: header and question only, TC set, so it
         # retries over TCP (RFC 1035 4.2.1, RFC 6891 7).
-        question = bytes(out[12:question_end]) if question_end > 12 else b""
-        truncated = bytearray(12)
-        wire.HEADER.pack_into(
-            truncated, 0, query.id, flags | wire.TC, 1 if question else 0, 0, 0, 0
-        )
-        out = truncated + question
-    if opt:
-        out += opt
-        arcount = wire.U16.unpack_from(out, 10)[0] + 1
-        wire.U16.pack_into(out, 10, arcount)
-    return bytes(out)
+        body = query.raw[12:question_end] if qdcount == 1 and question_end > 12 else b""
+        flags |= wire.TC
+        qdcount = 1 if body else 0
+        ancount = nscount = 0
+        arcount = 1 if opt else 0
+    return wire.HEADER.pack(query.id, flags, qdcount, ancount, nscount, arcount) + body + opt

@@ -6,8 +6,8 @@ entries of ``Blocklist.entries()`` into one of these texts:
 
 ``domains``
     One name per line, ``*.name`` for subdomains-only entries; ``#`` comments. This is
-    aiwall's own list format, where a name covers its subdomains (so do Blocky and most
-    DNS blockers; Pi-hole reads plain names as exact names only: give it ``adblock``).
+    aiwall's own list format, where a name covers its subdomains; consumers that read
+    plain names as exact names (Pi-hole does) should get ``adblock`` instead.
     Cannot express: allow exceptions (they are listed in the header, to be allowed in the
     consuming tool), the answer (the consumer's blocking mode decides).
 
@@ -50,7 +50,7 @@ entries of ``Blocklist.entries()`` into one of these texts:
     Unbound's own.
 
 ``rpz``
-    A Response Policy Zone for BIND, Unbound, Knot Resolver or PowerDNS Recursor: for
+    A Response Policy Zone, as BIND, Unbound and PowerDNS Recursor load them: for
     every entry ``name`` and ``*.name`` (only the latter for subdomains-only entries),
     with ``CNAME .`` (NXDOMAIN), ``CNAME *.`` (NODATA), A and AAAA records (sinkhole) or
     ``CNAME rpz-passthru.`` (allow). Owner names are relative, so the zone loads under
@@ -176,7 +176,9 @@ def _check(fmt: str, options: ExportOptions) -> None:
         )
     try:
         ipaddress.IPv4Address(options.sinkhole_ipv4)
-        ipaddress.IPv6Address(options.sinkhole_ipv6)
+        if ipaddress.IPv6Address(options.sinkhole_ipv6).scope_id is not None:
+            # "%eth0" means nothing to a client, and '%' is not record data anywhere.
+            raise ValueError(f"{options.sinkhole_ipv6!r} has a scope")
     except ValueError as error:
         raise ValueError(f"sinkhole address: {error}") from None
     if not 0 <= options.ttl <= 2**31 - 1:
@@ -396,8 +398,8 @@ def _bind(policy: _Policy, options: ExportOptions) -> list[str]:
         "2. include this file at the top level of named.conf",
         "3. add this statement to the options { } block (or to a view):",
         f'   response-policy {{ zone "{zone}"; }} break-dnssec yes qname-wait-recurse no;',
-        "   (break-dnssec: block for validating clients too; qname-wait-recurse no: decide",
-        "   before asking upstream, so a blocked name never leaves the network)",
+        "   (break-dnssec: rewrite signed answers for DNSSEC clients too; qname-wait-recurse",
+        "   no: decide before recursing, so a blocked name is never sent upstream)",
         "4. named-checkconf -z, then rndc reload",
     ]
     body = [

@@ -111,6 +111,9 @@ def _parse_line(line: str) -> list[Entry] | None:
     if len(tokens) != 1:
         return None
     token = tokens[0]
+    if _is_address(token):
+        # An address alone is a hosts line cut short, not a name to block.
+        return None
     below_only = token.startswith("*.")
     name = normalise_name(token[2:] if below_only else token)
     if name is None or ("." not in name and below_only):

@@ -154,6 +154,8 @@ class Metrics:
         )
         self._query_children: dict[tuple[str, int], Counter] = {}
         self._response_children: dict[tuple[str, int], Counter] = {}
+        # Label lookups take a lock and a tuple build; the hot path reuses bound children.
+        self._blocked_children: dict[tuple[str, str], Counter] = {}
 
     def count_query(self, protocol: str, qtype: int) -> None:
         key = (protocol, qtype)
@@ -170,6 +172,14 @@ class Metrics:
             name = wire.RCODE_NAMES.get(rcode, str(rcode) if rcode < 24 else "other")
             child = self.responses.labels(outcome, name)
             self._response_children[key] = child
+        child.inc()
+
+    def count_blocked(self, service: str, category: str) -> None:
+        key = (service, category)
+        child = self._blocked_children.get(key)
+        if child is None:
+            child = self.blocked.labels(service, category)
+            self._blocked_children[key] = child
         child.inc()
 
     def set_list_sizes(self, sizes: dict[str, int], loaded_at: float) -> None:

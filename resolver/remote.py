@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +22,7 @@ from resolver import __version__
 from resolver.config import RemoteListConfig
 from resolver.listfile import parse_list
 from resolver.metrics import Metrics
+from resolver.storage import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -142,19 +141,5 @@ class RemoteList:
             "etag": etag,
             "last_modified": last_modified,
         }
-        _write_atomically(self._text_path, text)
-        _write_atomically(self._meta_path, json.dumps(meta, indent=1))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        write_atomically(self._text_path, text)
+        write_atomically(self._meta_path, json.dumps(meta, indent=1))

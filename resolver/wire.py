@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 HEADER = struct.Struct("!HHHHHH")
+COUNTS = struct.Struct("!HHHH")
 U16 = struct.Struct("!H")
 U32 = struct.Struct("!I")
 RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength

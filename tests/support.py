@@ -35,7 +35,9 @@ def free_port() -> int:
         return port
 
 
-def make_config(upstream: str | list[str], /, base_dir: Path | None = None, **sections: Any) -> Config:
+def make_config(
+    upstream: str | list[str], /, base_dir: Path | None = None, **sections: Any
+) -> Config:
     """A config listening on 127.0.0.1:0 (HTTP too) forwarding to ``upstream``."""
     raw: dict[str, Any] = {
         "listen": {"dns": ["127.0.0.1:0"], "http": "127.0.0.1:0"},

@@ -201,3 +201,35 @@ def test_shipped_default_config_is_valid():
         [*AIWALL, "validate-config", str(config)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_export_with_a_policy_writes_the_file(tmp_path, catalog_dir):
+    target = tmp_path / "out" / "blocked.txt"
+    target.parent.mkdir()
+    result = run(
+        "export",
+        "--format",
+        "domains",
+        "--policy",
+        "{block: {services: [deepseek]}}",
+        "--output",
+        str(target),
+        catalog_dir=catalog_dir,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in target.read_text().splitlines() if not line.startswith("#")]
+    assert "deepseek.com" in lines
+    assert "use-application-dns.net" in lines
+
+
+def test_export_rejects_a_policy_naming_no_service(catalog_dir):
+    result = run(
+        "export",
+        "--format",
+        "rpz",
+        "--policy",
+        "{block: {services: [nope]}}",
+        catalog_dir=catalog_dir,
+    )
+    assert result.returncode == 1
+    assert "blocking.catalog.block.services[0]" in result.stderr

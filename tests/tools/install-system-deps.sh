@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Debian packages the test suite talks to: dig (an independent client) and NSD (a real
-# upstream). Installs only what is missing; needs root (CI and the dev machines are root).
+# Debian packages the test suite talks to: dig (an independent client), NSD (a real
+# upstream), and dnsmasq, Unbound and BIND's checkers (which load our exports).
+# Installs only what is missing; needs root (CI and the dev machines are root).
 set -euo pipefail
 missing=()
 command -v dig >/dev/null || missing+=(bind9-dnsutils)
 command -v nsd >/dev/null || [ -x /usr/sbin/nsd ] || missing+=(nsd)
+# The programs the exports are loaded into, to prove they really load.
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
+command -v unbound-checkconf >/dev/null || [ -x /usr/sbin/unbound-checkconf ] || missing+=(unbound)
+command -v named-checkzone >/dev/null || [ -x /usr/bin/named-checkzone ] || missing+=(bind9-utils)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${missing[*]} (run as root: apt-get install -y ${missing[*]})" >&2
@@ -12,5 +17,5 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# NSD's package starts a system instance on port 53; tests run their own.
-systemctl disable --now nsd >/dev/null 2>&1 || true
+# The packages may start system instances on port 53; tests run their own.
+systemctl disable --now nsd unbound >/dev/null 2>&1 || true

@@ -58,7 +58,9 @@ def test_a_name_in_both_catalog_and_list_keeps_its_catalog_service(tmp_path):
 def test_allow_overrides_blocks_for_the_name_and_below_only(tmp_path):
     extra = tmp_path / "extra.txt"
     extra.write_text("@@||api.kimi.ai^\n")
-    policy = build_blocklist(BlockingConfig(allow=("platform.deepseek.com",)), CATALOG, (read_list_file(extra),))
+    policy = build_blocklist(
+        BlockingConfig(allow=("platform.deepseek.com",)), CATALOG, (read_list_file(extra),)
+    )
     assert not policy.decide("x.platform.deepseek.com").blocked
     assert policy.decide("chat.deepseek.com").blocked
     assert not policy.decide("api.kimi.ai").blocked

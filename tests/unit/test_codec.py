@@ -199,10 +199,14 @@ def test_aa_is_kept_as_in_the_message(aa):
     assert len(msg.answer) == 1
 
 
-def test_ad_is_kept_from_the_message():
-    query = parse(make_raw())
-    assert reply(query, forwarded(upstream_message(flags=dns.flags.AD))).flags & dns.flags.AD
-    assert not reply(query, forwarded(upstream_message())).flags & dns.flags.AD
+def test_ad_reaches_only_clients_that_asked_with_ad_or_do():
+    # RFC 6840 5.8: a client that set neither AD nor DO does not get AD back.
+    validated = upstream_message(flags=dns.flags.AD)
+    plain = parse(make_raw())
+    assert not reply(plain, forwarded(validated)).flags & dns.flags.AD
+    asking = parse(make_raw(flags=dns.flags.RD | dns.flags.AD))
+    assert reply(asking, forwarded(validated)).flags & dns.flags.AD
+    assert not reply(asking, forwarded(upstream_message())).flags & dns.flags.AD
 
 
 def test_rcode_comes_from_the_answer():
@@ -328,11 +332,16 @@ def test_edns_limit_counts_the_ede_option():
     assert dns.message.from_wire(over).extended_errors()[0].text == "x" * 20
 
 
-def test_edns_payload_larger_than_512_allows_larger_answers():
+def test_edns_payload_allows_answers_up_to_our_own_1232_bytes():
     query = parse(make_raw(edns=True, payload=4096))
-    data = encode_answer(query, forwarded(sized_message(query, 3000)), True)
-    assert not wire.HEADER.unpack_from(data)[1] & wire.TC
-    assert len(data) > 3000
+    fits = encode_answer(query, forwarded(sized_message(query, 1000)), True)
+    assert not wire.HEADER.unpack_from(fits)[1] & wire.TC
+    assert len(fits) > 1000
+    # A client offering 4096 still gets at most 1232 bytes over UDP: larger datagrams
+    # fragment, and fragments are what off-path spoofing and middleboxes exploit.
+    big = encode_answer(query, forwarded(sized_message(query, 3000)), True)
+    assert wire.HEADER.unpack_from(big)[1] & wire.TC
+    assert len(big) <= wire.EDNS_PAYLOAD
 
 
 def test_small_edns_payload_still_allows_512():

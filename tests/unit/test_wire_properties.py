@@ -96,9 +96,15 @@ def test_parse_query_never_raises(data):
             assert query.qname == data[12 : query.question_end - 4].lower()
         # Whatever was read, the error answer for it is a message a real client can read.
         rcode = wire.FORMERR if query.problem else wire.REFUSED
-        reply = dns.message.from_wire(
-            encode_answer(query, responses.error(query, rcode, Outcome.FORMERR), udp=True)
-        )
+        answer = encode_answer(query, responses.error(query, rcode, Outcome.FORMERR), udp=True)
+        if query.flags & wire.OPCODE_MASK == 5 << 11:
+            # dnspython reads an UPDATE's question as a zone section that must be SOA;
+            # the header is all an UPDATE client reads from an error anyway.
+            ident, flags, qdcount = wire.HEADER.unpack_from(answer)[:3]
+            assert (ident, flags & wire.RCODE_MASK) == (query.id, rcode)
+            assert qdcount == (1 if query.qname else 0)
+            return
+        reply = dns.message.from_wire(answer)
         assert reply.id == query.id
         assert reply.rcode() == rcode
         assert len(reply.question) == (1 if query.qname else 0)
