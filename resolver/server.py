@@ -124,7 +124,10 @@ class Server:
         ]
         log.info(
             "serving DNS on %s, HTTP on %s, %d policy entries",
-            ", ".join(f"{e.host}:{e.port}" for e in self.dns_endpoints),
+            ", ".join(
+                f"[{e.host}]:{e.port}" if ":" in e.host else f"{e.host}:{e.port}"
+                for e in self.dns_endpoints
+            ),
             f"{self.http_endpoint.host}:{self.http_endpoint.port}" if self.http_endpoint else "-",
             sum(blocklist.entries_by_source.values()),
         )

@@ -233,3 +233,20 @@ def test_export_rejects_a_policy_naming_no_service(catalog_dir):
     )
     assert result.returncode == 1
     assert "blocking.catalog.block.services[0]" in result.stderr
+
+
+def test_catalog_list_filters_by_country_and_category():
+    chinese = subprocess.run(
+        [*AIWALL, "catalog", "list", "--country", "CN"], capture_output=True, text=True
+    )
+    assert chinese.returncode == 0
+    ids = {line.split()[0] for line in chinese.stdout.splitlines()[1:-1]}
+    assert {"deepseek", "kimi", "doubao", "qwen", "ernie"} <= ids
+    assert "chatgpt" not in ids
+    bypass = subprocess.run(
+        [*AIWALL, "catalog", "list", "--category", "bypass"], capture_output=True, text=True
+    )
+    rows = bypass.stdout.splitlines()[1:-1]
+    assert rows
+    assert all("bypass" in row for row in rows)
+    assert bypass.stdout.splitlines()[-1].startswith(f"{len(rows)} services")
