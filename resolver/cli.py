@@ -32,6 +32,7 @@ from resolver.export import FORMATS, ExportOptions, render
 from resolver.logs import setup_logging
 from resolver.server import PolicyError, Server, load_policy
 from resolver.storage import write_atomically
+from resolver.workers import Supervisor, WorkerStartError
 
 log = logging.getLogger("aiwall")
 
@@ -62,12 +63,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     setup_logging(config.logging)
     try:
+        if config.worker_count > 1:
+            return asyncio.run(Supervisor(config).run())
         return asyncio.run(_serve(config))
     except PolicyError as error:
         log.error("not starting: the blocking policy cannot be loaded: %s", error)
         return EXIT_FAILURE
     except OSError as error:
         log.error("not starting: cannot open a listener: %s", error)
+        return EXIT_FAILURE
+    except WorkerStartError as error:
+        log.error("not starting: %s", error)
         return EXIT_FAILURE
 
 

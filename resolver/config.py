@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
@@ -321,13 +322,21 @@ class Config:
     access: AccessConfig = field(default_factory=AccessConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    # Processes answering on the same ports (SO_REUSEPORT); 0 = one per CPU.
+    workers: int = 0
     # Relative list paths are resolved against the config file's folder.
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
 
     def validate(self) -> None:
         for section in dataclasses.fields(self):
-            if not section.metadata.get("internal"):
-                getattr(self, section.name).validate(section.name)
+            value = getattr(self, section.name)
+            if hasattr(value, "validate"):
+                value.validate(section.name)
+        _check_range("workers", self.workers, 0, 256)
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
     def list_paths(self) -> tuple[Path, ...]:
         return tuple(self.base_dir / path for path in self.blocking.lists)

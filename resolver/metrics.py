@@ -6,6 +6,9 @@ and category, upstream server. Never a client address or a queried name.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -14,9 +17,11 @@ from prometheus_client import (
     Info,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from resolver import __version__, wire
 
@@ -40,6 +45,57 @@ QTYPE_LABELS = {
 }
 
 
+RCODE_LABELS = {code: name for code, name in wire.RCODE_NAMES.items()} | {
+    code: str(code) for code in range(24) if code not in wire.RCODE_NAMES
+}
+
+
+def _as_labels(key: Hashable) -> tuple[str, ...]:
+    return key if isinstance(key, tuple) else ()
+
+
+class HotCounter(Collector):
+    """A counter bumped on every query: a plain dict increment, turned into samples only
+    when scraped. prometheus_client's Counter takes a lock and a label lookup per call,
+    which on the hot path costs more than answering a blocked query does."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...] = (),
+        labels: Callable[[Any], tuple[str, ...]] = _as_labels,
+        *,
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = labelnames
+        self._labels = labels
+        self.counts: dict[Hashable, int] = {} if labelnames else {(): 0}
+        registry.register(self)
+
+    def inc(self, key: Hashable = ()) -> None:
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+
+    def value(self, key: Hashable = ()) -> int:
+        return self.counts.get(key, 0)
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[tuple[str, ...], int] = {}
+        for key, count in list(self.counts.items()):
+            labels = self._labels(key)
+            merged[labels] = merged.get(labels, 0) + count
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for labels, count in merged.items():
+            family.add_metric(list(labels), count)
+        yield family
+
+
 class Metrics:
     """All metrics of one server instance, in its own registry (tests run several)."""
 
@@ -52,22 +108,24 @@ class Metrics:
         Info("aiwall_build", "Version of the running server.", registry=r).info(
             {"version": __version__}
         )
-        self.queries = Counter(
+        self.queries = HotCounter(
             "aiwall_queries_total",
             "Queries received, by transport and query type.",
-            ["protocol", "qtype"],
+            ("protocol", "qtype"),
+            lambda key: (key[0], QTYPE_LABELS.get(key[1], "other")),
             registry=r,
         )
-        self.responses = Counter(
+        self.responses = HotCounter(
             "aiwall_responses_total",
             "Responses sent, by how they were answered and rcode.",
-            ["outcome", "rcode"],
+            ("outcome", "rcode"),
+            lambda key: (key[0], RCODE_LABELS.get(key[1], "other")),
             registry=r,
         )
-        self.blocked = Counter(
+        self.blocked = HotCounter(
             "aiwall_blocked_queries_total",
             "Queries answered with a block, by catalog service (or list) and category.",
-            ["service", "category"],
+            ("service", "category"),
             registry=r,
         )
         self.dropped = Counter(
@@ -76,10 +134,10 @@ class Metrics:
             ["protocol", "reason"],
             registry=r,
         )
-        self.cache_hits = Counter(
+        self.cache_hits = HotCounter(
             "aiwall_cache_hits_total", "Answers served from the cache.", registry=r
         )
-        self.cache_misses = Counter(
+        self.cache_misses = HotCounter(
             "aiwall_cache_misses_total", "Cache lookups that found no usable answer.", registry=r
         )
         self.cache_evictions = Counter(
@@ -152,35 +210,15 @@ class Metrics:
             ["source", "reason"],
             registry=r,
         )
-        self._query_children: dict[tuple[str, int], Counter] = {}
-        self._response_children: dict[tuple[str, int], Counter] = {}
-        # Label lookups take a lock and a tuple build; the hot path reuses bound children.
-        self._blocked_children: dict[tuple[str, str], Counter] = {}
 
     def count_query(self, protocol: str, qtype: int) -> None:
-        key = (protocol, qtype)
-        child = self._query_children.get(key)
-        if child is None:
-            child = self.queries.labels(protocol, QTYPE_LABELS.get(qtype, "other"))
-            self._query_children[key] = child
-        child.inc()
+        self.queries.inc((protocol, qtype))
 
     def count_response(self, outcome: str, rcode: int) -> None:
-        key = (outcome, rcode)
-        child = self._response_children.get(key)
-        if child is None:
-            name = wire.RCODE_NAMES.get(rcode, str(rcode) if rcode < 24 else "other")
-            child = self.responses.labels(outcome, name)
-            self._response_children[key] = child
-        child.inc()
+        self.responses.inc((outcome, rcode))
 
     def count_blocked(self, service: str, category: str) -> None:
-        key = (service, category)
-        child = self._blocked_children.get(key)
-        if child is None:
-            child = self.blocked.labels(service, category)
-            self._blocked_children[key] = child
-        child.inc()
+        self.blocked.inc((service, category))
 
     def set_list_sizes(self, sizes: dict[str, int], loaded_at: float) -> None:
         self.list_entries.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import struct
 
 from resolver import wire
 from resolver.model import Answer, Outcome, Query
@@ -33,14 +34,10 @@ def _pointer_to(query: Query, label_index: int) -> bytes:
     return wire.U16.pack(0xC000 | (12 + query.labels[label_index]))
 
 
-def _soa(query: Query, zone_label: int, ttl: int) -> bytes:
-    rdata = _SOA_MNAME + _SOA_RNAME + wire.U32.pack(1) + wire.U32.pack(3600)
-    rdata += wire.U32.pack(600) + wire.U32.pack(86400) + wire.U32.pack(ttl)
-    return (
-        _pointer_to(query, zone_label)
-        + wire.RR_FIXED.pack(wire.TYPE_SOA, wire.CLASS_IN, ttl, len(rdata))
-        + rdata
-    )
+def soa_record_tail(ttl: int) -> bytes:
+    """Everything of the block SOA record after its owner name (the same for every answer)."""
+    rdata = _SOA_MNAME + _SOA_RNAME + struct.pack("!IIIII", 1, 3600, 600, 86400, ttl)
+    return wire.RR_FIXED.pack(wire.TYPE_SOA, wire.CLASS_IN, ttl, len(rdata)) + rdata
 
 
 class BlockAnswers:
@@ -51,6 +48,7 @@ class BlockAnswers:
         self.ttl = ttl
         self._ipv4 = ipaddress.IPv4Address(sinkhole_ipv4).packed
         self._ipv6 = ipaddress.IPv6Address(sinkhole_ipv6).packed
+        self._soa_tail = soa_record_tail(ttl)
 
     def build(self, query: Query, zone_label: int, mode: str, ede_text: str) -> Answer:
         """``zone_label`` is the index of the label where the matched entry starts; the
@@ -71,5 +69,5 @@ class BlockAnswers:
         # answer with a SOA, so downstream caches keep it for the block TTL (RFC 2308 5).
         rcode = wire.NXDOMAIN if mode == "nxdomain" else wire.NOERROR
         message = _header(query, rcode, nscount=1) + _question(query)
-        message += _soa(query, zone_label, self.ttl)
+        message += _pointer_to(query, zone_label) + self._soa_tail
         return Answer(message=message, outcome=Outcome.BLOCKED, rcode=rcode, ede=ede)

@@ -22,7 +22,7 @@ from resolver.pipeline import Pipeline, build_pipeline
 from resolver.policy import SelectorError
 from resolver.remote import RemoteList
 from resolver.transport import QueryRunner, TcpConnection, TcpConnections, UdpListener
-from resolver.web import StatusServer
+from resolver.web import StatusServer, registry_exposition
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,12 @@ class Endpoint:
     port: int
 
 
-def _bind_udp(host: str, port: int) -> socket.socket:
+def _bind_udp(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
+    if reuse_port:
+        # Workers each bind the same port; the kernel spreads clients across them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if family == socket.AF_INET6:
         # Lets 0.0.0.0 and [::] be configured side by side on the same port.
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -77,8 +80,14 @@ def _bind_udp(host: str, port: int) -> socket.socket:
 
 class Server:
     def __init__(
-        self, config: Config, metrics: Metrics | None = None, catalog_dir: Path | None = None
+        self,
+        config: Config,
+        metrics: Metrics | None = None,
+        catalog_dir: Path | None = None,
+        *,
+        reuse_port: bool = False,
     ) -> None:
+        self._reuse_port = reuse_port
         self.config = config
         self.metrics = metrics if metrics is not None else Metrics()
         self._catalog_dir = catalog_dir
@@ -87,7 +96,6 @@ class Server:
         self.dns_endpoints: list[Endpoint] = []
         self.http_endpoint: Endpoint | None = None
         self._runner: QueryRunner | None = None
-        self._udp: list[asyncio.DatagramTransport] = []
         self._udp_listeners: list[UdpListener] = []
         self._tcp: list[asyncio.Server] = []
         self._tcp_connections = TcpConnections(
@@ -116,7 +124,7 @@ class Server:
             await self._listen_dns(loop, host, port)
         if self.config.listen.http:
             host, port = parse_host_port(self.config.listen.http, 9153)
-            self._status = StatusServer(self.metrics, self.ready)
+            self._status = StatusServer(registry_exposition(self.metrics), self.ready)
             bound = await self._status.start(host, port)
             self.http_endpoint = Endpoint(*bound)
         self._refreshers = [
@@ -137,7 +145,7 @@ class Server:
         runner = self._runner
         # Bind UDP first so that port 0 picks one free port, then TCP on the same one.
         for attempt in range(20):
-            udp_sock = _bind_udp(host, port)
+            udp_sock = _bind_udp(host, port, self._reuse_port)
             bound_port = udp_sock.getsockname()[1]
             try:
                 tcp = await loop.create_server(
@@ -145,16 +153,15 @@ class Server:
                     host,
                     bound_port,
                     backlog=256,
+                    reuse_port=self._reuse_port,
                 )
             except OSError:
                 udp_sock.close()
                 if port != 0 or attempt == 19:
                     raise
                 continue
-            transport, listener = await loop.create_datagram_endpoint(
-                lambda: UdpListener(runner), sock=udp_sock
-            )
-            self._udp.append(transport)
+            listener = UdpListener(udp_sock, runner)
+            listener.start(loop)
             self._udp_listeners.append(listener)
             self._tcp.append(tcp)
             self.dns_endpoints.append(Endpoint(host, bound_port))
@@ -202,8 +209,8 @@ class Server:
             tcp.close()
         if self._runner is not None:
             await self._runner.drain(DRAIN_SECONDS)
-        for udp in self._udp:
-            udp.close()
+        for listener in self._udp_listeners:
+            listener.close()
         self._tcp_connections.close_all()
         if self._status is not None:
             await self._status.stop()

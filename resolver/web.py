@@ -29,9 +29,22 @@ _REASONS = {
 Response = tuple[int, str, bytes]
 
 
+Exposition = Callable[[], Awaitable[bytes]]
+Readiness = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+def registry_exposition(metrics: Metrics) -> Exposition:
+    async def exposition() -> bytes:
+        return generate_latest(metrics.registry)
+
+    return exposition
+
+
 class StatusServer:
-    def __init__(self, metrics: Metrics, ready: Callable[[], Awaitable[tuple[bool, str]]]) -> None:
-        self._metrics = metrics
+    """``exposition`` renders /metrics: one registry, or several workers' merged."""
+
+    def __init__(self, exposition: Exposition, ready: Readiness) -> None:
+        self._exposition = exposition
         self._ready = ready
         self._server: asyncio.Server | None = None
 
@@ -74,7 +87,7 @@ class StatusServer:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n"
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
+            return 200, CONTENT_TYPE_LATEST, await self._exposition()
         if path == "/healthz":
             return 200, "text/plain", b"ok\n"
         if path == "/readyz":

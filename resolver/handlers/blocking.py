@@ -9,6 +9,10 @@ from resolver.blocklist import Blocklist, Rule
 from resolver.model import Answer, Handler, Query, Resolution
 from resolver.responses import BlockAnswers
 
+# Enough for every banned name an office asks for in a day; a flood of random names only
+# costs a cleared dict.
+BUILT_ANSWERS_LIMIT = 16_384
+
 
 class BlockingHandler:
     name = "blocking"
@@ -25,16 +29,28 @@ class BlockingHandler:
         self._answers = answers
         self._next = next_handler
         self._inspect = cname_inspection
+        # Block answers already built, by (name, type): the same few banned names are asked
+        # over and over, and an answer depends on nothing else (the codec puts in each
+        # client's ID, flags and question case). Cleared with every policy swap.
+        self._built: dict[tuple[bytes, int], Answer] = {}
 
     def replace_blocklist(self, blocklist: Blocklist) -> None:
         """Swap in a freshly built policy; one assignment, so no query sees a mix."""
         self.blocklist = blocklist
+        self._built = {}
 
     def handle(self, query: Query) -> Resolution:
+        built = self._built.get((query.qname, query.qtype))
+        if built is not None:
+            return built
         found = self.blocklist.match(query.qname, query.labels)
         if found is not None:
             if found.value.action != "allow":
-                return self._block(query, found.value, found.label, found.value.description)
+                answer = self._block(query, found.value, found.label, found.value.description)
+                if len(self._built) >= BUILT_ANSWERS_LIMIT:
+                    self._built = {}
+                self._built[query.qname, query.qtype] = answer
+                return answer
             # An explicitly allowed name stays allowed wherever its CNAMEs lead.
             return self._next.handle(query)
         result = self._next.handle(query)

@@ -15,7 +15,7 @@ from resolver.model import Answer, Handler, Outcome, Query, Resolution
 CacheKey = tuple[bytes, int, int]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Entry:
     message: bytes
     ttl_offsets: tuple[int, ...]
@@ -23,6 +23,10 @@ class _Entry:
     cnames: tuple[bytes, ...]
     stored: float
     expires: float
+    # The copy last served and its age in whole seconds: every hit within the same
+    # second reuses it instead of rewriting the TTLs again.
+    served_age: int = -1
+    served: bytes = b""
 
 
 def _capped_ttls(message: bytes, ttl_offsets: tuple[int, ...], limit: int) -> bytes:
@@ -56,12 +60,14 @@ class AnswerCache:
             return None
         self._entries.move_to_end(key)
         age = int(now - entry.stored)
-        message = bytearray(entry.message)
-        for offset in entry.ttl_offsets:
-            ttl = self._clamp(wire.U32.unpack_from(message, offset)[0])
-            wire.U32.pack_into(message, offset, max(ttl - age, 0))
+        if age != entry.served_age:
+            message = bytearray(entry.message)
+            for offset in entry.ttl_offsets:
+                ttl = self._clamp(wire.U32.unpack_from(message, offset)[0])
+                wire.U32.pack_into(message, offset, max(ttl - age, 0))
+            entry.served, entry.served_age = bytes(message), age
         return Answer(
-            message=bytes(message),
+            message=entry.served,
             outcome=Outcome.CACHED,
             rcode=entry.rcode,
             cnames=entry.cnames,

@@ -1,0 +1,268 @@
+"""Several processes answering on the same ports, one metrics endpoint for all of them.
+
+Python runs one thread of bytecode at a time, so more cores need more processes. The
+supervisor starts ``workers`` copies of the server, each binding the DNS ports with
+SO_REUSEPORT (the kernel spreads clients across them), and keeps the HTTP listener for
+itself. On a scrape it asks every worker for its exposition over a pipe and merges them,
+so Prometheus sees one server whose counters are the sums of the workers' counters.
+Workers that die are restarted; SIGHUP and SIGTERM are passed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+import operator
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+
+from resolver.config import Config, parse_host_port
+from resolver.logs import setup_logging
+from resolver.server import PolicyError, Server
+from resolver.web import StatusServer
+
+log = logging.getLogger(__name__)
+
+# Gauges every worker reports alike (the same policy, the same limits): merged with max.
+_SAME_IN_EVERY_WORKER = (
+    "aiwall_list_",
+    "aiwall_build_info",
+    "python_info",
+    "process_max_fds",
+)
+_EXCHANGE_TIMEOUT = 2.0
+_RESTART_BACKOFF = 1.0
+
+
+def _worker_main(config: Config, index: int, conn: multiprocessing.connection.Connection) -> None:
+    setup_logging(config.logging)
+    try:
+        asyncio.run(_serve_worker(config, index, conn))
+    except KeyboardInterrupt:
+        pass
+    except (PolicyError, OSError) as error:
+        log.error("worker %d not starting: %s", index, error)
+        raise SystemExit(1) from None
+
+
+async def _serve_worker(
+    config: Config, index: int, conn: multiprocessing.connection.Connection
+) -> None:
+    loop = asyncio.get_running_loop()
+    server = Server(
+        dataclasses.replace(config, listen=dataclasses.replace(config.listen, http="")),
+        reuse_port=True,
+    )
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_lists)
+    await server.start()
+    conn.send_bytes(b"started")
+
+    async def answer(request: bytes) -> None:
+        if request == b"metrics":
+            conn.send_bytes(generate_latest(server.metrics.registry))
+        elif request == b"ready":
+            ready, detail = await server.ready()
+            conn.send_bytes((b"1" if ready else b"0") + detail.encode())
+
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_request() -> None:
+        try:
+            request = conn.recv_bytes()
+        except (EOFError, OSError):
+            # The supervisor is gone: a worker must not outlive it.
+            stop.set()
+            return
+        task = loop.create_task(answer(request))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    loop.add_reader(conn.fileno(), on_request)
+    await stop.wait()
+    loop.remove_reader(conn.fileno())
+    log.info("worker %d: shutting down", index)
+    await server.stop()
+
+
+class WorkerStartError(RuntimeError):
+    """A worker exited before it was serving: its own log line says why."""
+
+
+@dataclasses.dataclass
+class _Worker:
+    index: int
+    process: multiprocessing.process.BaseProcess
+    conn: multiprocessing.connection.Connection
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def exchange(self, request: bytes) -> bytes | None:
+        """One request and its answer; None when the worker does not answer in time."""
+        with self.lock:
+            try:
+                self.conn.send_bytes(request)
+                if not self.conn.poll(_EXCHANGE_TIMEOUT):
+                    return None
+                return self.conn.recv_bytes()
+            except (EOFError, OSError):
+                return None
+
+
+class _Merged(Collector):
+    """Families already merged, served as they are."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+def _combiner(family: Metric) -> Callable[[float, float], float]:
+    if family.name == "process_start_time_seconds":
+        return min
+    if family.type == "gauge" and family.name.startswith(_SAME_IN_EVERY_WORKER):
+        return max
+    return operator.add
+
+
+def merge_expositions(texts: Iterable[str]) -> list[Metric]:
+    """Counters, histograms and most gauges are summed over the workers; gauges every
+    worker reports alike take the maximum, start times the minimum."""
+    families: dict[str, Metric] = {}
+    values: dict[tuple[str, str, tuple[tuple[str, str], ...]], float] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            families.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+            combine = _combiner(family)
+            for sample in family.samples:
+                key = (family.name, sample.name, tuple(sorted(sample.labels.items())))
+                previous = values.get(key)
+                values[key] = sample.value if previous is None else combine(previous, sample.value)
+    for (family_name, sample_name, labels), value in values.items():
+        families[family_name].add_sample(sample_name, dict(labels), value)
+    return list(families.values())
+
+
+class Supervisor:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.count = config.worker_count
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self._registry = CollectorRegistry()
+        self._restarts = Counter(
+            "aiwall_worker_restarts_total",
+            "Worker processes restarted after they died.",
+            registry=self._registry,
+        )
+        Gauge("aiwall_workers", "Worker processes configured.", registry=self._registry).set(
+            self.count
+        )
+        self._status: StatusServer | None = None
+        self._stopping = False
+
+    def _spawn(self, index: int) -> _Worker:
+        parent_end, child_end = self._context.Pipe()
+        process = self._context.Process(
+            target=_worker_main,
+            args=(self.config, index, child_end),
+            name=f"aiwall-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        worker = _Worker(index, process, parent_end)
+        # The worker loads its policy before it opens a port; wait for that so a failed
+        # start is an error here rather than a restart loop.
+        try:
+            started = parent_end.poll(120) and parent_end.recv_bytes() == b"started"
+        except (EOFError, OSError):
+            started = False
+        if not started:
+            process.join(5)
+            raise WorkerStartError(f"worker {index} did not start (exit code {process.exitcode})")
+        return worker
+
+    async def _exposition(self) -> bytes:
+        texts = await asyncio.gather(
+            *(asyncio.to_thread(w.exchange, b"metrics") for w in self._workers)
+        )
+        families = merge_expositions(t.decode() for t in texts if t is not None)
+        merged = CollectorRegistry()
+        merged.register(_Merged(families))
+        return generate_latest(merged) + generate_latest(self._registry)
+
+    async def ready(self) -> tuple[bool, str]:
+        answers = await asyncio.gather(
+            *(asyncio.to_thread(w.exchange, b"ready") for w in self._workers)
+        )
+        for worker, answer in zip(self._workers, answers, strict=True):
+            if answer is None or not answer.startswith(b"1"):
+                detail = answer[1:].decode() if answer else "no answer"
+                return False, f"worker {worker.index}: {detail}"
+        return True, "ready"
+
+    def _signal_all(self, signum: int) -> None:
+        for worker in self._workers:
+            if worker.process.pid is not None and worker.process.is_alive():
+                os.kill(worker.process.pid, signum)
+
+    async def _watch(self) -> None:
+        """Restart workers that die, for as long as we are not stopping."""
+        while not self._stopping:
+            await asyncio.sleep(0.5)
+            for position, worker in enumerate(self._workers):
+                if worker.process.is_alive() or self._stopping:
+                    continue
+                log.error(
+                    "worker %d died (exit code %s); restarting it",
+                    worker.index,
+                    worker.process.exitcode,
+                )
+                self._restarts.inc()
+                await asyncio.sleep(_RESTART_BACKOFF)
+                try:
+                    self._workers[position] = await asyncio.to_thread(self._spawn, worker.index)
+                except WorkerStartError as error:
+                    log.error("%s", error)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._workers = [await asyncio.to_thread(self._spawn, i) for i in range(self.count)]
+        if self.config.listen.http:
+            host, port = parse_host_port(self.config.listen.http, 9153)
+            self._status = StatusServer(self._exposition, self.ready)
+            await self._status.start(host, port)
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._signal_all(signal.SIGHUP))
+        watcher = loop.create_task(self._watch())
+        log.info("%d workers serving", self.count)
+        await stop.wait()
+        self._stopping = True
+        watcher.cancel()
+        log.info("shutting down: finishing answers in flight")
+        self._signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for worker in self._workers:
+            await asyncio.to_thread(worker.process.join, max(deadline - time.monotonic(), 0.1))
+            if worker.process.is_alive():
+                worker.process.kill()
+        if self._status is not None:
+            await self._status.stop()
+        return 0

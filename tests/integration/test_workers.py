@@ -1,0 +1,102 @@
+"""Several worker processes on one port, one correct /metrics for all of them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dns.message
+import dns.query
+import pytest
+import yaml
+
+from tests.support import free_port
+
+
+def udp_sockets_on(port: int) -> int:
+    """How many UDP sockets are bound to 127.0.0.1:port (SO_REUSEPORT lets several)."""
+    wanted = f"0100007F:{port:04X}"
+    lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[1] == wanted)
+
+
+def metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.fixture
+def workers(upstream, catalog_dir, tmp_path):
+    port, http = free_port(), free_port()
+    config = tmp_path / "aiwall.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": {"dns": [f"127.0.0.1:{port}"], "http": f"127.0.0.1:{http}"},
+                "upstream": {"servers": [upstream.server_spec], "timeout": 0.5},
+                "workers": 2,
+            }
+        )
+    )
+    env = {**os.environ, "AIWALL_CATALOG_DIR": str(catalog_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "resolver", "serve", "--config", str(config)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while udp_sockets_on(port) < 2:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "workers did not start"
+        time.sleep(0.1)
+    yield proc, port, f"http://127.0.0.1:{http}"
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def ask_from_fresh_ports(port: int, count: int) -> None:
+    # A new socket per query: new source ports, so the kernel spreads them over workers.
+    for index in range(count):
+        query = dns.message.make_query(f"n{index}.chat.deepseek.com", "A")
+        reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=3)
+        assert reply.rcode() == 3
+
+
+def test_metrics_are_the_sum_over_workers(workers):
+    _, port, url = workers
+    assert udp_sockets_on(port) == 2
+    ask_from_fresh_ports(port, 200)
+    assert metric(url, "aiwall_queries_total") == 200
+    assert metric(url, "aiwall_blocked_queries_total") == 200
+    assert metric(url, "aiwall_workers") == 2
+    # Gauges every worker reports alike are not doubled.
+    assert metric(url, 'aiwall_list_entries{source="catalog"}') == 2
+
+
+def test_a_dead_worker_is_restarted_and_sigterm_stops_all(workers):
+    proc, port, url = workers
+    children = subprocess.run(
+        ["pgrep", "-P", str(proc.pid), "-f", "spawn_main"], capture_output=True, text=True
+    ).stdout.split()
+    assert len(children) == 2
+    os.kill(int(children[0]), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while metric(url, "aiwall_worker_restarts_total") < 1 or udp_sockets_on(port) < 2:
+        assert time.monotonic() < deadline, "the worker was not restarted"
+        time.sleep(0.2)
+    ask_from_fresh_ports(port, 20)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert udp_sockets_on(port) == 0
