@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,7 +17,7 @@ from resolver import wire
 from resolver.catalog import Catalog
 from resolver.config import BlockingConfig
 from resolver.domainset import DomainSet, Match
-from resolver.listfile import normalise_name, parse_list
+from resolver.listfile import normalise_name, scan_list
 from resolver.policy import select_services
 
 log = logging.getLogger(__name__)
@@ -122,30 +122,61 @@ def read_list_file(path: Path) -> ListText:
         raise ListError(f"{path}: cannot read list: {error.strerror}") from None
 
 
-def _list_entries(listed: ListText) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
-    """Block and allow entries of one list; raises ListError when it is unusable."""
-    parsed = parse_list(listed.text)
-    if parsed.rejected:
-        number, line = parsed.rejected[0]
+def _add_list(
+    names: DomainSet[Rule],
+    listed: ListText,
+    allow_entries: list[tuple[str, bool]],
+    *,
+    compact: bool,
+) -> int:
+    """Add one list's block entries under its own rule; collect its allow entries.
+    Raises ListError when the list is unusable. Returns the entries added."""
+    label = listed.source.split(":", 1)[1]
+    rule = Rule("block", listed.source, listed.source, "custom", f"list {label}")
+    rejected: list[tuple[int, str]] = []
+    wildcards: list[tuple[str, bool]] = []
+    allows_before = len(allow_entries)
+
+    def plain_names() -> Iterator[str]:
+        # A generator, so a large list goes straight into the set, never into a list.
+        for entry in scan_list(listed.text, rejected):
+            if entry.allow:
+                allow_entries.append((entry.name, entry.below_only))
+            elif entry.below_only:
+                wildcards.append((entry.name, True))
+            else:
+                yield entry.name
+
+    if compact:
+        added = names.add_bulk(plain_names(), rule)
+    else:
+        added = _add_names(names, [(n, False) for n in plain_names()], rule, override=False)
+    if rejected:
+        number, line = rejected[0]
         log.warning(
             "list %s: ignored %d lines it could not read (first: line %d %r)",
             listed.source,
-            len(parsed.rejected),
+            len(rejected),
             number,
             line,
         )
-    if not parsed.entries and parsed.rejected:
-        raise ListError(f"{listed.source}: no line is a domain, hosts or AdBlock entry")
-    blocks = [(e.name, e.below_only) for e in parsed.entries if not e.allow]
-    allows = [(e.name, e.below_only) for e in parsed.entries if e.allow]
-    return blocks, allows
+        if not added and not wildcards and len(allow_entries) == allows_before:
+            raise ListError(f"{listed.source}: no line is a domain, hosts or AdBlock entry")
+    return added + _add_names(names, wildcards, rule, override=False)
 
 
 def build_blocklist(
-    config: BlockingConfig, catalog: Catalog | None, lists: Sequence[ListText]
+    config: BlockingConfig,
+    catalog: Catalog | None,
+    lists: Sequence[ListText],
+    *,
+    compact: bool = True,
 ) -> Blocklist:
     """Compile the policy. Order matters: blocks first (the catalog claims its names so
-    they keep their service label), then canaries, then allows, which override both."""
+    they keep their service label), then canaries, then allows, which override both.
+
+    ``compact`` keeps list names as hashes only, which is what a server wants for large
+    lists; exports, which must print every name, build with ``compact=False``."""
     blocklist = Blocklist()
     names = blocklist.names
     counts = blocklist.entries_by_source
@@ -169,11 +200,7 @@ def build_blocklist(
                 counts["catalog"] += _add_names(names, domains, rule, override=False)
     allow_entries: list[tuple[str, bool]] = []
     for listed in lists:
-        blocks, allows = _list_entries(listed)
-        label = listed.source.split(":", 1)[1]
-        rule = Rule("block", listed.source, listed.source, "custom", f"list {label}")
-        counts[listed.source] = _add_names(names, blocks, rule, override=False)
-        allow_entries.extend(allows)
+        counts[listed.source] = _add_list(names, listed, allow_entries, compact=compact)
     canary = Rule("canary", "config", "canary", "bypass", "browser DNS-over-HTTPS canary")
     counts["canaries"] = _add_names(
         names, [(n, False) for n in config.canaries], canary, override=True

@@ -162,7 +162,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.policy:
         blocking = dataclasses.replace(config.blocking, catalog=_catalog_policy_from(args.policy))
         config = dataclasses.replace(config, blocking=blocking)
-    blocklist, _ = load_policy(config)
+    # Every list name must be printed, so the lists are kept as names, not hashes.
+    blocklist, _ = load_policy(config, compact=False)
     entries = blocklist.entries()
     options = ExportOptions(
         response=config.blocking.response,

@@ -13,9 +13,12 @@ rejected and counted, never guessed at.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 # Names hosts files map to themselves; they are not block entries.
@@ -37,8 +40,8 @@ _HOSTS_NOISE = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
+    # A tuple rather than a dataclass: a million of these are made per large list load.
     name: str  # lowercase ASCII (IDNA applied), no trailing dot
     below_only: bool = False  # "*.name": subdomains only
     allow: bool = False  # an AdBlock exception rule
@@ -121,12 +124,32 @@ def _parse_line(line: str) -> list[Entry] | None:
     return [Entry(name, below_only=below_only)]
 
 
+# A whole line that is already a plain lowercase hostname: most lines of most lists.
+_PLAIN_NAME = re.compile(
+    r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*"
+)
+
+
+def scan_list(text: str, rejected: list[tuple[int, str]]) -> Iterator[Entry]:
+    """Entries one by one, so a million-line list is never held twice; lines not
+    understood go to ``rejected`` as (line number, line)."""
+    plain = _PLAIN_NAME.fullmatch
+    # StringIO yields one line at a time: splitlines() would hold a second copy of a
+    # large list as a million small strings.
+    for number, raw in enumerate(io.StringIO(text), start=1):
+        line = raw.strip().lower()
+        # A name ending in a digit may be an address: the full parser decides those.
+        if plain(line) and len(line) <= 253 and not line[-1].isdigit():
+            yield Entry(line)
+            continue
+        entries = _parse_line(raw)
+        if entries is None:
+            rejected.append((number, raw.strip()[:200]))
+        else:
+            yield from entries
+
+
 def parse_list(text: str) -> ParsedList:
     parsed = ParsedList()
-    for number, line in enumerate(text.splitlines(), start=1):
-        entries = _parse_line(line)
-        if entries is None:
-            parsed.rejected.append((number, line.strip()[:200]))
-        else:
-            parsed.entries.extend(entries)
+    parsed.entries.extend(scan_list(text, parsed.rejected))
     return parsed

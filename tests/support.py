@@ -28,11 +28,16 @@ T = TypeVar("T")
 def free_port() -> int:
     """A port free for both UDP and TCP on 127.0.0.1, for servers that cannot take port 0
     (a tiny race with other processes is acceptable in tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-        udp.bind(("127.0.0.1", 0))
-        port: int = udp.getsockname()[1]
-        tcp.bind(("127.0.0.1", port))
-        return port
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+            udp.bind(("127.0.0.1", 0))
+            port: int = udp.getsockname()[1]
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken for TCP only: try another
+            return port
+    raise OSError("no port free for both UDP and TCP")
 
 
 def make_config(
