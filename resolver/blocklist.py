@@ -6,7 +6,9 @@ a reload builds a new one and swaps it in whole, so a query never sees half a li
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -109,17 +111,28 @@ def _add_names(
 
 @dataclass(frozen=True, slots=True)
 class ListText:
-    """The text of one list and the name it is known by ("list:<file>", "remote:<name>")."""
+    """One list and the name it is known by ("list:<file>", "remote:<name>"): its text,
+    or the file to stream it from (large lists are never read into memory whole)."""
 
     source: str
-    text: str
+    text: str = ""
+    path: Path | None = None
+
+    def lines(self) -> Iterator[str]:
+        if self.path is None:
+            yield from io.StringIO(self.text)
+            return
+        try:
+            with self.path.open(encoding="utf-8-sig", errors="replace") as stream:
+                yield from stream
+        except OSError as error:
+            raise ListError(f"{self.path}: cannot read list: {error.strerror}") from None
 
 
 def read_list_file(path: Path) -> ListText:
-    try:
-        return ListText(f"list:{path.name}", path.read_text(encoding="utf-8-sig", errors="replace"))
-    except OSError as error:
-        raise ListError(f"{path}: cannot read list: {error.strerror}") from None
+    if not os.access(path, os.R_OK) or not path.is_file():
+        raise ListError(f"{path}: cannot read list: not a readable file")
+    return ListText(f"list:{path.name}", path=path)
 
 
 def _add_list(
@@ -139,7 +152,7 @@ def _add_list(
 
     def plain_names() -> Iterator[str]:
         # A generator, so a large list goes straight into the set, never into a list.
-        for entry in scan_list(listed.text, rejected):
+        for entry in scan_list(listed.lines(), rejected):
             if entry.allow:
                 allow_entries.append((entry.name, entry.below_only))
             elif entry.below_only:

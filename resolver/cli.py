@@ -52,7 +52,7 @@ async def _serve(config: Config) -> int:
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, server.reload_lists)
+    loop.add_signal_handler(signal.SIGHUP, server.request_reload)
     await stop.wait()
     log.info("shutting down: finishing answers in flight")
     await server.stop()

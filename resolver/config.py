@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
@@ -255,12 +256,21 @@ class CacheConfig:
     min_ttl: int = 0
     max_ttl: int = 86_400
     max_negative_ttl: int = 3_600  # RFC 2308 8: negative answers are kept at most this long
+    # RFC 8767 serve-stale: an expired answer is kept up to max_stale seconds (0: off) and
+    # served, with TTL stale_ttl, when every upstream fails or none has answered within
+    # stale_client_timeout. The numbers are RFC 8767's and Unbound's defaults.
+    stale_ttl: int = 30
+    max_stale: int = 86_400
+    stale_client_timeout: float = 1.8
 
     def validate(self, path: str) -> None:
         _check_range(f"{path}.size", self.size, 0, 10_000_000)
         _check_range(f"{path}.min_ttl", self.min_ttl, 0, 86_400)
         _check_range(f"{path}.max_ttl", self.max_ttl, 0, 604_800)
         _check_range(f"{path}.max_negative_ttl", self.max_negative_ttl, 0, 86_400)
+        _check_range(f"{path}.stale_ttl", self.stale_ttl, 1, 86_400)
+        _check_range(f"{path}.max_stale", self.max_stale, 0, 604_800)
+        _check_range(f"{path}.stale_client_timeout", self.stale_client_timeout, 0, 30)
         if self.min_ttl > self.max_ttl:
             raise ConfigError(
                 f"{path}.min_ttl: expected at most max_ttl ({self.max_ttl}), got {self.min_ttl}"
@@ -295,6 +305,64 @@ class AccessConfig:
 
 
 @dataclass(frozen=True)
+class RateLimitConfig:
+    """A token bucket per client prefix on UDP answers, as BIND's and NSD's RRL: a flood
+    from one network (or spoofed in its name) cannot take the server or a victim down.
+
+    TCP is not limited here: its source address is proven by the handshake, so it cannot
+    be used for reflection, and the connection cap bounds it.
+    """
+
+    rate: float = 0.0  # answers per second per prefix; 0 turns the limiter off
+    burst: int = 200  # answers a prefix that was quiet may get at once
+    # Every slip-th limited answer is sent truncated (TC=1), so a real client behind the
+    # prefix retries over TCP and gets through; the others are dropped. 0 drops them all.
+    slip: int = 2
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 56
+    # Prefixes tracked at once; beyond this the oldest is forgotten, so a flood of spoofed
+    # sources costs bounded memory (a forgotten prefix starts again with a full bucket).
+    max_prefixes: int = 100_000
+
+    def validate(self, path: str) -> None:
+        _check_range(f"{path}.rate", self.rate, 0, 10_000_000)
+        _check_range(f"{path}.burst", self.burst, 1, 10_000_000)
+        _check_range(f"{path}.slip", self.slip, 0, 100)
+        _check_range(f"{path}.ipv4_prefix", self.ipv4_prefix, 8, 32)
+        _check_range(f"{path}.ipv6_prefix", self.ipv6_prefix, 16, 128)
+        _check_range(f"{path}.max_prefixes", self.max_prefixes, 1, 10_000_000)
+
+
+# RFC 6750 b64token characters: a token that fits an Authorization header as it is.
+_TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-._~+/=")
+_TOKEN_MIN_LENGTH = 16
+
+
+def _check_token(path: str, token: str) -> None:
+    if len(token) < _TOKEN_MIN_LENGTH or not set(token) <= _TOKEN_CHARS:
+        raise ConfigError(
+            f"{path}: expected at least {_TOKEN_MIN_LENGTH} characters of letters, digits "
+            "and -._~+/= (e.g. from `openssl rand -hex 32`)"
+        )
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """State-changing HTTP endpoints (POST /api/reload) need this bearer token; with none
+    set they are disabled. token_file keeps the secret out of the config file (relative
+    paths are read from the config file's folder) and is read again on every reload."""
+
+    token: str = field(default="", repr=False)
+    token_file: str = ""
+
+    def validate(self, path: str) -> None:
+        if self.token and self.token_file:
+            raise ConfigError(f"{path}: set token or token_file, not both")
+        if self.token:
+            _check_token(f"{path}.token", self.token)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -320,6 +388,8 @@ class Config:
     blocking: BlockingConfig = field(default_factory=BlockingConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
+    ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     state: StateConfig = field(default_factory=StateConfig)
     # Processes answering on the same ports (SO_REUSEPORT); 0 = one per CPU.
@@ -333,6 +403,22 @@ class Config:
             if hasattr(value, "validate"):
                 value.validate(section.name)
         _check_range("workers", self.workers, 0, 256)
+        if self.api.token_file:
+            # Read now, so a missing or bad token file stops the start (or the reload).
+            self.api_token()
+
+    def api_token(self) -> str:
+        """The API bearer token ("" when the API is disabled)."""
+        if not self.api.token_file:
+            return self.api.token
+        path = self.base_dir / self.api.token_file
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise ConfigError(f"api.token_file: cannot read {path}: {reason}") from None
+        _check_token(f"api.token_file ({path})", token)
+        return token
 
     @property
     def worker_count(self) -> int:

@@ -14,6 +14,9 @@ from typing import Generic, TypeVar
 
 Value = TypeVar("Value")
 
+BULK_CHUNKS = 256
+BULK_MASK = BULK_CHUNKS - 1
+
 # Keys of "*.example.com" entries: the wildcard matches strictly below the name.
 _BELOW_ONLY = b"\x01*"
 
@@ -30,20 +33,33 @@ class DomainSet(Generic[Value]):
     def __init__(self) -> None:
         self._entries: dict[bytes, Value] = {}
         self._has_wildcards = False
-        # Large lists: the hashes of their names (dotted text form), one set per list.
-        # An int per name is a third of what a bytes key and its dict slot cost, which
-        # keeps a million-name list within about 60 MB.
-        self._bulk: list[tuple[set[int], Value]] = []
+        # Large lists: the hashes of their names (dotted text form), per list. An int per
+        # name is a third of what a bytes key and its dict slot cost, which keeps a
+        # million-name list within about 60 MB. Each list is split in BULK_CHUNKS sets so
+        # that no single resize or free (C loops that never let the event loop thread
+        # run) takes more than a millisecond or so while a reload builds in a thread.
+        self._bulk: list[tuple[list[set[int]], Value]] = []
 
     def __len__(self) -> int:
-        return len(self._entries) + sum(len(hashes) for hashes, _ in self._bulk)
+        return len(self._entries) + sum(len(chunk) for chunks, _ in self._bulk for chunk in chunks)
 
     def add_bulk(self, names: Iterable[str], value: Value) -> int:
         """Add lowercase dotted names (each covering its subdomains) under one value,
         checked after the exact entries of the same label; returns how many were new."""
-        hashes = {hash(name.encode("ascii")) for name in names}
-        self._bulk.append((hashes, value))
-        return len(hashes)
+        chunks: list[set[int]] = [set() for _ in range(BULK_CHUNKS)]
+        for name in names:
+            key = hash(name.encode("ascii"))
+            chunks[key & BULK_MASK].add(key)
+        self._bulk.append((chunks, value))
+        return sum(len(chunk) for chunk in chunks)
+
+    def release(self) -> None:
+        """Empty the large lists piece by piece (see BULK_CHUNKS); call it from a thread
+        on a set that has been swapped out."""
+        for chunks, _ in self._bulk:
+            for chunk in chunks:
+                chunk.clear()
+        self._bulk = []
 
     def add(self, name: bytes, value: Value, *, below_only: bool = False) -> None:
         """Add a lowercase wire-form name; a later add of the same name replaces the value."""
@@ -84,8 +100,8 @@ class DomainSet(Generic[Value]):
             if bulk:
                 # Label i of the dotted form starts where label i's length byte was.
                 key = hash(dotted[start:])
-                for hashes, bulk_value in bulk:
-                    if key in hashes:
+                for chunks, bulk_value in bulk:
+                    if key in chunks[key & BULK_MASK]:
                         return Match(bulk_value, index)
         return None
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -130,13 +130,11 @@ _PLAIN_NAME = re.compile(
 )
 
 
-def scan_list(text: str, rejected: list[tuple[int, str]]) -> Iterator[Entry]:
-    """Entries one by one, so a million-line list is never held twice; lines not
-    understood go to ``rejected`` as (line number, line)."""
+def scan_list(lines: Iterable[str], rejected: list[tuple[int, str]]) -> Iterator[Entry]:
+    """Entries one by one from lines read one by one, so a million-line list is never
+    held in memory whole; lines not understood go to ``rejected`` as (number, line)."""
     plain = _PLAIN_NAME.fullmatch
-    # StringIO yields one line at a time: splitlines() would hold a second copy of a
-    # large list as a million small strings.
-    for number, raw in enumerate(io.StringIO(text), start=1):
+    for number, raw in enumerate(lines, start=1):
         line = raw.strip().lower()
         # A name ending in a digit may be an address: the full parser decides those.
         if plain(line) and len(line) <= 253 and not line[-1].isdigit():
@@ -151,5 +149,5 @@ def scan_list(text: str, rejected: list[tuple[int, str]]) -> Iterator[Entry]:
 
 def parse_list(text: str) -> ParsedList:
     parsed = ParsedList()
-    parsed.entries.extend(scan_list(text, parsed.rejected))
+    parsed.entries.extend(scan_list(io.StringIO(text), parsed.rejected))
     return parsed

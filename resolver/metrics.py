@@ -180,6 +180,36 @@ class Metrics:
             ["upstream", "reason"],
             registry=r,
         )
+        self.access_refused = HotCounter(
+            "aiwall_access_refused_total",
+            "Queries refused because the client is outside access.allow.",
+            registry=r,
+        )
+        self.ratelimited = HotCounter(
+            "aiwall_ratelimited_total",
+            "UDP answers over a client prefix's rate limit: dropped, or sent truncated (slip).",
+            ("action",),
+            registry=r,
+        )
+        self.upstream_skipped = Counter(
+            "aiwall_upstream_skipped_total",
+            "Upstream attempts skipped because the upstream is backing off after failures.",
+            ["upstream"],
+            registry=r,
+        )
+        self.upstream_up = Gauge(
+            "aiwall_upstream_up",
+            "1 while an upstream is used, 0 while it is skipped after consecutive failures.",
+            ["upstream"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "aiwall_reloads_total",
+            "Config and policy reloads (SIGHUP, POST /api/reload, remote list refreshes): "
+            "success, or rejected with the running config kept.",
+            ["result"],
+            registry=r,
+        )
         self.tcp_connections = Gauge(
             "aiwall_tcp_connections", "Open client TCP connections.", registry=r
         )

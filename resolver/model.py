@@ -23,6 +23,10 @@ class Outcome(enum.StrEnum):
     BADVERS = "badvers"
     SERVFAIL = "servfail"
     DROPPED = "dropped"
+    # Over the rate limit, sent with TC=1 so a real client retries over TCP.
+    TRUNCATED = "truncated"
+    # Written by us in place of the real data: the RFC 8482 answer to ANY.
+    SYNTHESIZED = "synthesized"
 
 
 @dataclass(slots=True)

@@ -13,6 +13,8 @@ from resolver.handlers.blocking import BlockingHandler
 from resolver.handlers.cache import AnswerCache, CacheHandler
 from resolver.handlers.forwarding import ForwardingHandler
 from resolver.handlers.metrics import MetricsHandler
+from resolver.handlers.minimal_any import MinimalAnyHandler
+from resolver.handlers.ratelimit import RateLimitHandler
 from resolver.handlers.sanity import SanityHandler
 from resolver.metrics import Metrics
 from resolver.model import Handler
@@ -40,7 +42,10 @@ def upstream_servers(specs: tuple[str, ...]) -> tuple[Upstream, ...]:
     return tuple(servers)
 
 
-def build_pipeline(config: Config, blocklist: Blocklist, metrics: Metrics) -> Pipeline:
+def build_pipeline(
+    config: Config, blocklist: Blocklist, metrics: Metrics, cache: AnswerCache | None = None
+) -> Pipeline:
+    """``cache``: the running cache, handed over by a config reload that kept its settings."""
     timeout = config.upstream.timeout
     forwarder = Forwarder(upstream_servers(config.upstream.servers), timeout, metrics)
     conditional: DomainSet[Forwarder] = DomainSet()
@@ -56,22 +61,33 @@ def build_pipeline(config: Config, blocklist: Blocklist, metrics: Metrics) -> Pi
     )
 
     # Built from the last stage back to the first; read bottom-up for the query's path.
-    # 6. forwarding: terminal; only questions nobody before could answer cost a round trip.
+    # 8. forwarding: terminal; only questions nobody before could answer cost a round trip.
     forwarding = ForwardingHandler(forwarder, conditional)
-    # 5. cache: after blocking, so a policy change applies at once to names already cached.
-    cache = CacheHandler(AnswerCache(config.cache, metrics), metrics, forwarding)
-    # 4. blocking: before the cache and upstream, so a banned name never leaves the building;
+    # 7. cache: after blocking, so a policy change applies at once to names already cached,
+    #    and a banned name is never answered from a stale entry either.
+    answers = cache if cache is not None else AnswerCache(config.cache, metrics)
+    cache_handler = CacheHandler(answers, metrics, forwarding, config.cache)
+    # 6. minimal ANY: after blocking, so a banned name's ANY stays blocked; before the cache
+    #    and upstream, so ANY never costs a round trip nor relays a big answer (RFC 8482).
+    minimal_any = MinimalAnyHandler(cache_handler)
+    # 5. blocking: before the cache and upstream, so a banned name never leaves the building;
     #    it also inspects the CNAMEs of what comes back from the cache and upstream.
     blocking = BlockingHandler(
         blocklist,
         block_answers,
-        cache,
+        minimal_any,
         cname_inspection=config.blocking.cname_inspection,
     )
+    # 4. rate limit (only when ratelimit.rate is set): after access, so strangers only ever
+    #    get a REFUSED no bigger than their query; before blocking, so a flood costs no
+    #    policy lookup, cache entry or upstream query.
+    limited: Handler = blocking
+    if config.ratelimit.rate > 0:
+        limited = RateLimitHandler(config.ratelimit, metrics, blocking)
     # 3. access: strangers are refused before they cost a lookup or learn the policy.
-    access = AccessHandler(config.access.allow, blocking)
+    access = AccessHandler(config.access.allow, limited, metrics)
     # 2. sanity: malformed and unsupported queries never reach policy code.
     sanity = SanityHandler(access)
     # 1. metrics: outermost, so every answer, including FORMERR and REFUSED, is counted.
     head = MetricsHandler(metrics, sanity)
-    return Pipeline(head=head, blocking=blocking, cache=cache, forwarder=forwarder)
+    return Pipeline(head=head, blocking=blocking, cache=cache_handler, forwarder=forwarder)

@@ -29,6 +29,17 @@ def error(query: Query, rcode: int, outcome: Outcome, ede: tuple[int, str] | Non
     return Answer(message=message, outcome=outcome, rcode=rcode, ede=ede)
 
 
+def truncated(query: Query, outcome: Outcome) -> Answer:
+    """Header and question with TC set: "ask again over TCP" (RFC 1035 4.2.1)."""
+    message = _header(query, wire.NOERROR) + _question(query)
+    flags = wire.U16.unpack_from(message, 2)[0] | wire.TC
+    return Answer(
+        message=message[:2] + wire.U16.pack(flags) + message[4:],
+        outcome=outcome,
+        rcode=wire.NOERROR,
+    )
+
+
 def _pointer_to(query: Query, label_index: int) -> bytes:
     # Names we write are suffixes of the question name, so a pointer is all they take.
     return wire.U16.pack(0xC000 | (12 + query.labels[label_index]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import socket
 import time
@@ -65,12 +66,14 @@ def load_policy(
         raise PolicyError(str(error)) from None
 
 
-def _return_freed_memory() -> None:
-    """Hand the heap freed by a policy build back to the OS (glibc only).
-
-    Parsing a large list leaves tens of megabytes of freed text and strings in malloc's
-    arenas; without this they count against the process for good.
-    """
+def _retire(blocklist: Blocklist | None) -> None:
+    """After a policy swap: free the old policy piece by piece, keep the new one out of
+    future GC passes, and hand the freed heap back to the OS. Runs in a thread."""
+    if blocklist is not None:
+        blocklist.names.release()
+    # Everything alive now is long-lived; the collector need not walk it again.
+    gc.freeze()
+    # Parsing a large list leaves tens of megabytes freed in malloc's arenas (glibc).
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
@@ -123,6 +126,7 @@ class Server:
             for remote in config.blocking.remote_lists
         ]
         self._refreshers: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[bool]] = set()
 
     async def start(self) -> None:
         # A remote list never fetched before is fetched now, before the ports open, so a
@@ -130,8 +134,8 @@ class Server:
         for source in self.remote_lists:
             if source.last_good() is None:
                 await asyncio.to_thread(source.refresh)
-        blocklist, self.catalog = load_policy(self.config, self._catalog_dir, self.remote_lists)
-        _return_freed_memory()
+        blocklist, self.catalog = self._build_policy()
+        _retire(None)
         self.metrics.set_list_sizes(blocklist.entries_by_source, blocklist.loaded_at)
         self.pipeline = build_pipeline(self.config, blocklist, self.metrics)
         self._runner = QueryRunner(self.pipeline.head, self.metrics)
@@ -191,18 +195,32 @@ class Server:
             age = time.time() - copy.fetched_at if copy is not None else source.config.refresh
             await asyncio.sleep(max(source.config.refresh - age, 0))
             if await asyncio.to_thread(source.refresh):
-                self.reload_lists()
+                await self.reload_lists()
 
-    def reload_lists(self) -> bool:
-        """Rebuild the policy from the same config; on any error keep the running one."""
+    def _build_policy(self) -> tuple[Blocklist, Catalog | None]:
+        return load_policy(self.config, self._catalog_dir, self.remote_lists)
+
+    def request_reload(self) -> None:
+        """For signal handlers, which cannot await: reload in the background."""
+        task = asyncio.get_running_loop().create_task(self.reload_lists())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reload_lists(self) -> bool:
+        """Rebuild the policy from the same config; on any error keep the running one.
+
+        The build runs in a thread, so answering goes on meanwhile (a million-name list
+        takes seconds to parse); the swap itself is one assignment on the event loop.
+        """
         assert self.pipeline is not None
         try:
-            blocklist, self.catalog = load_policy(self.config, self._catalog_dir, self.remote_lists)
+            blocklist, self.catalog = await asyncio.to_thread(self._build_policy)
         except PolicyError as error:
             log.error("reload rejected, keeping the running policy: %s", error)
             return False
+        retired = self.pipeline.blocking.blocklist
         self.pipeline.blocking.replace_blocklist(blocklist)
-        _return_freed_memory()
+        await asyncio.to_thread(_retire, retired)
         self.metrics.set_list_sizes(blocklist.entries_by_source, blocklist.loaded_at)
         log.info("policy reloaded: %d entries", sum(blocklist.entries_by_source.values()))
         return True

@@ -67,7 +67,7 @@ async def _serve_worker(
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, server.reload_lists)
+    loop.add_signal_handler(signal.SIGHUP, server.request_reload)
     await server.start()
     conn.send_bytes(b"started")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from resolver import responses, wire
+from resolver.metrics import Metrics
 from resolver.model import Handler, Outcome, Query, Resolution
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -17,12 +18,17 @@ _MEMO_LIMIT = 65_536
 class AccessHandler:
     name = "access"
 
-    def __init__(self, allowed: tuple[str, ...], next_handler: Handler) -> None:
+    def __init__(
+        self, allowed: tuple[str, ...], next_handler: Handler, metrics: Metrics | None = None
+    ) -> None:
         self._networks: tuple[Network, ...] = tuple(
             ipaddress.ip_network(network, strict=False) for network in allowed
         )
         self._next = next_handler
         self._memo: dict[str, bool] = {}
+        # Apart from the REFUSED of sanity (CHAOS, zone transfers): strangers knocking is
+        # worth a panel of its own.
+        self._refused = metrics.access_refused if metrics is not None else None
 
     def allows(self, client: str) -> bool:
         allowed = self._memo.get(client)
@@ -39,6 +45,8 @@ class AccessHandler:
     def handle(self, query: Query) -> Resolution:
         if self.allows(query.client):
             return self._next.handle(query)
+        if self._refused is not None:
+            self._refused.inc()
         return responses.error(
             query, wire.REFUSED, Outcome.REFUSED, (wire.EDE_PROHIBITED, "client not allowed")
         )
