@@ -28,3 +28,48 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The benchmark against dnsmasq and Unbound (bench/README.md). Takes ~15 minutes;
+# extra options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--rounds 5".
+BENCH_ARGS ?=
+.PHONY: bench bench-smoke
+bench: install
+	$(BIN)/pip install --quiet matplotlib
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# A few seconds per server: checks the harness, not the speed.
+bench-smoke: install
+	$(BIN)/pip install --quiet matplotlib
+	$(BIN)/python bench/run.py --smoke --output-dir bench/results/smoke $(BENCH_ARGS)
+
+# Deployment checks (deploy/README.md). The CI-sized ones also run in `make test`:
+# tests/integration/test_deploy_files.py and tests/e2e/test_dashboard_queries.py.
+.PHONY: e2e-prometheus e2e-container dashboard-preview
+# Prometheus scraping a real aiwall: every dashboard query returns data (~20 s).
+e2e-prometheus: install
+	tests/tools/install-system-deps.sh
+	$(BIN)/python -m pytest -p no:cacheprovider tests/e2e/test_dashboard_queries.py
+# Builds deploy/Dockerfile with podman and runs the image (minutes on a first run; root).
+e2e-container: install
+	tests/e2e/install-podman.sh
+	$(BIN)/python -m pytest -p no:cacheprovider -m e2e -s tests/e2e/test_container.py
+# Every end-to-end test, the opt-in ones included.
+e2e: e2e-prometheus e2e-container
+# Redraws deploy/grafana/preview.png from 2.5 minutes of traffic.
+dashboard-preview: install
+	$(BIN)/python -m tests.e2e.dashboard --output deploy/grafana/preview.png
+
+# Hostile input and overload against a real server on loopback (docs: "Security and
+# reliability"). Short versions run in `make test`: tests/integration/test_fuzz_smoke.py
+# and tests/integration/test_soak_smoke.py. Extra options through FUZZ_ARGS / SOAK_ARGS.
+FUZZ_ARGS ?=
+SOAK_ARGS ?=
+.PHONY: fuzz soak
+# 100,000 random, cut and mutated packets over UDP and TCP; then checks the answers and
+# that memory stayed flat (~5 minutes).
+fuzz: install
+	$(BIN)/python tests/tools/fuzz.py $(FUZZ_ARGS)
+# 3 minutes at twice the measured capacity (dnsperf if installed, else a Python load
+# generator); checks that answers never stop, recovery is immediate and memory flat.
+soak: install
+	$(BIN)/python tests/tools/soak.py $(SOAK_ARGS)

@@ -18,13 +18,14 @@ from typing import Literal
 from resolver import wire
 from resolver.catalog import Catalog
 from resolver.config import BlockingConfig
-from resolver.domainset import DomainSet, Match
+from resolver.domainset import DomainSet, Match, hashed_chunks
 from resolver.listfile import normalise_name, scan_list
 from resolver.policy import select_services
 
 log = logging.getLogger(__name__)
 
-Action = Literal["block", "allow", "canary"]
+# "report": answered normally, but counted and logged as if it had been blocked.
+Action = Literal["block", "allow", "canary", "report"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,7 @@ class Decision:
 
     @property
     def blocked(self) -> bool:
-        return self.rule is not None and self.rule.action != "allow"
+        return self.rule is not None and self.rule.action in ("block", "canary")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,35 +136,39 @@ def read_list_file(path: Path) -> ListText:
     return ListText(f"list:{path.name}", path=path)
 
 
-def _add_list(
-    names: DomainSet[Rule],
-    listed: ListText,
-    allow_entries: list[tuple[str, bool]],
-    *,
-    compact: bool,
-) -> int:
-    """Add one list's block entries under its own rule; collect its allow entries.
-    Raises ListError when the list is unusable. Returns the entries added."""
+@dataclass(slots=True)
+class ListPart:
+    """One list, parsed once and shared by every group's policy."""
+
+    source: str
+    rule: Rule
+    chunks: list[set[int]] | None  # the hashed names (compact), or
+    names: list[str]  # the names themselves (exports)
+    wildcards: list[tuple[str, bool]]
+    allows: list[tuple[str, bool]]
+
+
+def parse_list_text(listed: ListText, *, compact: bool = True) -> ListPart:
+    """Parse one list; raises ListError when it is unusable."""
     label = listed.source.split(":", 1)[1]
     rule = Rule("block", listed.source, listed.source, "custom", f"list {label}")
     rejected: list[tuple[int, str]] = []
-    wildcards: list[tuple[str, bool]] = []
-    allows_before = len(allow_entries)
+    part = ListPart(listed.source, rule, None, [], [], [])
 
     def plain_names() -> Iterator[str]:
         # A generator, so a large list goes straight into the set, never into a list.
         for entry in scan_list(listed.lines(), rejected):
             if entry.allow:
-                allow_entries.append((entry.name, entry.below_only))
+                part.allows.append((entry.name, entry.below_only))
             elif entry.below_only:
-                wildcards.append((entry.name, True))
+                part.wildcards.append((entry.name, True))
             else:
                 yield entry.name
 
     if compact:
-        added = names.add_bulk(plain_names(), rule)
+        part.chunks = hashed_chunks(plain_names())
     else:
-        added = _add_names(names, [(n, False) for n in plain_names()], rule, override=False)
+        part.names = list(plain_names())
     if rejected:
         number, line = rejected[0]
         log.warning(
@@ -173,30 +178,38 @@ def _add_list(
             number,
             line,
         )
-        if not added and not wildcards and len(allow_entries) == allows_before:
+        empty = not (part.names or any(part.chunks or ()) or part.wildcards or part.allows)
+        if empty:
             raise ListError(f"{listed.source}: no line is a domain, hosts or AdBlock entry")
-    return added + _add_names(names, wildcards, rule, override=False)
+    return part
+
+
+def _apply_list(names: DomainSet[Rule], part: ListPart) -> int:
+    if part.chunks is not None:
+        added = names.add_bulk_chunks(part.chunks, part.rule)
+    else:
+        added = _add_names(names, [(n, False) for n in part.names], part.rule, override=False)
+    return added + _add_names(names, part.wildcards, part.rule, override=False)
 
 
 def build_blocklist(
     config: BlockingConfig,
     catalog: Catalog | None,
-    lists: Sequence[ListText],
+    lists: Sequence[ListPart],
     *,
-    compact: bool = True,
+    now: float | None = None,
 ) -> Blocklist:
     """Compile the policy. Order matters: blocks first (the catalog claims its names so
     they keep their service label), then canaries, then allows, which override both.
 
-    ``compact`` keeps list names as hashes only, which is what a server wants for large
-    lists; exports, which must print every name, build with ``compact=False``."""
+    ``lists`` come parsed (``parse_list_text``) so groups share them."""
     blocklist = Blocklist()
     names = blocklist.names
     counts = blocklist.entries_by_source
     excepted: list[tuple[list[tuple[str, bool]], Rule]] = []
     if catalog is not None:
         counts["catalog"] = 0
-        for verdict in select_services(config.catalog, catalog):
+        for verdict in select_services(config.catalog, catalog, now=now):
             service = verdict.service
             rule = Rule(
                 verdict.action,
@@ -212,8 +225,9 @@ def build_blocklist(
             else:
                 counts["catalog"] += _add_names(names, domains, rule, override=False)
     allow_entries: list[tuple[str, bool]] = []
-    for listed in lists:
-        counts[listed.source] = _add_list(names, listed, allow_entries, compact=compact)
+    for part in lists:
+        counts[part.source] = _apply_list(names, part)
+        allow_entries.extend(part.allows)
     canary = Rule("canary", "config", "canary", "bypass", "browser DNS-over-HTTPS canary")
     counts["canaries"] = _add_names(
         names, [(n, False) for n in config.canaries], canary, override=True

@@ -17,8 +17,8 @@ from pathlib import Path
 import dnslib
 import yaml
 
-from resolver import __version__, wire
-from resolver.catalog import Catalog, CatalogError, Service, default_catalog_dir, load_catalog
+from resolver import __version__
+from resolver.catalog import CatalogError, default_catalog_dir, load_catalog
 from resolver.config import (
     CatalogPolicy,
     Config,
@@ -27,7 +27,7 @@ from resolver.config import (
     load_config,
     parse_host_port,
 )
-from resolver.domainset import DomainSet
+from resolver.explain import explain
 from resolver.export import FORMATS, ExportOptions, render
 from resolver.logs import setup_logging
 from resolver.server import PolicyError, Server, load_policy
@@ -45,8 +45,9 @@ def _load(path: str | None) -> Config:
     return load_config(Path(path) if path else None)
 
 
-async def _serve(config: Config) -> int:
-    server = Server(config)
+async def _serve(config: Config, path: Path | None) -> int:
+    # With the file's path, SIGHUP and POST /api/reload read the config again too.
+    server = Server(config, config_path=path)
     await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -61,11 +62,12 @@ async def _serve(config: Config) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
+    path = Path(args.config) if args.config else None
     setup_logging(config.logging)
     try:
         if config.worker_count > 1:
-            return asyncio.run(Supervisor(config).run())
-        return asyncio.run(_serve(config))
+            return asyncio.run(Supervisor(config, path).run())
+        return asyncio.run(_serve(config, path))
     except PolicyError as error:
         log.error("not starting: the blocking policy cannot be loaded: %s", error)
         return EXIT_FAILURE
@@ -79,72 +81,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = load_config(Path(args.file))
-    blocklist, _ = load_policy(config)
-    total = sum(blocklist.entries_by_source.values())
+    groups, _ = load_policy(config)
+    total = sum(groups.entries_by_source.values())
     print(f"{args.file}: valid ({total} policy entries)")
     return EXIT_OK
 
 
-def _catalog_service_for(catalog: Catalog | None, name: str) -> Service | None:
-    """The catalog service whose domains cover ``name``, whether or not it is banned."""
-    if catalog is None:
-        return None
-    owners: DomainSet[Service] = DomainSet()
-    for service in catalog.services:
-        for domain in service.domains:
-            owners.add(wire.text_to_name(domain.name), service)
-    wire_name = wire.text_to_name(name)
-    found = owners.match(wire_name, wire.label_starts(wire_name))
-    return found.value if found is not None else None
-
-
-def _print_service(service: Service) -> None:
-    location = service.data_location
-    print(f"service:  {service.name} [{service.id}]")
-    print(f"vendor:   {service.vendor} ({service.vendor_country})")
-    print(f"data:     {location.country}" + (f" ({location.source})" if location.source else ""))
-    print(f"category: {', '.join(service.categories)}")
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    blocklist, catalog = load_policy(config)
+    groups, catalog = load_policy(config)
     if catalog is None:
         catalog = load_catalog(default_catalog_dir())
     try:
-        decision = blocklist.decide(args.name)
+        explanation = explain(groups, catalog, args.name, args.client or "")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    rule = decision.rule
-    service = _catalog_service_for(catalog, decision.name)
-    print(f"name:     {decision.name}")
-    if rule is None:
-        print("decision: allowed, forwarded upstream")
-        if service is not None:
-            _print_service(service)
-            print(
-                "rule:     the service is in the catalog, but blocking.catalog does not select it"
-            )
-        else:
-            print("rule:     no list or catalog entry covers this name")
-        return EXIT_OK
-    if rule.action == "allow":
-        print(f"decision: allowed, forwarded upstream (entry {decision.entry})")
-    else:
-        mode = "nxdomain" if rule.action == "canary" else config.blocking.response
-        print(f"decision: BLOCKED, answered {mode.upper()} (block TTL {config.blocking.ttl}s)")
-        print(f"entry:    {decision.entry} (and its subdomains)")
-    if service is not None and rule.source == "catalog":
-        _print_service(service)
-    if rule.policy:
-        print(f"rule:     {rule.policy}")
-    elif rule.action == "canary":
-        print("rule:     blocking.canaries (always NXDOMAIN so browsers keep DNS-over-HTTPS off)")
-    elif rule.action == "allow":
-        print(f"rule:     {rule.source} allow entry {decision.entry}")
-    else:
-        print(f"rule:     blocking.lists: {rule.service.removeprefix('list:')}")
+    print("\n".join(explanation.lines()))
     return EXIT_OK
 
 
@@ -163,7 +116,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         blocking = dataclasses.replace(config.blocking, catalog=_catalog_policy_from(args.policy))
         config = dataclasses.replace(config, blocking=blocking)
     # Every list name must be printed, so the lists are kept as names, not hashes.
-    blocklist, _ = load_policy(config, compact=False)
+    groups, _ = load_policy(config, compact=False)
+    group = groups.by_name(args.group)
+    if group is None:
+        raise ConfigError(f"--group: no group {args.group!r} in the config")
+    blocklist = group.blocklist
     entries = blocklist.entries()
     options = ExportOptions(
         response=config.blocking.response,
@@ -255,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="explain the decision for a name")
     check.add_argument("name")
+    check.add_argument("--client", help="explain it for this client address (its group)")
     check.add_argument("--config", "-c")
     check.set_defaults(run=cmd_check)
 
@@ -264,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="print the blocking policy for another DNS program")
     export.add_argument("--format", "-f", required=True, choices=FORMATS)
+    export.add_argument("--group", default="default", help="whose policy (default: default)")
     export.add_argument("--output", "-o", help="write to FILE (atomically) instead of stdout")
     export.add_argument("--config", "-c")
     export.add_argument(

@@ -9,9 +9,12 @@ only half understood.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import ipaddress
 import os
 import string
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
@@ -130,8 +133,26 @@ class CatalogSelector:
     categories: tuple[str, ...] = ()
     countries: tuple[str, ...] = ()
     data_locations: tuple[str, ...] = ()
+    # A temporary rule (an audited exception, say): it applies through this date (UTC)
+    # and stops applying at the next midnight, without a restart.
+    until: str = ""
+
+    @property
+    def expires_at(self) -> float | None:
+        if not self.until:
+            return None
+        day = datetime.date.fromisoformat(self.until)
+        midnight = datetime.datetime.combine(day, datetime.time(), datetime.UTC)
+        return (midnight + datetime.timedelta(days=1)).timestamp()
 
     def validate(self, path: str) -> None:
+        if self.until:
+            try:
+                datetime.date.fromisoformat(self.until)
+            except ValueError:
+                raise ConfigError(
+                    f"{path}.until: expected a date like 2026-12-31, got {self.until!r}"
+                ) from None
         for index, category in enumerate(self.categories):
             if category not in CATEGORIES:
                 raise ConfigError(
@@ -160,10 +181,13 @@ class CatalogSelector:
 
 @dataclass(frozen=True)
 class CatalogPolicy:
-    """Which catalog services are banned: ``block`` minus the exceptions in ``allow``."""
+    """Which catalog services are banned: ``block`` minus the exceptions in ``allow``;
+    services under ``report`` are answered normally but counted and logged as if
+    blocked, to measure a ban before enforcing it."""
 
     block: CatalogSelector = field(default_factory=lambda: CatalogSelector(all=True))
     allow: CatalogSelector = field(default_factory=CatalogSelector)
+    report: CatalogSelector = field(default_factory=CatalogSelector)
 
     @classmethod
     def from_scalar(cls, value: object, path: str) -> CatalogPolicy:
@@ -179,6 +203,7 @@ class CatalogPolicy:
     def validate(self, path: str) -> None:
         self.block.validate(f"{path}.block")
         self.allow.validate(f"{path}.allow")
+        self.report.validate(f"{path}.report")
 
 
 @dataclass(frozen=True)
@@ -223,6 +248,8 @@ class BlockingConfig:
     # DNS-over-HTTPS off when its canary does not exist (a sinkhole address is not enough).
     canaries: tuple[str, ...] = ("use-application-dns.net", "mask.icloud.com", "mask-h2.icloud.com")
     cname_inspection: bool = True
+    # "report": nothing is blocked, everything that would be is counted and logged.
+    mode: Literal["enforce", "report"] = "enforce"
 
     def validate(self, path: str) -> None:
         self.catalog.validate(f"{path}.catalog")
@@ -382,6 +409,74 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class GroupConfig:
+    """Clients (by network) with a policy of their own; what is not set here is taken
+    from ``blocking``. The most specific network decides a client's group."""
+
+    name: str = ""
+    clients: tuple[str, ...] = ()
+    catalog: CatalogPolicy | None = None
+    allow: tuple[str, ...] | None = None
+    response: ResponseMode | None = None
+    mode: Literal["enforce", "report"] | None = None
+
+    def validate(self, path: str) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{path}.name: expected a name of letters, digits, - and _")
+        if not self.clients:
+            raise ConfigError(f"{path}.clients: expected at least one network")
+        for index, network in enumerate(self.clients):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"{path}.clients[{index}]: expected a network like 10.1.0.0/16, got {network!r}"
+                ) from None
+        if self.catalog is not None:
+            self.catalog.validate(f"{path}.catalog")
+        if self.allow is not None:
+            _check_names(f"{path}.allow", self.allow)
+
+    def applied_to(self, blocking: BlockingConfig) -> BlockingConfig:
+        """The group's own blocking settings, the default ones where it sets none."""
+        return dataclasses.replace(
+            blocking,
+            catalog=self.catalog if self.catalog is not None else blocking.catalog,
+            allow=self.allow if self.allow is not None else blocking.allow,
+            response=self.response or blocking.response,
+            mode=self.mode or blocking.mode,
+        )
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The trail of blocked and report-only attempts (never of allowed queries)."""
+
+    enabled: bool = True
+    sqlite: str = "audit.db"  # in state.directory; what `aiwall report` reads; "" = off
+    jsonl: str = ""  # JSON lines for a SIEM: a file path, or "-" for standard output
+    retention_days: float = 90.0
+    max_rows: int = 5_000_000
+    flush_interval: float = 1.0  # seconds between batched writes
+
+    def validate(self, path: str) -> None:
+        _check_range(f"{path}.retention_days", self.retention_days, 0.01, 3650)
+        _check_range(f"{path}.max_rows", self.max_rows, 1, 1_000_000_000)
+        _check_range(f"{path}.flush_interval", self.flush_interval, 0.05, 60)
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    # Replace client addresses in the audit trail by a keyed HMAC: reports still count
+    # distinct clients, but the log names nobody.
+    pseudonymize: bool = False
+    key_file: str = ""  # the HMAC key; default: audit.key in state.directory, made once
+
+    def validate(self, path: str) -> None:
+        """Any path will do; the key is created on first use."""
+
+
+@dataclass(frozen=True)
 class Config:
     listen: ListenConfig = field(default_factory=ListenConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
@@ -392,6 +487,9 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    groups: tuple[GroupConfig, ...] = ()
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     # Processes answering on the same ports (SO_REUSEPORT); 0 = one per CPU.
     workers: int = 0
     # Relative list paths are resolved against the config file's folder.
@@ -403,6 +501,14 @@ class Config:
             if hasattr(value, "validate"):
                 value.validate(section.name)
         _check_range("workers", self.workers, 0, 256)
+        names = {"default"}
+        for index, group in enumerate(self.groups):
+            group.validate(f"groups[{index}]")
+            if group.name in names:
+                raise ConfigError(
+                    f"groups[{index}].name: {group.name!r} is taken (default is reserved)"
+                )
+            names.add(group.name)
         if self.api.token_file:
             # Read now, so a missing or bad token file stops the start (or the reload).
             self.api_token()
@@ -422,7 +528,7 @@ class Config:
 
     @property
     def worker_count(self) -> int:
-        return self.workers or os.cpu_count() or 1
+        return self.workers or available_cpus()
 
     def list_paths(self) -> tuple[Path, ...]:
         return tuple(self.base_dir / path for path in self.blocking.lists)
@@ -450,6 +556,10 @@ def _describe(kind: Any) -> str:
 def _convert(kind: Any, value: Any, path: str) -> Any:
     origin = get_origin(kind)
     wrong = ConfigError(f"{path}: expected {_describe(kind)}, got {value!r}")
+    if origin in (types.UnionType, typing.Union):
+        # Only "X | None" is used: None (or the key left out) means "not set here".
+        (inner,) = (arg for arg in get_args(kind) if arg is not type(None))
+        return None if value is None else _convert(inner, value, path)
     if dataclasses.is_dataclass(kind) and isinstance(kind, type):
         if not isinstance(value, dict) and hasattr(kind, "from_scalar"):
             return kind.from_scalar(value, path)
@@ -532,6 +642,20 @@ def load_config(path: Path | None) -> Config:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     return config_from_mapping(raw, base_dir=path.resolve().parent)
+
+
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may really use: its affinity, capped by a container's CPU quota
+    (cgroup v2), which os.cpu_count() ignores."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    count = count or 1
+    try:
+        quota, period = cgroup.read_text(encoding="ascii").split()[:2]
+    except (OSError, ValueError):
+        return count
+    if quota != "max" and int(period) > 0:
+        count = min(count, max(1, -(-int(quota) // int(period))))
+    return count
 
 
 def system_nameservers(resolv_conf: Path = Path("/etc/resolv.conf")) -> tuple[str, ...]:

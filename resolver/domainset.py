@@ -46,10 +46,10 @@ class DomainSet(Generic[Value]):
     def add_bulk(self, names: Iterable[str], value: Value) -> int:
         """Add lowercase dotted names (each covering its subdomains) under one value,
         checked after the exact entries of the same label; returns how many were new."""
-        chunks: list[set[int]] = [set() for _ in range(BULK_CHUNKS)]
-        for name in names:
-            key = hash(name.encode("ascii"))
-            chunks[key & BULK_MASK].add(key)
+        return self.add_bulk_chunks(hashed_chunks(names), value)
+
+    def add_bulk_chunks(self, chunks: list[set[int]], value: Value) -> int:
+        """Add names already hashed by ``hashed_chunks`` (shared, not copied)."""
         self._bulk.append((chunks, value))
         return sum(len(chunk) for chunk in chunks)
 
@@ -104,6 +104,15 @@ class DomainSet(Generic[Value]):
                     if key in chunks[key & BULK_MASK]:
                         return Match(bulk_value, index)
         return None
+
+
+def hashed_chunks(names: Iterable[str]) -> list[set[int]]:
+    """Lowercase dotted names as the hash sets ``add_bulk_chunks`` takes."""
+    chunks: list[set[int]] = [set() for _ in range(BULK_CHUNKS)]
+    for name in names:
+        key = hash(name.encode("ascii"))
+        chunks[key & BULK_MASK].add(key)
+    return chunks
 
 
 def _dotted(name: bytes, labels: Sequence[int]) -> bytes:

@@ -138,7 +138,8 @@ class _Policy:
 
 
 def _blocks(entry: PolicyEntry) -> bool:
-    return entry.rule.action != "allow"
+    # Report-only names resolve in aiwall, so elsewhere they are exceptions like allows.
+    return entry.rule.action in ("block", "canary")
 
 
 def _carryable(name: str, fmt: str) -> bool:

@@ -124,8 +124,16 @@ class Metrics:
         )
         self.blocked = HotCounter(
             "aiwall_blocked_queries_total",
-            "Queries answered with a block, by catalog service (or list) and category.",
-            ("service", "category"),
+            "Queries answered with a block, by catalog service (or list), category and "
+            "client group.",
+            ("service", "category", "group"),
+            registry=r,
+        )
+        self.reported = HotCounter(
+            "aiwall_reported_queries_total",
+            "Queries a report-only rule let through (or a pause did) that would have been "
+            "blocked, by service, category, client group and why (report, paused).",
+            ("service", "category", "group", "action"),
             registry=r,
         )
         self.dropped = Counter(
@@ -247,8 +255,16 @@ class Metrics:
     def count_response(self, outcome: str, rcode: int) -> None:
         self.responses.inc((outcome, rcode))
 
-    def count_blocked(self, service: str, category: str) -> None:
-        self.blocked.inc((service, category))
+    def count_blocked(self, service: str, category: str, group: str) -> None:
+        self.blocked.inc((service, category, group))
+
+    def count_attempt(
+        self, query: object, group: str, service: str, category: str, action: str
+    ) -> None:
+        """Attempts the blocking handler let through; blocked ones are counted from the
+        answer by the metrics handler."""
+        if action != "blocked":
+            self.reported.inc((service, category, group, action))
 
     def set_list_sizes(self, sizes: dict[str, int], loaded_at: float) -> None:
         self.list_entries.clear()

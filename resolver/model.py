@@ -70,6 +70,7 @@ class Answer:
     # Bounded labels for the blocked counter: a catalog service id or a list name.
     service: str = ""
     category: str = ""
+    group: str = ""  # the client group whose policy blocked it
     # CNAME targets in the answer, so the blocking handler can inspect cached answers
     # without walking them again.
     cnames: tuple[bytes, ...] = field(default=())

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from resolver import wire
-from resolver.blocklist import Blocklist
 from resolver.config import Config, system_nameservers
 from resolver.domainset import DomainSet
+from resolver.groups import ClientGroups
 from resolver.handlers.access import AccessHandler
-from resolver.handlers.blocking import BlockingHandler
+from resolver.handlers.blocking import Attempts, BlockingHandler
 from resolver.handlers.cache import AnswerCache, CacheHandler
 from resolver.handlers.forwarding import ForwardingHandler
 from resolver.handlers.metrics import MetricsHandler
@@ -18,7 +18,6 @@ from resolver.handlers.ratelimit import RateLimitHandler
 from resolver.handlers.sanity import SanityHandler
 from resolver.metrics import Metrics
 from resolver.model import Handler
-from resolver.responses import BlockAnswers
 from resolver.upstream import Forwarder, Upstream
 
 
@@ -43,9 +42,14 @@ def upstream_servers(specs: tuple[str, ...]) -> tuple[Upstream, ...]:
 
 
 def build_pipeline(
-    config: Config, blocklist: Blocklist, metrics: Metrics, cache: AnswerCache | None = None
+    config: Config,
+    groups: ClientGroups,
+    metrics: Metrics,
+    cache: AnswerCache | None = None,
+    attempts: Attempts | None = None,
 ) -> Pipeline:
-    """``cache``: the running cache, handed over by a config reload that kept its settings."""
+    """``cache``: the running cache, handed over by a config reload that kept its settings;
+    ``attempts``: where attempts on banned names are reported (the audit trail)."""
     timeout = config.upstream.timeout
     forwarder = Forwarder(upstream_servers(config.upstream.servers), timeout, metrics)
     conditional: DomainSet[Forwarder] = DomainSet()
@@ -53,12 +57,6 @@ def build_pipeline(
         conditional.add(
             wire.text_to_name(domain), Forwarder(upstream_servers(servers), timeout, metrics)
         )
-    block_answers = BlockAnswers(
-        config.blocking.response,
-        config.blocking.ttl,
-        config.blocking.sinkhole_ipv4,
-        config.blocking.sinkhole_ipv6,
-    )
 
     # Built from the last stage back to the first; read bottom-up for the query's path.
     # 8. forwarding: terminal; only questions nobody before could answer cost a round trip.
@@ -73,10 +71,10 @@ def build_pipeline(
     # 5. blocking: before the cache and upstream, so a banned name never leaves the building;
     #    it also inspects the CNAMEs of what comes back from the cache and upstream.
     blocking = BlockingHandler(
-        blocklist,
-        block_answers,
+        groups,
         minimal_any,
         cname_inspection=config.blocking.cname_inspection,
+        attempts=attempts or metrics.count_attempt,
     )
     # 4. rate limit (only when ratelimit.rate is set): after access, so strangers only ever
     #    get a REFUSED no bigger than their query; before blocking, so a flood costs no

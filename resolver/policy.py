@@ -7,6 +7,7 @@ Every decision carries the key path and value that made it, so ``aiwall check`` 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ class SelectorError(ValueError):
 @dataclass(frozen=True, slots=True)
 class ServiceVerdict:
     service: Service
-    action: Literal["block", "allow"]
+    action: Literal["block", "allow", "report"]
     reason: str  # e.g. "blocking.catalog.block.countries: CN"
 
 
@@ -59,15 +60,43 @@ def _check_every_value_matches(selector: CatalogSelector, catalog: Catalog, path
                 )
 
 
+def _in_force(selector: CatalogSelector, now: float) -> CatalogSelector:
+    """The selector, or an empty one once its ``until`` date has passed."""
+    expires = selector.expires_at
+    return CatalogSelector() if expires is not None and now >= expires else selector
+
+
+def next_expiry(policy: CatalogPolicy, now: float) -> float | None:
+    """When the next temporary rule of the policy stops applying (None: none pending)."""
+    pending = [
+        at
+        for selector in (policy.block, policy.allow, policy.report)
+        if (at := selector.expires_at) is not None and at > now
+    ]
+    return min(pending, default=None)
+
+
 def select_services(
-    policy: CatalogPolicy, catalog: Catalog, path: str = "blocking.catalog"
+    policy: CatalogPolicy,
+    catalog: Catalog,
+    path: str = "blocking.catalog",
+    now: float | None = None,
 ) -> list[ServiceVerdict]:
-    """Every catalog service the policy names, blocked or explicitly excepted."""
-    _check_every_value_matches(policy.block, catalog, f"{path}.block")
-    _check_every_value_matches(policy.allow, catalog, f"{path}.allow")
+    """Every catalog service the policy names: excepted (allow), report-only, or blocked,
+    in that order of precedence. Rules past their ``until`` date no longer apply."""
+    when = time.time() if now is None else now
+    block = _in_force(policy.block, when)
+    allow = _in_force(policy.allow, when)
+    report = _in_force(policy.report, when)
+    for selector, key in (
+        (policy.block, "block"),
+        (policy.allow, "allow"),
+        (policy.report, "report"),
+    ):
+        _check_every_value_matches(selector, catalog, f"{path}.{key}")
     verdicts: list[ServiceVerdict] = []
     for service in catalog.services:
-        exception = _matches(policy.allow, service, f"{path}.allow")
+        exception = _matches(allow, service, f"{path}.allow")
         # Excepting a vendor's AI ("vendors: Google") must not reopen its public
         # DNS-over-HTTPS resolver: bypass services are excepted only by name.
         by_name = (f"{path}.allow.services", f"{path}.allow.categories: bypass")
@@ -76,7 +105,11 @@ def select_services(
         if exception is not None:
             verdicts.append(ServiceVerdict(service, "allow", exception))
             continue
-        reason = _matches(policy.block, service, f"{path}.block")
+        reported = _matches(report, service, f"{path}.report")
+        if reported is not None:
+            verdicts.append(ServiceVerdict(service, "report", reported))
+            continue
+        reason = _matches(block, service, f"{path}.block")
         if reason is not None:
             verdicts.append(ServiceVerdict(service, "block", reason))
     return verdicts

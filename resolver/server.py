@@ -13,17 +13,27 @@ import gc
 import logging
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from resolver.blocklist import Blocklist, ListError, ListText, build_blocklist, read_list_file
+from resolver.blocklist import (
+    ListError,
+    ListText,
+    build_blocklist,
+    parse_list_text,
+    read_list_file,
+)
 from resolver.catalog import Catalog, CatalogError, default_catalog_dir, load_catalog
-from resolver.config import Config, parse_host_port
+from resolver.config import Config, ConfigError, load_config, parse_host_port
+from resolver.groups import ClientGroups, Group
+from resolver.logs import setup_logging
 from resolver.metrics import Metrics
 from resolver.pipeline import Pipeline, build_pipeline
-from resolver.policy import SelectorError
+from resolver.policy import SelectorError, next_expiry
 from resolver.remote import RemoteList
+from resolver.responses import BlockAnswers
+from resolver.steadyread import ListsChanging, build_when_steady
 from resolver.transport import QueryRunner, TcpConnection, TcpConnections, UdpListener
 from resolver.web import StatusServer, registry_exposition
 
@@ -33,6 +43,8 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 3.0
 # /readyz trusts a recent upstream answer instead of sending a probe on every poll.
 READY_FRESHNESS = 30.0
+# A remote list whose refresh failed is tried again after this (or its refresh period).
+REMOTE_RETRY_SECONDS = 60.0
 
 
 class PolicyError(RuntimeError):
@@ -45,12 +57,16 @@ def load_policy(
     remote: Sequence[RemoteList] = (),
     *,
     compact: bool = True,
-) -> tuple[Blocklist, Catalog | None]:
-    """Build the policy from the catalog, the local lists and the remote lists' last good
-    copies. Raises PolicyError when any part is unusable: nothing is half-loaded."""
+    now: float | None = None,
+) -> tuple[ClientGroups, Catalog | None]:
+    """Build every group's policy from the catalog, the local lists and the remote lists'
+    last good copies (lists are parsed once and shared by the groups). Raises
+    PolicyError when any part is unusable: nothing is half-loaded."""
+    when = time.time() if now is None else now
     catalog: Catalog | None = None
+    blockings = [config.blocking] + [g.applied_to(config.blocking) for g in config.groups]
     try:
-        if not config.blocking.catalog.block.empty:
+        if any(not b.catalog.block.empty or not b.catalog.report.empty for b in blockings):
             catalog = load_catalog(catalog_dir or default_catalog_dir())
         lists = [read_list_file(path) for path in config.list_paths()]
         for source in remote:
@@ -61,21 +77,48 @@ def load_policy(
                 )
             else:
                 lists.append(ListText(source.source, copy.text))
-        return build_blocklist(config.blocking, catalog, lists, compact=compact), catalog
+        parts = [parse_list_text(listed, compact=compact) for listed in lists]
+        built = [
+            Group(
+                name,
+                build_blocklist(blocking, catalog, parts, now=when),
+                BlockAnswers(
+                    blocking.response, blocking.ttl, blocking.sinkhole_ipv4, blocking.sinkhole_ipv6
+                ),
+                blocking.mode,
+            )
+            for name, blocking in zip(
+                ["default", *(g.name for g in config.groups)], blockings, strict=True
+            )
+        ]
     except (CatalogError, ListError, SelectorError) as error:
         raise PolicyError(str(error)) from None
+    expiries = [at for b in blockings if (at := next_expiry(b.catalog, when)) is not None]
+    groups = ClientGroups(
+        built[0],
+        [(g.clients, group) for g, group in zip(config.groups, built[1:], strict=True)],
+        min(expiries, default=None),
+    )
+    return groups, catalog
 
 
-def _retire(blocklist: Blocklist | None) -> None:
+def _retire(groups: ClientGroups | None) -> None:
     """After a policy swap: free the old policy piece by piece, keep the new one out of
     future GC passes, and hand the freed heap back to the OS. Runs in a thread."""
-    if blocklist is not None:
-        blocklist.names.release()
+    if groups is not None:
+        groups.release()
     # Everything alive now is long-lived; the collector need not walk it again.
     gc.freeze()
     # Parsing a large list leaves tens of megabytes freed in malloc's arenas (glibc).
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _check_reloadable(running: Config, new: Config) -> None:
+    """Sockets and processes are set up once, at start: a reload cannot move them."""
+    for key in ("listen", "workers"):
+        if getattr(new, key) != getattr(running, key):
+            raise ConfigError(f"{key}: changed, which takes a restart; nothing was reloaded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +148,17 @@ class Server:
         catalog_dir: Path | None = None,
         *,
         reuse_port: bool = False,
+        config_path: Path | None = None,
+        adjust: Callable[[Config], Config] = lambda config: config,
     ) -> None:
         self._reuse_port = reuse_port
         self.config = config
+        # A reload reads this file again (None: started without one, lists only), and
+        # passes what it read through ``adjust`` (a worker's own changes to the config).
+        self._config_path = config_path
+        self._adjust = adjust
+        self._reload_lock = asyncio.Lock()
+        self._api_token = config.api_token()
         self.metrics = metrics if metrics is not None else Metrics()
         self._catalog_dir = catalog_dir
         self.pipeline: Pipeline | None = None
@@ -127,6 +178,7 @@ class Server:
         ]
         self._refreshers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[bool]] = set()
+        self._expiry_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         # A remote list never fetched before is fetched now, before the ports open, so a
@@ -134,10 +186,11 @@ class Server:
         for source in self.remote_lists:
             if source.last_good() is None:
                 await asyncio.to_thread(source.refresh)
-        blocklist, self.catalog = self._build_policy()
+        groups, self.catalog = self._build_policy()
         _retire(None)
-        self.metrics.set_list_sizes(blocklist.entries_by_source, blocklist.loaded_at)
-        self.pipeline = build_pipeline(self.config, blocklist, self.metrics)
+        self.metrics.set_list_sizes(groups.entries_by_source, groups.loaded_at)
+        self.pipeline = build_pipeline(self.config, groups, self.metrics)
+        self._schedule_expiry(groups)
         self._runner = QueryRunner(self.pipeline.head, self.metrics)
         loop = asyncio.get_running_loop()
         for spec in self.config.listen.dns:
@@ -145,7 +198,9 @@ class Server:
             await self._listen_dns(loop, host, port)
         if self.config.listen.http:
             host, port = parse_host_port(self.config.listen.http, 9153)
-            self._status = StatusServer(registry_exposition(self.metrics), self.ready)
+            self._status = StatusServer(
+                registry_exposition(self.metrics), self.ready, self.reload, lambda: self._api_token
+            )
             bound = await self._status.start(host, port)
             self.http_endpoint = Endpoint(*bound)
         self._refreshers = [
@@ -158,7 +213,7 @@ class Server:
                 for e in self.dns_endpoints
             ),
             f"{self.http_endpoint.host}:{self.http_endpoint.port}" if self.http_endpoint else "-",
-            sum(blocklist.entries_by_source.values()),
+            sum(groups.entries_by_source.values()),
         )
 
     async def _listen_dns(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
@@ -190,15 +245,47 @@ class Server:
 
     async def _keep_fresh(self, source: RemoteList) -> None:
         """Refresh one remote list forever; a new copy rebuilds the policy."""
+        attempted = 0.0
         while True:
             copy = source.last_good()
-            age = time.time() - copy.fetched_at if copy is not None else source.config.refresh
-            await asyncio.sleep(max(source.config.refresh - age, 0))
+            due = (copy.fetched_at if copy is not None else 0.0) + source.config.refresh
+            if attempted > due - source.config.refresh:
+                # The last attempt failed (fetched_at did not move): wait before the next
+                # one instead of asking a list server that is down in a tight loop.
+                due = max(due, attempted + min(source.config.refresh, REMOTE_RETRY_SECONDS))
+            await asyncio.sleep(max(due - time.time(), 0))
+            attempted = time.time()
             if await asyncio.to_thread(source.refresh):
                 await self.reload_lists()
 
-    def _build_policy(self) -> tuple[Blocklist, Catalog | None]:
-        return load_policy(self.config, self._catalog_dir, self.remote_lists)
+    def _build_policy(
+        self, config: Config | None = None, remote: Sequence[RemoteList] | None = None
+    ) -> tuple[ClientGroups, Catalog | None]:
+        config = config if config is not None else self.config
+        remote = remote if remote is not None else self.remote_lists
+        try:
+            # A list rewritten in place while being read must never load half of it.
+            return build_when_steady(
+                config.list_paths(), lambda: load_policy(config, self._catalog_dir, remote)
+            )
+        except ListsChanging as error:
+            raise PolicyError(str(error)) from None
+
+    def _schedule_expiry(self, groups: ClientGroups) -> None:
+        """Rebuild the policy when its next temporary rule (``until``) runs out, so an
+        expired exception stops applying without a restart."""
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        if groups.next_expiry is None:
+            return
+        delay = max(groups.next_expiry - time.time(), 0) + 1
+        loop = asyncio.get_running_loop()
+        self._expiry_timer = loop.call_later(delay, self._on_expiry)
+
+    def _on_expiry(self) -> None:
+        log.warning("a temporary policy rule (until: ...) has expired; rebuilding the policy")
+        self.request_reload()
 
     def request_reload(self) -> None:
         """For signal handlers, which cannot await: reload in the background."""
@@ -207,23 +294,70 @@ class Server:
         task.add_done_callback(self._background.discard)
 
     async def reload_lists(self) -> bool:
-        """Rebuild the policy from the same config; on any error keep the running one.
+        """Rebuild the policy from the running config (a remote list changed)."""
+        accepted, _ = await self.reload(reread_config=False)
+        return accepted
+
+    async def reload(self, *, reread_config: bool = True) -> tuple[bool, str]:
+        """Read the config file again (when started with one) and every list, and swap the
+        new settings and policy in whole; on any error keep the running ones and say why.
 
         The build runs in a thread, so answering goes on meanwhile (a million-name list
-        takes seconds to parse); the swap itself is one assignment on the event loop.
+        takes seconds to parse); the swap itself happens on the event loop at once.
         """
         assert self.pipeline is not None
-        try:
-            blocklist, self.catalog = await asyncio.to_thread(self._build_policy)
-        except PolicyError as error:
-            log.error("reload rejected, keeping the running policy: %s", error)
-            return False
-        retired = self.pipeline.blocking.blocklist
-        self.pipeline.blocking.replace_blocklist(blocklist)
-        await asyncio.to_thread(_retire, retired)
-        self.metrics.set_list_sizes(blocklist.entries_by_source, blocklist.loaded_at)
-        log.info("policy reloaded: %d entries", sum(blocklist.entries_by_source.values()))
-        return True
+        assert self._runner is not None
+        async with self._reload_lock:
+            try:
+                config = self.config
+                if reread_config and self._config_path is not None:
+                    config = self._adjust(await asyncio.to_thread(load_config, self._config_path))
+                    _check_reloadable(self.config, config)
+                remote = self.remote_lists
+                if (config.blocking.remote_lists, config.state_dir) != (
+                    self.config.blocking.remote_lists,
+                    self.config.state_dir,
+                ):
+                    remote = [
+                        RemoteList(r, config.state_dir, self.metrics)
+                        for r in config.blocking.remote_lists
+                    ]
+                token = config.api_token()
+                groups, catalog = await asyncio.to_thread(self._build_policy, config, remote)
+            except (ConfigError, PolicyError) as error:
+                log.error("reload rejected, keeping the running config and policy: %s", error)
+                self.metrics.reloads.labels("rejected").inc()
+                return False, f"reload rejected: {error}"
+            retired = self.pipeline.blocking.groups
+            if config == self.config:
+                self.pipeline.blocking.replace_groups(groups)
+            else:
+                self._apply(config, remote, groups)
+            self.catalog, self._api_token = catalog, token
+            await asyncio.to_thread(_retire, retired)
+            self.metrics.set_list_sizes(groups.entries_by_source, groups.loaded_at)
+            self._schedule_expiry(groups)
+            self.metrics.reloads.labels("success").inc()
+            entries = sum(groups.entries_by_source.values())
+            log.info("reloaded: %d policy entries", entries)
+            return True, f"reloaded: {entries} policy entries"
+
+    def _apply(self, config: Config, remote: list[RemoteList], groups: ClientGroups) -> None:
+        """Swap in a whole new pipeline built from a changed config. Queries already in it
+        finish on the old one; the cache is kept unless its own settings changed."""
+        assert self.pipeline is not None
+        assert self._runner is not None
+        kept = self.pipeline.cache.cache if config.cache == self.config.cache else None
+        self.pipeline = build_pipeline(config, groups, self.metrics, kept)
+        self._runner.head = self.pipeline.head
+        if config.logging != self.config.logging:
+            setup_logging(config.logging)
+        if remote is not self.remote_lists:
+            for refresher in self._refreshers:
+                refresher.cancel()
+            self.remote_lists = remote
+            self._refreshers = [asyncio.create_task(self._keep_fresh(r)) for r in remote]
+        self.config = config
 
     async def ready(self) -> tuple[bool, str]:
         if self.pipeline is None:

@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 # Datagrams read per wake-up before yielding to the event loop: enough to amortise the
 # selector round trip under load, few enough that TCP and upstream answers are not starved.
 UDP_BATCH = 64
+# Answers queued for a TCP client that does not read them: above HIGH its queries are no
+# longer read (back-pressure), below LOW reading resumes. A client that stays above HIGH
+# for the idle timeout is cut off, so its answers cannot pile up in memory.
+TCP_WRITE_HIGH = 64 * 1024
+TCP_WRITE_LOW = 16 * 1024
+# Pipelined queries one connection may have waiting for an answer (RFC 7766 6.2.1.1 asks
+# for concurrency, not for unbounded concurrency); beyond this its stream is not read.
+TCP_MAX_OUTSTANDING = 100
 
 Later = Callable[[Query, Answer, Any], None]
 
@@ -188,7 +196,10 @@ class TcpConnection(asyncio.Protocol):
         self._outstanding = 0
         self._peer = ""
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
         self._eof = False
+        self._write_paused = False
+        self._read_paused = False
 
     @property
     def busy(self) -> bool:
@@ -203,11 +214,18 @@ class TcpConnection(asyncio.Protocol):
             transport.abort()
             self._transport = None
             return
+        transport.set_write_buffer_limits(high=TCP_WRITE_HIGH, low=TCP_WRITE_LOW)
         self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        while len(self._buffer) >= 2:
+        self._process()
+
+    def _process(self) -> None:
+        while len(self._buffer) >= 2 and self._transport is not None and not self._read_paused:
+            if self._outstanding >= TCP_MAX_OUTSTANDING:
+                self._pause_reading()
+                return
             length = wire.U16.unpack_from(self._buffer)[0]
             if len(self._buffer) < 2 + length:
                 return
@@ -237,6 +255,48 @@ class TcpConnection(asyncio.Protocol):
             self.close()
         else:
             self._arm_idle_timer()
+            self._maybe_resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self._transport is not None:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    def _maybe_resume_reading(self) -> None:
+        if (
+            self._read_paused
+            and not self._write_paused
+            and self._outstanding < TCP_MAX_OUTSTANDING
+            and self._transport is not None
+        ):
+            self._read_paused = False
+            self._transport.resume_reading()
+            # Queries read before the pause are still in the buffer.
+            self._process()
+
+    def pause_writing(self) -> None:
+        # The client is not reading its answers: stop reading its queries, and give it the
+        # idle timeout to catch up.
+        self._write_paused = True
+        self._pause_reading()
+        if self._stall_timer is None and self._transport is not None:
+            loop = asyncio.get_running_loop()
+            timeout = self._connections.idle_timeout
+            self._stall_timer = loop.call_later(timeout, self._on_write_stalled)
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        self._maybe_resume_reading()
+
+    def _on_write_stalled(self) -> None:
+        self._stall_timer = None
+        if self._transport is not None:
+            self._connections.metrics.tcp_closed.labels("write_stalled").inc()
+            # abort, not close: close would wait to flush answers nobody reads.
+            self._transport.abort()
 
     def eof_received(self) -> bool:
         # The client has sent its last query; answer what is outstanding, then close.
@@ -264,5 +324,7 @@ class TcpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
         self._transport = None
         self._connections.forget(self)

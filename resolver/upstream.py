@@ -14,9 +14,11 @@ import logging
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from resolver import responses, wire
+from resolver.backoff import Admission, UpstreamHealth
 from resolver.config import parse_host_port
 from resolver.metrics import Metrics
 from resolver.model import Answer, Outcome, Query
@@ -68,7 +70,7 @@ def _check(data: bytes, expected: _Expected) -> wire.ResponseScan:
     ident, flags, qdcount = wire.HEADER.unpack_from(data)[:3]
     if ident != expected.ident:
         raise Rejected("wrong_id")
-    if not flags & wire.QR or qdcount != 1:
+    if not flags & wire.QR or flags & wire.OPCODE_MASK or qdcount != 1:
         raise Rejected("malformed")
     name_end = 12 + len(expected.qname)
     if (
@@ -95,43 +97,50 @@ def _upstream_query(query: Query, ident: int) -> bytes:
 
 
 class Forwarder:
-    """Tries its upstreams strictly in order until one gives a usable answer."""
+    """Tries its upstreams strictly in order until one gives a usable answer, skipping
+    those backing off after consecutive failures (``resolver.backoff``)."""
 
-    def __init__(self, servers: tuple[Upstream, ...], timeout: float, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        servers: tuple[Upstream, ...],
+        timeout: float,
+        metrics: Metrics,
+        health: Callable[[], UpstreamHealth] = UpstreamHealth,
+    ) -> None:
         self.servers = servers
         self.timeout = timeout
         self._metrics = metrics
         self.last_success = 0.0  # monotonic time of the last usable answer (for /readyz)
+        self.health = {server: health() for server in servers}
+        for server in servers:
+            metrics.upstream_up.labels(server.label).set(1)
 
     async def resolve(self, query: Query) -> Answer:
         for server in self.servers:
-            ident = secrets.randbits(16)
-            expected = _Expected(
-                ident, query.qname, query.raw[query.question_end - 4 : query.question_end]
-            )
-            message = _upstream_query(query, ident)
-            started = time.monotonic()
+            health = self.health[server]
+            admission = health.admit()
+            if admission is Admission.SKIP:
+                self._metrics.upstream_skipped.labels(server.label).inc()
+                continue
+            sent = health.now()
             try:
-                data, scan = await self._exchange_udp(server, message, expected)
-                if wire.U16.unpack_from(data, 2)[0] & wire.TC:
-                    # Too big for UDP: the full answer is only to be had over TCP (RFC 7766 5).
-                    data, scan = await self._exchange_tcp(server, message, expected)
-            except TimeoutError:
-                self._metrics.upstream_errors.labels(server.label, "timeout").inc()
+                answer = await self._attempt(server, query)
+            except BaseException:
+                health.abandoned(admission)
+                raise
+            if answer is None:
+                if health.failed(admission, sent):
+                    self._metrics.upstream_up.labels(server.label).set(0)
+                    log.warning(
+                        "upstream %s failing: skipped for %.0f s", server.label, health.backoff
+                    )
                 continue
-            except (OSError, Rejected, asyncio.IncompleteReadError) as error:
-                reason = error.reason if isinstance(error, Rejected) else "network"
-                self._metrics.upstream_errors.labels(server.label, reason).inc()
-                log.debug("upstream %s failed: %s", server.label, error)
-                continue
-            if scan.rcode in _FAILOVER_RCODES:
-                reason = wire.RCODE_NAMES[scan.rcode].lower()
-                self._metrics.upstream_errors.labels(server.label, reason).inc()
-                continue
-            now = time.monotonic()
-            self.last_success = now
-            self._metrics.upstream_duration.labels(server.label).observe(now - started)
-            return _answer_from(data, scan)
+            if not health.up:
+                log.info("upstream %s answers again", server.label)
+            health.succeeded()
+            self._metrics.upstream_up.labels(server.label).set(1)
+            if answer.outcome is Outcome.FORWARDED:
+                return answer
         # Never NXDOMAIN here: a failure must not look like "this name does not exist".
         return responses.error(
             query,
@@ -139,6 +148,38 @@ class Forwarder:
             Outcome.SERVFAIL,
             (wire.EDE_NO_REACHABLE_AUTHORITY, "no upstream answered"),
         )
+
+    async def _attempt(self, server: Upstream, query: Query) -> Answer | None:
+        """One upstream's answer; None when it did not answer (timeout, network error,
+        nothing genuine), an Answer with outcome SERVFAIL when it answered that it cannot."""
+        ident = secrets.randbits(16)
+        expected = _Expected(
+            ident, query.qname, query.raw[query.question_end - 4 : query.question_end]
+        )
+        message = _upstream_query(query, ident)
+        started = time.monotonic()
+        try:
+            data, scan = await self._exchange_udp(server, message, expected)
+            if wire.U16.unpack_from(data, 2)[0] & wire.TC:
+                # Too big for UDP: the full answer is only to be had over TCP (RFC 7766 5).
+                data, scan = await self._exchange_tcp(server, message, expected)
+        except TimeoutError:
+            self._metrics.upstream_errors.labels(server.label, "timeout").inc()
+            return None
+        except (OSError, Rejected, asyncio.IncompleteReadError) as error:
+            reason = error.reason if isinstance(error, Rejected) else "network"
+            self._metrics.upstream_errors.labels(server.label, reason).inc()
+            log.debug("upstream %s failed: %s", server.label, error)
+            return None
+        if scan.rcode in _FAILOVER_RCODES:
+            reason = wire.RCODE_NAMES[scan.rcode].lower()
+            self._metrics.upstream_errors.labels(server.label, reason).inc()
+            # Alive, but no use for this question: the next one is asked.
+            return responses.error(query, wire.SERVFAIL, Outcome.SERVFAIL)
+        now = time.monotonic()
+        self.last_success = now
+        self._metrics.upstream_duration.labels(server.label).observe(now - started)
+        return _answer_from(data, scan)
 
     async def _exchange_udp(
         self, server: Upstream, message: bytes, expected: _Expected
@@ -197,7 +238,12 @@ class Forwarder:
             finally:
                 writer.close()
         try:
-            return data, _check(data, expected)
+            scan = _check(data, expected)
+            if wire.U16.unpack_from(data, 2)[0] & wire.TC:
+                # Over TCP there is no bigger channel to retry on: a cut answer is broken,
+                # and relayed or cached it would be served cut.
+                raise Rejected("truncated")
+            return data, scan
         except Rejected as rejected:
             self._metrics.upstream_rejected.labels(server.label, rejected.reason).inc()
             raise

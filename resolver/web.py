@@ -1,4 +1,5 @@
-"""The HTTP listener: /metrics for Prometheus, /healthz and /readyz for orchestrators.
+"""The HTTP listener: /metrics for Prometheus, /healthz and /readyz for orchestrators,
+and POST /api/reload for administrators holding the API token.
 
 A deliberately tiny HTTP/1.1 server on the event loop (one request per connection), so
 the process needs no web framework and no extra thread.
@@ -7,6 +8,7 @@ the process needs no web framework and no extra thread.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -18,11 +20,17 @@ from resolver.metrics import Metrics
 log = logging.getLogger(__name__)
 
 _MAX_REQUEST_HEAD = 8192
+# No endpoint takes a body; one is read (to keep the connection orderly) only up to this.
+_MAX_REQUEST_BODY = 4096
 _REASONS = {
     200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
-    400: "Bad Request",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
     503: "Service Unavailable",
 }
 
@@ -31,6 +39,14 @@ Response = tuple[int, str, bytes]
 
 Exposition = Callable[[], Awaitable[bytes]]
 Readiness = Callable[[], Awaitable[tuple[bool, str]]]
+# Reloads config and lists: (accepted, what happened).
+Reload = Callable[[], Awaitable[tuple[bool, str]]]
+# The API token in force ("" disables the API); asked per request, so a reload rotates it.
+Token = Callable[[], str]
+
+
+def _no_token() -> str:
+    return ""
 
 
 def registry_exposition(metrics: Metrics) -> Exposition:
@@ -43,9 +59,17 @@ def registry_exposition(metrics: Metrics) -> Exposition:
 class StatusServer:
     """``exposition`` renders /metrics: one registry, or several workers' merged."""
 
-    def __init__(self, exposition: Exposition, ready: Readiness) -> None:
+    def __init__(
+        self,
+        exposition: Exposition,
+        ready: Readiness,
+        reload: Reload | None = None,
+        token: Token = _no_token,
+    ) -> None:
         self._exposition = exposition
         self._ready = ready
+        self._reload = reload
+        self._token = token
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -60,20 +84,32 @@ class StatusServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            # One deadline for the whole request: a slow sender cannot hold a connection.
             async with asyncio.timeout(5):
                 head = await reader.readuntil(b"\r\n\r\n")
-            if len(head) > _MAX_REQUEST_HEAD:
-                raise ValueError("request head too large")
-            method, target = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[:2]
-            status, content_type, body = await self._route(method, urlsplit(target).path)
+                if len(head) > _MAX_REQUEST_HEAD:
+                    raise ValueError("request head too large")
+                lines = head.decode("latin-1").split("\r\n")
+                method, target = lines[0].split(" ")[:2]
+                headers = _headers(lines[1:])
+                length = int(headers.get("content-length", "0"))
+                if not 0 <= length <= _MAX_REQUEST_BODY:
+                    raise _TooLarge
+                await reader.readexactly(length)
+            status, content_type, body = await self._route(
+                method, urlsplit(target).path, headers.get("authorization", "")
+            )
+        except _TooLarge:
+            status, content_type, body = 413, "text/plain", b"request body too large\n"
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
             status, content_type, body = 400, "text/plain", b"bad request\n"
         except ConnectionError:
             return
+        challenge = 'WWW-Authenticate: Bearer realm="aiwall"\r\n' if status == 401 else ""
         head_out = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n"
+            f"{challenge}Connection: close\r\n\r\n"
         ).encode("latin-1")
         try:
             writer.write(head_out + body)
@@ -83,7 +119,11 @@ class StatusServer:
         finally:
             writer.close()
 
-    async def _route(self, method: str, path: str) -> Response:
+    async def _route(self, method: str, path: str, authorization: str) -> Response:
+        if path == "/api/reload":
+            if method != "POST":
+                return 405, "text/plain", b"method not allowed: use POST\n"
+            return await self._api(authorization, self._reload)
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n"
         if path == "/metrics":
@@ -94,3 +134,29 @@ class StatusServer:
             ready, detail = await self._ready()
             return (200 if ready else 503), "text/plain", (detail + "\n").encode()
         return 404, "text/plain", b"not found\n"
+
+    async def _api(self, authorization: str, action: Reload | None) -> Response:
+        token = self._token()
+        if action is None or not token:
+            return 403, "text/plain", b"API disabled: set api.token or api.token_file\n"
+        scheme, _, presented = authorization.partition(" ")
+        # Constant time, so the token cannot be guessed byte by byte from response times.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode(), token.encode()
+        ):
+            return 401, "text/plain", b"missing or wrong bearer token\n"
+        accepted, detail = await action()
+        return (200 if accepted else 422), "text/plain", (detail + "\n").encode()
+
+
+class _TooLarge(Exception):
+    """A request body above _MAX_REQUEST_BODY."""
+
+
+def _headers(lines: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return headers

@@ -21,13 +21,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from resolver.config import Config, parse_host_port
+from resolver.config import Config, ConfigError, load_config, parse_host_port
 from resolver.logs import setup_logging
 from resolver.server import PolicyError, Server
 from resolver.web import StatusServer
@@ -40,15 +41,28 @@ _SAME_IN_EVERY_WORKER = (
     "aiwall_build_info",
     "python_info",
     "process_max_fds",
+    "aiwall_upstream_up",
 )
 _EXCHANGE_TIMEOUT = 2.0
+# A reload parses every list again: seconds for a million names.
+_RELOAD_TIMEOUT = 120.0
 _RESTART_BACKOFF = 1.0
 
 
-def _worker_main(config: Config, index: int, conn: multiprocessing.connection.Connection) -> None:
+def _worker_config(config: Config) -> Config:
+    # The supervisor serves HTTP for all workers.
+    return dataclasses.replace(config, listen=dataclasses.replace(config.listen, http=""))
+
+
+def _worker_main(
+    config: Config,
+    index: int,
+    conn: multiprocessing.connection.Connection,
+    config_path: Path | None = None,
+) -> None:
     setup_logging(config.logging)
     try:
-        asyncio.run(_serve_worker(config, index, conn))
+        asyncio.run(_serve_worker(config, index, conn, config_path))
     except KeyboardInterrupt:
         pass
     except (PolicyError, OSError) as error:
@@ -57,12 +71,14 @@ def _worker_main(config: Config, index: int, conn: multiprocessing.connection.Co
 
 
 async def _serve_worker(
-    config: Config, index: int, conn: multiprocessing.connection.Connection
+    config: Config,
+    index: int,
+    conn: multiprocessing.connection.Connection,
+    config_path: Path | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     server = Server(
-        dataclasses.replace(config, listen=dataclasses.replace(config.listen, http="")),
-        reuse_port=True,
+        _worker_config(config), reuse_port=True, config_path=config_path, adjust=_worker_config
     )
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -77,6 +93,9 @@ async def _serve_worker(
         elif request == b"ready":
             ready, detail = await server.ready()
             conn.send_bytes((b"1" if ready else b"0") + detail.encode())
+        elif request == b"reload":
+            accepted, detail = await server.reload()
+            conn.send_bytes((b"1" if accepted else b"0") + detail.encode())
 
     pending: set[asyncio.Task[None]] = set()
 
@@ -109,12 +128,12 @@ class _Worker:
     conn: multiprocessing.connection.Connection
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
-    def exchange(self, request: bytes) -> bytes | None:
+    def exchange(self, request: bytes, timeout: float = _EXCHANGE_TIMEOUT) -> bytes | None:
         """One request and its answer; None when the worker does not answer in time."""
         with self.lock:
             try:
                 self.conn.send_bytes(request)
-                if not self.conn.poll(_EXCHANGE_TIMEOUT):
+                if not self.conn.poll(timeout):
                     return None
                 return self.conn.recv_bytes()
             except (EOFError, OSError):
@@ -158,8 +177,10 @@ def merge_expositions(texts: Iterable[str]) -> list[Metric]:
 
 
 class Supervisor:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_path: Path | None = None) -> None:
         self.config = config
+        self._config_path = config_path
+        self._api_token = config.api_token()
         self.count = config.worker_count
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
@@ -179,7 +200,7 @@ class Supervisor:
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main,
-            args=(self.config, index, child_end),
+            args=(self.config, index, child_end, self._config_path),
             name=f"aiwall-worker-{index}",
             daemon=True,
         )
@@ -216,6 +237,37 @@ class Supervisor:
                 return False, f"worker {worker.index}: {detail}"
         return True, "ready"
 
+    async def reload(self) -> tuple[bool, str]:
+        """POST /api/reload: every worker reloads its config and lists; all must accept."""
+        answers = await asyncio.gather(
+            *(asyncio.to_thread(w.exchange, b"reload", _RELOAD_TIMEOUT) for w in self._workers)
+        )
+        for worker, answer in zip(self._workers, answers, strict=True):
+            if answer is None or not answer.startswith(b"1"):
+                detail = answer[1:].decode() if answer else "no answer"
+                return False, f"worker {worker.index}: {detail}"
+        self._reread_config()
+        return True, answers[0][1:].decode() if answers and answers[0] else "reloaded"
+
+    def _on_sighup(self) -> None:
+        self._signal_all(signal.SIGHUP)
+        self._reread_config()
+
+    def _reread_config(self) -> None:
+        """Workers started from now on (restarts) get the new config, and the API its
+        new token; a file that does not load is the workers' to report."""
+        if self._config_path is None:
+            return
+        try:
+            config = load_config(self._config_path)
+            self._api_token = config.api_token()
+        except ConfigError:
+            return
+        # Sockets and processes stay as started (the workers refuse such a reload anyway).
+        self.config = dataclasses.replace(
+            config, listen=self.config.listen, workers=self.config.workers
+        )
+
     def _signal_all(self, signum: int) -> None:
         for worker in self._workers:
             if worker.process.pid is not None and worker.process.is_alive():
@@ -245,12 +297,14 @@ class Supervisor:
         self._workers = [await asyncio.to_thread(self._spawn, i) for i in range(self.count)]
         if self.config.listen.http:
             host, port = parse_host_port(self.config.listen.http, 9153)
-            self._status = StatusServer(self._exposition, self.ready)
+            self._status = StatusServer(
+                self._exposition, self.ready, self.reload, lambda: self._api_token
+            )
             await self._status.start(host, port)
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._signal_all(signal.SIGHUP))
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         watcher = loop.create_task(self._watch())
         log.info("%d workers serving", self.count)
         await stop.wait()

@@ -5,7 +5,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from resolver.config import load_config
 from tests.fakes.upstream import FakeUpstream
 from tests.support import RunningServer, make_config
 
@@ -57,6 +59,33 @@ def start_server(
         server = RunningServer(config, catalog_dir=catalog_dir).start()
         running.append(server)
         return server
+
+    yield start
+    for server in running:
+        server.stop()
+
+
+@pytest.fixture
+def start_from_file(
+    upstream: FakeUpstream, catalog_dir: Path, tmp_path: Path
+) -> Iterator[Callable[..., tuple[RunningServer, Path]]]:
+    """Start the real server from a YAML file, as ``aiwall serve --config`` does, so that a
+    reload reads the file again. Returns the server and the file (edit it, then reload)."""
+    running: list[RunningServer] = []
+
+    def start(**sections: Any) -> tuple[RunningServer, Path]:
+        raw: dict[str, Any] = {
+            "listen": {"dns": ["127.0.0.1:0"], "http": "127.0.0.1:0"},
+            "upstream": {"servers": [upstream.server_spec], "timeout": 0.5},
+        }
+        for name, values in sections.items():
+            raw.setdefault(name, {}).update(values)
+        path = tmp_path / "aiwall.yaml"
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        config = load_config(path)
+        server = RunningServer(config, catalog_dir=catalog_dir, config_path=path).start()
+        running.append(server)
+        return server, path
 
     yield start
     for server in running:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -57,8 +58,10 @@ def make_config(
 
 
 class RunningServer:
-    def __init__(self, config: Config, catalog_dir: Path | None = None) -> None:
-        self.server = Server(config, catalog_dir=catalog_dir)
+    def __init__(
+        self, config: Config, catalog_dir: Path | None = None, config_path: Path | None = None
+    ) -> None:
+        self.server = Server(config, catalog_dir=catalog_dir, config_path=config_path)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -97,6 +100,17 @@ class RunningServer:
         endpoint = self.server.http_endpoint
         assert endpoint is not None
         return f"http://{endpoint.host}:{endpoint.port}"
+
+    def post(self, path: str, token: str | None = None, body: bytes = b"") -> tuple[int, str]:
+        """POST to the HTTP listener; (status, body), errors included."""
+        request = urllib.request.Request(self.http_url + path, data=body, method="POST")
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(self.http_url + "/metrics", timeout=5) as response:

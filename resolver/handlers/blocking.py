@@ -1,17 +1,30 @@
-"""Answer blocked names ourselves, and block answers whose CNAME chain leads to one."""
+"""Answer blocked names ourselves, and block answers whose CNAME chain leads to one.
+
+The client's group decides which policy applies. A report-only rule (or group, or a
+paused server) lets the query through but reports what would have been blocked.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 
 from resolver import wire
-from resolver.blocklist import Blocklist, Rule
+from resolver.blocklist import Rule
+from resolver.groups import ClientGroups, Group
 from resolver.model import Answer, Handler, Query, Resolution
-from resolver.responses import BlockAnswers
 
 # Enough for every banned name an office asks for in a day; a flood of random names only
 # costs a cleared dict.
 BUILT_ANSWERS_LIMIT = 16_384
+
+# (query, group, service, category, action) for every attempt on a banned name, with
+# action "blocked", "report" (a report-only rule) or "paused": the audit trail's input.
+Attempts = Callable[[Query, str, str, str, str], None]
+
+
+def _ignore(query: Query, group: str, service: str, category: str, action: str) -> None:
+    """No audit trail configured."""
 
 
 class BlockingHandler:
@@ -19,63 +32,94 @@ class BlockingHandler:
 
     def __init__(
         self,
-        blocklist: Blocklist,
-        answers: BlockAnswers,
+        groups: ClientGroups,
         next_handler: Handler,
         *,
         cname_inspection: bool = True,
+        attempts: Attempts = _ignore,
     ) -> None:
-        self.blocklist = blocklist
-        self._answers = answers
+        self.groups = groups
         self._next = next_handler
         self._inspect = cname_inspection
-        # Block answers already built, by (name, type): the same few banned names are asked
-        # over and over, and an answer depends on nothing else (the codec puts in each
-        # client's ID, flags and question case). Cleared with every policy swap.
-        self._built: dict[tuple[bytes, int], Answer] = {}
+        self._attempts = attempts
+        self.paused_until = 0.0  # monotonic time; blocking is off before it
 
-    def replace_blocklist(self, blocklist: Blocklist) -> None:
+    def replace_groups(self, groups: ClientGroups) -> None:
         """Swap in a freshly built policy; one assignment, so no query sees a mix."""
-        self.blocklist = blocklist
-        self._built = {}
+        self.groups = groups
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = time.monotonic() + seconds
 
     def handle(self, query: Query) -> Resolution:
-        built = self._built.get((query.qname, query.qtype))
-        if built is not None:
+        group = self.groups.group_for(query.client)
+        built = group.built.get((query.qname, query.qtype))
+        if built is not None and not self.paused_until:
+            self._attempts(query, group.name, built.service, built.category, "blocked")
             return built
-        found = self.blocklist.match(query.qname, query.labels)
-        if found is not None:
-            if found.value.action != "allow":
-                answer = self._block(query, found.value, found.label, found.value.description)
-                if len(self._built) >= BUILT_ANSWERS_LIMIT:
-                    self._built = {}
-                self._built[query.qname, query.qtype] = answer
-                return answer
+        found = group.blocklist.match(query.qname, query.labels)
+        if found is None:
+            return self._forward(query, group)
+        rule = found.value
+        if rule.action == "allow":
             # An explicitly allowed name stays allowed wherever its CNAMEs lead.
             return self._next.handle(query)
+        held_back = self._held_back(rule, group)
+        if held_back:
+            self._attempts(query, group.name, rule.service, rule.category, held_back)
+            return self._next.handle(query)
+        answer = self._block(query, group, rule, found.label, rule.description)
+        if len(group.built) >= BUILT_ANSWERS_LIMIT:
+            group.built.clear()
+        group.built[query.qname, query.qtype] = answer
+        self._attempts(query, group.name, rule.service, rule.category, "blocked")
+        return answer
+
+    def _held_back(self, rule: Rule, group: Group) -> str:
+        """Why a matching rule does not block now ("report", "paused"), or ""."""
+        if rule.action == "report" or group.mode == "report":
+            return "report"
+        if self.paused_until:
+            if time.monotonic() < self.paused_until:
+                return "paused"
+            self.paused_until = 0.0
+        return ""
+
+    def _forward(self, query: Query, group: Group) -> Resolution:
         result = self._next.handle(query)
         if not self._inspect:
             return result
         if isinstance(result, Answer):
-            return self._inspect_cnames(query, result)
-        return self._inspect_when_ready(query, result)
+            return self._inspect_cnames(query, group, result)
+        return self._inspect_when_ready(query, group, result)
 
-    def _block(self, query: Query, rule: Rule, zone_label: int, reason: str) -> Answer:
+    def _block(
+        self, query: Query, group: Group, rule: Rule, zone_label: int, reason: str
+    ) -> Answer:
         # Canaries must be NXDOMAIN: only that switches browser DNS-over-HTTPS off.
-        mode = "nxdomain" if rule.action == "canary" else self._answers.mode
-        answer = self._answers.build(query, zone_label, mode, reason)
+        mode = "nxdomain" if rule.action == "canary" else group.answers.mode
+        answer = group.answers.build(query, zone_label, mode, reason)
         answer.service = rule.service
         answer.category = rule.category
+        answer.group = group.name
         return answer
 
-    def _inspect_cnames(self, query: Query, answer: Answer) -> Answer:
+    def _inspect_cnames(self, query: Query, group: Group, answer: Answer) -> Answer:
         for target in answer.cnames:
-            found = self.blocklist.match(target, wire.label_starts(target))
-            if found is not None and found.value.action != "allow":
-                reason = f"{found.value.description} (via CNAME {wire.name_to_text(target)})"
-                # The SOA is owned by the question name: the blocked target is not its parent.
-                return self._block(query, found.value, 0, reason)
+            found = group.blocklist.match(target, wire.label_starts(target))
+            if found is None or found.value.action == "allow":
+                continue
+            rule = found.value
+            held_back = self._held_back(rule, group)
+            self._attempts(query, group.name, rule.service, rule.category, held_back or "blocked")
+            if held_back:
+                return answer
+            reason = f"{rule.description} (via CNAME {wire.name_to_text(target)})"
+            # The SOA is owned by the question name: the blocked target is not its parent.
+            return self._block(query, group, rule, 0, reason)
         return answer
 
-    async def _inspect_when_ready(self, query: Query, pending: Awaitable[Answer]) -> Answer:
-        return self._inspect_cnames(query, await pending)
+    async def _inspect_when_ready(
+        self, query: Query, group: Group, pending: Awaitable[Answer]
+    ) -> Answer:
+        return self._inspect_cnames(query, group, await pending)

@@ -1,7 +1,10 @@
-"""Answer repeated questions from memory, with TTLs counting down (RFC 1035, RFC 2308)."""
+"""Answer repeated questions from memory, with TTLs counting down (RFC 1035, RFC 2308),
+and keep answering known names when the upstreams fail (serve-stale, RFC 8767)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable
@@ -12,7 +15,14 @@ from resolver.config import CacheConfig
 from resolver.metrics import Metrics
 from resolver.model import Answer, Handler, Outcome, Query, Resolution
 
+log = logging.getLogger(__name__)
+
 CacheKey = tuple[bytes, int, int]
+
+# RFC 8767 5 "failure recheck timer": after the upstreams failed for a name, its stale
+# answer is served without asking them again for this long, so a dead upstream is not
+# hammered with one query per client query.
+STALE_RECHECK_SECONDS = 30.0
 
 
 @dataclass(slots=True)
@@ -27,6 +37,8 @@ class _Entry:
     # second reuses it instead of rewriting the TTLs again.
     served_age: int = -1
     served: bytes = b""
+    # Until then the stale answer is served without asking upstream (after a failure).
+    recheck_after: float = 0.0
 
 
 def _capped_ttls(message: bytes, ttl_offsets: tuple[int, ...], limit: int) -> bytes:
@@ -37,8 +49,17 @@ def _capped_ttls(message: bytes, ttl_offsets: tuple[int, ...], limit: int) -> by
     return bytes(out)
 
 
+def _failed(answer: Answer) -> bool:
+    """Every upstream failed (the forwarder's own SERVFAIL, or one relayed)."""
+    return answer.rcode == wire.SERVFAIL
+
+
 class AnswerCache:
-    """A bounded LRU map from question to relayed answer bytes."""
+    """A bounded LRU map from question to relayed answer bytes.
+
+    Expired entries stay (within the size bound) for ``max_stale`` seconds, for
+    ``stale``; ``get`` never returns them.
+    """
 
     def __init__(self, config: CacheConfig, metrics: Metrics) -> None:
         self._config = config
@@ -48,6 +69,10 @@ class AnswerCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def config(self) -> CacheConfig:
+        return self._config
+
     def _clamp(self, ttl: int) -> int:
         return min(max(ttl, self._config.min_ttl), self._config.max_ttl)
 
@@ -56,7 +81,8 @@ class AnswerCache:
         if entry is None:
             return None
         if now >= entry.expires:
-            del self._entries[key]
+            if now >= entry.expires + self._config.max_stale:
+                del self._entries[key]
             return None
         self._entries.move_to_end(key)
         age = int(now - entry.stored)
@@ -72,6 +98,50 @@ class AnswerCache:
             rcode=entry.rcode,
             cnames=entry.cnames,
         )
+
+    def _stale_entry(self, key: CacheKey, now: float) -> _Entry | None:
+        entry = self._entries.get(key)
+        if (
+            entry is None
+            or now < entry.expires
+            or now >= entry.expires + self._config.max_stale
+            # A failure is not an answer: it is never served again as if it were one.
+            or entry.rcode == wire.SERVFAIL
+        ):
+            return None
+        return entry
+
+    def stale(self, key: CacheKey, now: float) -> Answer | None:
+        """The expired answer for ``key``, TTLs set to ``stale_ttl`` (RFC 8767 4), or None
+        when there is none within ``max_stale``."""
+        entry = self._stale_entry(key, now)
+        if entry is None:
+            return None
+        message = bytearray(entry.message)
+        for offset in entry.ttl_offsets:
+            wire.U32.pack_into(message, offset, self._config.stale_ttl)
+        if entry.rcode == wire.NXDOMAIN:
+            ede = (wire.EDE_STALE_NXDOMAIN_ANSWER, "no upstream answered; expired NXDOMAIN")
+        else:
+            ede = (wire.EDE_STALE_ANSWER, "no upstream answered; expired answer")
+        return Answer(
+            message=bytes(message),
+            outcome=Outcome.STALE,
+            rcode=entry.rcode,
+            ede=ede,
+            cnames=entry.cnames,
+        )
+
+    def failed(self, key: CacheKey, now: float) -> None:
+        """The upstreams failed for ``key``: serve its stale answer without asking them
+        again for a while."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.recheck_after = now + STALE_RECHECK_SECONDS
+
+    def recheck_pending(self, key: CacheKey, now: float) -> bool:
+        entry = self._entries.get(key)
+        return entry is not None and now < entry.recheck_after
 
     def put(self, key: CacheKey, answer: Answer, now: float) -> None:
         if answer.cache_ttl is None or self._config.size == 0:
@@ -100,27 +170,79 @@ class AnswerCache:
 class CacheHandler:
     name = "cache"
 
-    def __init__(self, cache: AnswerCache, metrics: Metrics, next_handler: Handler) -> None:
+    def __init__(
+        self,
+        cache: AnswerCache,
+        metrics: Metrics,
+        next_handler: Handler,
+        config: CacheConfig | None = None,
+    ) -> None:
         self.cache = cache
         self._metrics = metrics
         self._next = next_handler
+        config = config if config is not None else cache.config
+        self._serve_stale = config.max_stale > 0 and config.size > 0
+        self._client_timeout = config.stale_client_timeout
+        # Upstream queries still running after their client got a stale answer: they
+        # refresh the cache when they complete (held here: the loop keeps weak references).
+        self._refreshing: set[asyncio.Future[Answer]] = set()
 
     def handle(self, query: Query) -> Resolution:
         # DO and CD change what upstream returns (signatures, unvalidated data): key on them.
         edns_do = 1 if query.edns is not None and query.edns.do else 0
         key = (query.qname, query.qtype, edns_do | (query.flags & wire.CD))
-        hit = self.cache.get(key, time.monotonic())
+        now = time.monotonic()
+        hit = self.cache.get(key, now)
         if hit is not None:
             self._metrics.cache_hits.inc()
             return hit
         self._metrics.cache_misses.inc()
+        stale = self.cache.stale(key, now) if self._serve_stale else None
+        if stale is not None and self.cache.recheck_pending(key, now):
+            return stale
         result = self._next.handle(query)
         if isinstance(result, Answer):
-            self.cache.put(key, result, time.monotonic())
-            return result
-        return self._store_when_ready(key, result)
+            return self._settle(key, result, stale)
+        if stale is None:
+            return self._store_when_ready(key, result)
+        return self._stale_if_slow(key, result, stale)
+
+    def _settle(self, key: CacheKey, answer: Answer, stale: Answer | None) -> Answer:
+        now = time.monotonic()
+        if stale is not None and _failed(answer):
+            self.cache.failed(key, now)
+            return stale
+        self.cache.put(key, answer, now)
+        return answer
 
     async def _store_when_ready(self, key: CacheKey, pending: Awaitable[Answer]) -> Answer:
         answer = await pending
         self.cache.put(key, answer, time.monotonic())
         return answer
+
+    async def _stale_if_slow(
+        self, key: CacheKey, pending: Awaitable[Answer], stale: Answer
+    ) -> Answer:
+        """RFC 8767 5 "client response timer": the client gets the stale answer if no
+        upstream has answered within ``stale_client_timeout``; the upstream query goes on
+        and refreshes the cache when it completes."""
+        upstream = asyncio.ensure_future(pending)
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(upstream), self._client_timeout)
+        except TimeoutError:
+            self._refreshing.add(upstream)
+            upstream.add_done_callback(lambda done: self._refreshed(key, done))
+            return stale
+        return self._settle(key, answer, stale)
+
+    def _refreshed(self, key: CacheKey, done: asyncio.Future[Answer]) -> None:
+        self._refreshing.discard(done)
+        if done.cancelled():
+            return
+        error = done.exception()
+        if error is not None:
+            log.error("upstream refresh failed: %r", error)
+            return
+        self._settle(key, done.result(), stale=None)
+        if _failed(done.result()):
+            self.cache.failed(key, time.monotonic())

@@ -26,7 +26,7 @@ class MetricsHandler:
     def _count(self, answer: Answer) -> None:
         self._metrics.count_response(answer.outcome, answer.rcode)
         if answer.outcome is Outcome.BLOCKED:
-            self._metrics.count_blocked(answer.service, answer.category)
+            self._metrics.count_blocked(answer.service, answer.category, answer.group)
 
     async def _count_when_ready(self, pending: Awaitable[Answer]) -> Answer:
         answer = await pending

@@ -58,8 +58,8 @@ def tool(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def shipped() -> list[PolicyEntry]:
-    blocklist, _ = load_policy(load_config(ROOT / "deploy" / "aiwall.yaml"))
-    entries = blocklist.entries()
+    groups, _ = load_policy(load_config(ROOT / "deploy" / "aiwall.yaml"), compact=False)
+    entries = groups.default.blocklist.entries()
     assert len(entries) > 100
     return entries
 

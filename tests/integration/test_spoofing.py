@@ -110,3 +110,30 @@ def test_late_answer_from_first_does_not_replace_the_second_answer(start_server,
         assert addresses(ask(server, name)) == ["192.0.2.2"]
         assert second.answer_count(name) == 1
     assert upstream.answer_count(name) == 1
+
+
+def test_upstream_ids_and_source_ports_are_unpredictable_over_many_queries(start_server, upstream):
+    # RFC 5452 9.2: the full ID range and a fresh random port per query, so a blind forger
+    # has one chance in 2^16 times the port range per guess.
+    server = start_server()
+    count = 300
+    client_id = 0x4242
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(READ_TIMEOUT)
+        for index in range(count):
+            query = dns.message.make_query(f"id{index}.example.test", "A", id=client_id)
+            sock.sendto(query.to_wire(), (server.host, server.port))
+            assert dns.message.from_wire(sock.recv(65535)).id == client_id
+    received = [q for q in upstream.queries if q.name.startswith("id")]
+    assert len(received) == count
+    ids = [q.id for q in received]
+    ports = [q.source[1] for q in received]
+    # 300 draws from 65,536 values collide a handful of times at most; a counter or a
+    # relayed client ID would not look like this.
+    assert len(set(ids)) >= count - 5
+    assert len(set(ports)) >= count - 10
+    assert sum(i == client_id for i in ids) <= 1
+    high = sum(i >= 0x8000 for i in ids)
+    assert 90 <= high <= 210  # each bit fair: 150 +- 7 standard deviations
+    odd = sum(i & 1 for i in ids)
+    assert 90 <= odd <= 210

@@ -10,6 +10,10 @@ command -v nsd >/dev/null || [ -x /usr/sbin/nsd ] || missing+=(nsd)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
 command -v unbound-checkconf >/dev/null || [ -x /usr/sbin/unbound-checkconf ] || missing+=(unbound)
 command -v named-checkzone >/dev/null || [ -x /usr/bin/named-checkzone ] || missing+=(bind9-utils)
+# promtool (alert rules and their unit tests) and Prometheus (the dashboard queries test).
+command -v promtool >/dev/null || [ -x /usr/bin/promtool ] || missing+=(prometheus)
+# systemd-analyze verifies deploy/systemd/aiwall.service.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${missing[*]} (run as root: apt-get install -y ${missing[*]})" >&2
@@ -19,3 +23,5 @@ apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The packages may start system instances on port 53; tests run their own.
 systemctl disable --now nsd unbound >/dev/null 2>&1 || true
+# The prometheus package starts a system instance on :9090; the tests run their own.
+systemctl disable --now prometheus >/dev/null 2>&1 || true

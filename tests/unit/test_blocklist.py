@@ -2,7 +2,7 @@ import datetime
 
 import pytest
 
-from resolver.blocklist import ListError, build_blocklist, read_list_file
+from resolver.blocklist import ListError, build_blocklist, parse_list_text, read_list_file
 from resolver.catalog import Catalog, DataLocation, Domain, Service
 from resolver.config import BlockingConfig, CatalogPolicy
 
@@ -41,7 +41,7 @@ def test_catalog_none_blocks_only_the_lists(tmp_path):
     policy = build_blocklist(
         BlockingConfig(catalog=CatalogPolicy.from_scalar("none", "blocking.catalog")),
         CATALOG,
-        (read_list_file(extra),),
+        (parse_list_text(read_list_file(extra)),),
     )
     assert not policy.decide("deepseek.com").blocked
     assert policy.decide("www.kimi.ai").rule.service == "list:extra.txt"
@@ -50,7 +50,7 @@ def test_catalog_none_blocks_only_the_lists(tmp_path):
 def test_a_name_in_both_catalog_and_list_keeps_its_catalog_service(tmp_path):
     extra = tmp_path / "extra.txt"
     extra.write_text("deepseek.com\nother.test\n")
-    policy = build_blocklist(BlockingConfig(), CATALOG, (read_list_file(extra),))
+    policy = build_blocklist(BlockingConfig(), CATALOG, (parse_list_text(read_list_file(extra)),))
     assert policy.decide("deepseek.com").rule.service == "deepseek"
     assert policy.decide("other.test").rule.service == "list:extra.txt"
 
@@ -59,7 +59,7 @@ def test_allow_overrides_blocks_for_the_name_and_below_only(tmp_path):
     extra = tmp_path / "extra.txt"
     extra.write_text("@@||api.kimi.ai^\n")
     policy = build_blocklist(
-        BlockingConfig(allow=("platform.deepseek.com",)), CATALOG, (read_list_file(extra),)
+        BlockingConfig(allow=("platform.deepseek.com",)), CATALOG, (parse_list_text(read_list_file(extra)),)
     )
     assert not policy.decide("x.platform.deepseek.com").blocked
     assert policy.decide("chat.deepseek.com").blocked
@@ -82,4 +82,4 @@ def test_unreadable_or_meaningless_lists_are_errors(tmp_path):
     junk = tmp_path / "junk.txt"
     junk.write_text("/regex.*/\n##.cosmetic\n")
     with pytest.raises(ListError, match="no line"):
-        build_blocklist(BlockingConfig(), None, (read_list_file(junk),))
+        build_blocklist(BlockingConfig(), None, (parse_list_text(read_list_file(junk)),))

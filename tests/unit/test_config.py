@@ -208,10 +208,55 @@ def test_bad_sinkhole_addresses(key, value):
         ({"listen": {"tcp_idle_timeout": 0}}, "listen.tcp_idle_timeout"),
         ({"upstream": {"timeout": 60}}, "upstream.timeout"),
         ({"logging": {"format": "xml"}}, "logging.format"),
+        ({"cache": {"stale_ttl": 0}}, "cache.stale_ttl"),
+        ({"cache": {"max_stale": -1}}, "cache.max_stale"),
+        ({"cache": {"stale_client_timeout": 31}}, "cache.stale_client_timeout"),
+        ({"ratelimit": {"rate": -1}}, "ratelimit.rate"),
+        ({"ratelimit": {"burst": 0}}, "ratelimit.burst"),
+        ({"ratelimit": {"slip": 101}}, "ratelimit.slip"),
+        ({"ratelimit": {"ipv4_prefix": 33}}, "ratelimit.ipv4_prefix"),
+        ({"ratelimit": {"ipv6_prefix": 8}}, "ratelimit.ipv6_prefix"),
+        ({"ratelimit": {"max_prefixes": 0}}, "ratelimit.max_prefixes"),
+        ({"api": {"token": "short"}}, "api.token"),
+        ({"api": {"token": "has spaces in the middle of it"}}, "api.token"),
     ],
 )
 def test_bad_values(raw, path):
     assert error_of(raw).startswith(f"{path}: expected")
+
+
+# --- reliability sections ------------------------------------------------------------------
+
+
+def test_reliability_defaults():
+    config = Config()
+    assert (config.cache.stale_ttl, config.cache.max_stale) == (30, 86_400)
+    assert config.cache.stale_client_timeout == 1.8
+    assert config.ratelimit.rate == 0  # off unless set: the limit depends on the network
+    assert (config.ratelimit.ipv4_prefix, config.ratelimit.ipv6_prefix) == (24, 56)
+    assert config.api_token() == ""
+
+
+def test_api_token_and_token_file_are_exclusive(tmp_path):
+    assert error_of({"api": {"token": "a" * 32, "token_file": "t"}}).startswith(
+        "api: set token or token_file, not both"
+    )
+
+
+def test_api_token_file_is_read_relative_to_the_config(tmp_path):
+    (tmp_path / "token").write_text("s3cret-token-0123456789\n")
+    config = config_from_mapping({"api": {"token_file": "token"}}, base_dir=tmp_path)
+    assert config.api_token() == "s3cret-token-0123456789"
+    # Never in a repr that could end up in a log line.
+    assert "s3cret" not in repr(config_from_mapping({"api": {"token": "s3cret-token-0123456789"}}))
+
+
+def test_a_missing_or_bad_api_token_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"^api.token_file: cannot read"):
+        config_from_mapping({"api": {"token_file": "absent"}}, base_dir=tmp_path)
+    (tmp_path / "weak").write_text("1234\n")
+    with pytest.raises(ConfigError, match=r"^api.token_file .*: expected at least 16"):
+        config_from_mapping({"api": {"token_file": "weak"}}, base_dir=tmp_path)
 
 
 # --- parse_host_port -----------------------------------------------------------------------
@@ -306,3 +351,13 @@ def test_system_nameservers_results_are_valid_upstreams(tmp_path):
 
 def test_system_nameservers_missing_file(tmp_path):
     assert system_nameservers(tmp_path / "nope.conf") == ()
+
+
+def test_available_cpus_honours_a_container_quota(tmp_path):
+    from resolver.config import available_cpus
+
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")
+    assert available_cpus(quota) == min(2, available_cpus(tmp_path / "none"))
+    quota.write_text("max 100000\n")
+    assert available_cpus(quota) == available_cpus(tmp_path / "none")

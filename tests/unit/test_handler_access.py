@@ -28,3 +28,14 @@ def test_ipv4_mapped_ipv6_clients_match_ipv4_networks():
     handler = AccessHandler(("192.168.0.0/16",), following)
     handler.handle(make_query("example.com", client="::ffff:192.168.1.20"))
     assert len(following.seen) == 1
+
+
+def test_refusals_are_counted_apart_from_other_refused_answers():
+    from resolver.metrics import Metrics
+
+    metrics = Metrics()
+    handler = AccessHandler(("10.0.0.0/8",), FakeNext(), metrics)
+    handler.handle(make_query("example.com", client="203.0.113.9"))
+    handler.handle(make_query("example.com", client="10.1.1.1"))
+    handler.handle(make_query("example.com", client="203.0.113.10"))
+    assert metrics.access_refused.value() == 2

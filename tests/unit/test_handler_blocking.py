@@ -5,6 +5,7 @@ import pytest
 
 from resolver import responses, wire
 from resolver.blocklist import Blocklist, Rule
+from resolver.groups import ClientGroups, Group
 from resolver.handlers.blocking import BlockingHandler
 from resolver.model import Answer, Outcome
 from tests.unit.handler_support import FakeNext, decode, make_query, resolve
@@ -21,10 +22,14 @@ def blocklist(entries: dict[str, Rule] | None = None) -> Blocklist:
     return result
 
 
-def handler(policy: Blocklist, mode: str = "nxdomain", following: FakeNext | None = None):
+def groups_of(policy: Blocklist, mode: str = "nxdomain", group_mode: str = "enforce"):
     answers = responses.BlockAnswers(mode, 120, "0.0.0.0", "::")
+    return ClientGroups(Group("default", policy, answers, group_mode))
+
+
+def handler(policy: Blocklist, mode: str = "nxdomain", following: FakeNext | None = None):
     following = following or FakeNext()
-    return BlockingHandler(policy, answers, following), following
+    return BlockingHandler(groups_of(policy, mode), following), following
 
 
 @pytest.mark.parametrize("rdtype", ["A", "AAAA", "HTTPS", "SVCB", "MX", "TXT", "ANY", "CNAME"])
@@ -116,7 +121,7 @@ def test_cname_to_an_unlisted_name_is_relayed_untouched():
 def test_replacing_the_blocklist_takes_effect_for_the_next_query():
     block, following = handler(blocklist())
     block.handle(make_query("chat.deepseek.com"))
-    block.replace_blocklist(blocklist({"deepseek.com": DEEPSEEK}))
+    block.replace_groups(groups_of(blocklist({"deepseek.com": DEEPSEEK})))
     assert block.handle(make_query("chat.deepseek.com")).outcome is Outcome.BLOCKED
     assert len(following.seen) == 1
 

@@ -1,11 +1,16 @@
+import asyncio
+import time
+
+import dns.edns
 import dns.message
+import dns.rcode
 import dns.rrset
 
-from resolver import wire
+from resolver import responses, wire
 from resolver.config import CacheConfig
 from resolver.handlers.cache import AnswerCache, CacheHandler
 from resolver.metrics import Metrics
-from resolver.model import Outcome
+from resolver.model import Answer, Outcome
 from resolver.upstream import _answer_from
 from tests.unit.handler_support import FakeNext, decode, make_query, resolve
 
@@ -36,11 +41,22 @@ def test_ttls_count_down_with_age():
 
 
 def test_entries_expire_with_their_ttl():
-    cache = AnswerCache(CacheConfig(), Metrics())
+    cache = AnswerCache(CacheConfig(max_stale=0), Metrics())
     key = (b"\x01a\x00", 1, 0)
     cache.put(key, upstream_answer("a.", ttl=10), now=0.0)
     assert cache.get(key, now=9.9) is not None
     assert cache.get(key, now=10.0) is None
+    assert len(cache) == 0
+
+
+def test_expired_entries_are_kept_only_for_the_stale_window():
+    cache = AnswerCache(CacheConfig(max_stale=100), Metrics())
+    key = (b"\x01a\x00", 1, 0)
+    cache.put(key, upstream_answer("a.", ttl=10), now=0.0)
+    assert cache.get(key, now=10.0) is None
+    assert len(cache) == 1
+    assert cache.stale(key, now=109.9) is not None
+    assert cache.get(key, now=110.0) is None
     assert len(cache) == 0
 
 
@@ -100,11 +116,145 @@ def test_do_bit_is_part_of_the_key():
 
 def test_uncacheable_answers_are_not_stored():
     query = make_query("fail.test")
-    from resolver import responses
-
     servfail = responses.error(query, wire.SERVFAIL, Outcome.SERVFAIL)
     following = FakeNext(answer=servfail)
     handler = CacheHandler(AnswerCache(CacheConfig(), Metrics()), Metrics(), following)
     handler.handle(query)
     handler.handle(query)
     assert len(following.seen) == 2
+
+
+# --- serve-stale (RFC 8767) ---------------------------------------------------------------
+
+
+def servfail_next(name: str) -> FakeNext:
+    return FakeNext(
+        answer=responses.error(make_query(name), wire.SERVFAIL, Outcome.SERVFAIL),
+        delayed=True,
+    )
+
+
+def expired_cache(name: str, config: CacheConfig, rcode: int = 0, ago: float = 100) -> AnswerCache:
+    """A cache holding ``name`` whose 10-second TTL ran out ``ago`` seconds before now."""
+    cache = AnswerCache(config, Metrics())
+    query = make_query(name)
+    answer = upstream_answer(name, ttl=10, rcode=rcode)
+    cache.put((query.qname, 1, 0), answer, time.monotonic() - ago)
+    return cache
+
+
+def ede_codes(reply) -> list[int]:
+    return [option.code for option in reply.options if isinstance(option, dns.edns.EDEOption)]
+
+
+def test_stale_answer_with_ttl_30_and_ede_3_when_the_upstreams_fail():
+    name = "stale.example.test"
+    handler = CacheHandler(expired_cache(name, CacheConfig()), Metrics(), servfail_next(name))
+    query = make_query(name)
+    answer = resolve(handler.handle(query))
+    assert answer.outcome is Outcome.STALE
+    reply = decode(query, answer)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert [rrset.ttl for rrset in reply.answer] == [30]
+    assert ede_codes(reply) == [dns.edns.EDECode.STALE_ANSWER]
+
+
+def test_stale_nxdomain_carries_ede_19_and_the_stale_ttl_on_its_soa():
+    name = "gone.example.test."
+    config = CacheConfig(stale_ttl=7)
+    handler = CacheHandler(expired_cache(name, config, rcode=3), Metrics(), servfail_next(name))
+    query = make_query(name)
+    reply = decode(query, resolve(handler.handle(query)))
+    assert reply.rcode() == dns.rcode.NXDOMAIN
+    assert {rrset.ttl for rrset in reply.authority} == {7}
+    assert ede_codes(reply) == [dns.edns.EDECode.STALE_NXDOMAIN_ANSWER]
+
+
+def test_no_stale_answer_beyond_max_stale():
+    name = "old.example.test"
+    cache = expired_cache(name, CacheConfig(max_stale=50), ago=100)
+    handler = CacheHandler(cache, Metrics(), servfail_next(name))
+    assert resolve(handler.handle(make_query(name))).outcome is Outcome.SERVFAIL
+
+
+def test_no_stale_answer_when_serve_stale_is_off():
+    name = "off.example.test"
+    cache = expired_cache(name, CacheConfig(max_stale=0), ago=15)
+    handler = CacheHandler(cache, Metrics(), servfail_next(name))
+    assert resolve(handler.handle(make_query(name))).outcome is Outcome.SERVFAIL
+
+
+def test_a_cached_servfail_is_never_served_stale():
+    name = "broken.example.test"
+    query = make_query(name)
+    cache = AnswerCache(CacheConfig(), Metrics())
+    failure = responses.error(query, wire.SERVFAIL, Outcome.SERVFAIL)
+    failure.cache_ttl = 10  # as if something had let a SERVFAIL into the cache
+    cache.put((query.qname, 1, 0), failure, time.monotonic() - 100)
+    assert cache.stale((query.qname, 1, 0), time.monotonic()) is None
+    handler = CacheHandler(cache, Metrics(), servfail_next(name))
+    answer = resolve(handler.handle(query))
+    assert answer.outcome is Outcome.SERVFAIL
+    assert answer.ede is None  # the upstream's own SERVFAIL, not a stale one
+
+
+def test_after_a_failure_the_stale_answer_is_served_without_asking_again():
+    name = "recheck.example.test"
+    following = servfail_next(name)
+    handler = CacheHandler(expired_cache(name, CacheConfig()), Metrics(), following)
+    for _ in range(5):
+        assert resolve(handler.handle(make_query(name))).outcome is Outcome.STALE
+    # RFC 8767's failure recheck timer: a dead upstream is not asked once per query.
+    assert len(following.seen) == 1
+
+
+def test_a_fresh_answer_replaces_the_stale_one():
+    name = "back.example.test"
+    following = FakeNext(delayed=True, answer=upstream_answer(name, ttl=300))
+    handler = CacheHandler(expired_cache(name, CacheConfig()), Metrics(), following)
+    assert resolve(handler.handle(make_query(name))).outcome is Outcome.FORWARDED
+    assert handler.handle(make_query(name)).outcome is Outcome.CACHED
+
+
+class SlowNext:
+    """Answers after ``delay`` seconds, on the running loop."""
+
+    name = "slow"
+
+    def __init__(self, answer: Answer, delay: float) -> None:
+        self.answer = answer
+        self.delay = delay
+        self.seen = 0
+
+    def handle(self, query):
+        self.seen += 1
+        return self._later()
+
+    async def _later(self) -> Answer:
+        await asyncio.sleep(self.delay)
+        return self.answer
+
+
+def test_client_response_timer_serves_stale_and_the_late_answer_refreshes_the_cache():
+    name = "slowly.example.test"
+    config = CacheConfig(stale_client_timeout=0.05)
+    following = SlowNext(upstream_answer(name, ttl=300), delay=0.3)
+    handler = CacheHandler(expired_cache(name, config), Metrics(), following, config)
+
+    async def scenario() -> tuple[Outcome, Outcome]:
+        first = await handler.handle(make_query(name))
+        await asyncio.sleep(0.5)  # the upstream answer arrives meanwhile
+        second = handler.handle(make_query(name))
+        assert isinstance(second, Answer)
+        return first.outcome, second.outcome
+
+    assert asyncio.run(scenario()) == (Outcome.STALE, Outcome.CACHED)
+    assert following.seen == 1
+
+
+def test_no_stale_wait_for_names_never_seen():
+    name = "new.example.test"
+    config = CacheConfig(stale_client_timeout=0.01)
+    following = SlowNext(upstream_answer(name), delay=0.1)
+    handler = CacheHandler(AnswerCache(config, Metrics()), Metrics(), following, config)
+    assert resolve(handler.handle(make_query(name))).outcome is Outcome.FORWARDED

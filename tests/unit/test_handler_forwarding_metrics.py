@@ -40,7 +40,7 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
 def test_metrics_count_queries_answers_and_blocks_immediate_and_later():
     metrics = Metrics()
     blocked = responses.error(make_query("x.test"), wire.NXDOMAIN, Outcome.BLOCKED)
-    blocked.service, blocked.category = "deepseek", "chat_assistant"
+    blocked.service, blocked.category, blocked.group = "deepseek", "chat_assistant", "lab"
     MetricsHandler(metrics, FakeNext(answer=blocked)).handle(make_query("x.test", "AAAA"))
     later = MetricsHandler(metrics, FakeNext(delayed=True))
     result = later.handle(make_query("y.test", "TYPE999"))
@@ -54,7 +54,7 @@ def test_metrics_count_queries_answers_and_blocks_immediate_and_later():
     assert sample(metrics, "aiwall_responses_total", outcome="forwarded", rcode="NOERROR") == 1
     assert (
         sample(
-            metrics, "aiwall_blocked_queries_total", service="deepseek", category="chat_assistant"
+            metrics, "aiwall_blocked_queries_total", service="deepseek", category="chat_assistant", group="lab"
         )
         == 1
     )
