@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from resolver import wire
 from resolver.config import AuditConfig, PrivacyConfig
+from resolver.metrics import QTYPE_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_time ON attempts (time);
 """
+Queued = tuple[float, str, str, bytes | str, int | str, str, str, str]
 FIELDS = ("time", "client", "group", "name", "qtype", "service", "category", "action")
 
 
@@ -107,7 +110,7 @@ class Pseudonymizer:
 class AuditLog:
     def __init__(self, config: AuditConfig, privacy: PrivacyConfig, state_dir: Path) -> None:
         self.config = config
-        self._queue: collections.deque[Attempt] = collections.deque()
+        self._queue: collections.deque[Queued] = collections.deque()
         self.dropped = 0
         self.written = 0
         key = None
@@ -129,19 +132,18 @@ class AuditLog:
         self,
         client: str,
         group: str,
-        name: str,
-        qtype: str,
+        name: bytes | str,
+        qtype: int | str,
         service: str,
         category: str,
         action: str,
     ) -> None:
-        """Queue one attempt; called on the answer path, so it only appends."""
+        """Queue one attempt; called on the answer path, so it only appends (a wire-form
+        name and a numeric type are turned into text by the writer, not here)."""
         if len(self._queue) >= QUEUE_LIMIT:
             self._queue.popleft()
             self.dropped += 1
-        self._queue.append(
-            Attempt(time.time(), client, group, name, qtype, service, category, action)
-        )
+        self._queue.append((time.time(), client, group, name, qtype, service, category, action))
 
     def start(self) -> None:
         if not self.enabled:
@@ -175,13 +177,25 @@ class AuditLog:
             log.error("audit log: cannot write: %s", error)
 
     def flush(self) -> None:
-        batch: list[Attempt] = []
+        batch: list[Queued] = []
         while self._queue:
             batch.append(self._queue.popleft())
         if not batch:
             self._apply_retention()
             return
-        rows = [Attempt(a.time, self._pseudonym(a.client), *a.row()[2:]) for a in batch]
+        rows = [
+            Attempt(
+                when,
+                self._pseudonym(client),
+                group,
+                wire.name_to_text(name) if isinstance(name, bytes) else name,
+                QTYPE_LABELS.get(qtype, str(qtype)) if isinstance(qtype, int) else qtype,
+                service,
+                category,
+                action,
+            )
+            for when, client, group, name, qtype, service, category, action in batch
+        ]
         try:
             self._write(rows)
         except BaseException:

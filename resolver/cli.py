@@ -30,6 +30,9 @@ from resolver.config import (
 from resolver.explain import explain
 from resolver.export import FORMATS, ExportOptions, render
 from resolver.logs import setup_logging
+from resolver.report import FORMATS as REPORT_FORMATS
+from resolver.report import GROUPINGS, ReportError, parse_since, summarise
+from resolver.report import render as render_report
 from resolver.server import PolicyError, Server, load_policy
 from resolver.storage import write_atomically
 from resolver.workers import Supervisor, WorkerStartError
@@ -172,6 +175,15 @@ def cmd_catalog_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if not config.audit.sqlite:
+        raise ReportError("audit.sqlite is off in the config: there is nothing to report from")
+    rows = summarise(config.state_dir / config.audit.sqlite, parse_since(args.since), args.by)
+    sys.stdout.write(render_report(rows, args.by, args.format))
+    return EXIT_OK
+
+
 def cmd_healthcheck(args: argparse.Namespace) -> int:
     """Send a real DNS query to the server and succeed on any well-formed answer to it."""
     config = _load(args.config)
@@ -236,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(run=cmd_export)
 
+    report = commands.add_parser("report", help="blocked attempts from the audit trail")
+    report.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
+    report.add_argument("--by", default="service", choices=tuple(GROUPINGS))
+    report.add_argument("--format", default="table", choices=REPORT_FORMATS)
+    report.add_argument("--config", "-c")
+    report.set_defaults(run=cmd_report)
+
     catalog = commands.add_parser("catalog", help="the shipped generative-AI catalog")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
     listing = catalog_commands.add_parser("list", help="print the catalog as a table")
@@ -259,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         sys.stdout.flush()
-    except (ConfigError, PolicyError, CatalogError, ValueError) as error:
+    except (ConfigError, PolicyError, CatalogError, ReportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except BrokenPipeError:

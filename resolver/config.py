@@ -133,25 +133,32 @@ class CatalogSelector:
     categories: tuple[str, ...] = ()
     countries: tuple[str, ...] = ()
     data_locations: tuple[str, ...] = ()
-    # A temporary rule (an audited exception, say): it applies through this date (UTC)
-    # and stops applying at the next midnight, without a restart.
+    # A temporary rule (an audited exception, say): a date applies through that day (UTC)
+    # and stops at the next midnight; a date and time (2026-12-31T18:00:00Z) stops then.
+    # Either way without a restart.
     until: str = ""
 
     @property
     def expires_at(self) -> float | None:
         if not self.until:
             return None
-        day = datetime.date.fromisoformat(self.until)
-        midnight = datetime.datetime.combine(day, datetime.time(), datetime.UTC)
-        return (midnight + datetime.timedelta(days=1)).timestamp()
+        if "T" not in self.until:
+            day = datetime.date.fromisoformat(self.until)
+            midnight = datetime.datetime.combine(day, datetime.time(), datetime.UTC)
+            return (midnight + datetime.timedelta(days=1)).timestamp()
+        moment = datetime.datetime.fromisoformat(self.until)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        return moment.timestamp()
 
     def validate(self, path: str) -> None:
         if self.until:
             try:
-                datetime.date.fromisoformat(self.until)
+                self.expires_at  # noqa: B018 - parsing is the check
             except ValueError:
                 raise ConfigError(
-                    f"{path}.until: expected a date like 2026-12-31, got {self.until!r}"
+                    f"{path}.until: expected a date like 2026-12-31 or a time like "
+                    f"2026-12-31T18:00:00Z, got {self.until!r}"
                 ) from None
         for index, category in enumerate(self.categories):
             if category not in CATEGORIES:

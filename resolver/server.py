@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from resolver.audit import AuditLog
 from resolver.blocklist import (
     ListError,
     ListText,
@@ -29,6 +30,7 @@ from resolver.config import Config, ConfigError, load_config, parse_host_port
 from resolver.groups import ClientGroups, Group
 from resolver.logs import setup_logging
 from resolver.metrics import Metrics
+from resolver.model import Query
 from resolver.pipeline import Pipeline, build_pipeline
 from resolver.policy import SelectorError, next_expiry
 from resolver.remote import RemoteList
@@ -172,6 +174,7 @@ class Server:
             config.listen.tcp_max_connections, config.listen.tcp_idle_timeout, self.metrics
         )
         self._status: StatusServer | None = None
+        self.audit = AuditLog(config.audit, config.privacy, config.state_dir)
         self.remote_lists = [
             RemoteList(remote, config.state_dir, self.metrics)
             for remote in config.blocking.remote_lists
@@ -189,7 +192,10 @@ class Server:
         groups, self.catalog = self._build_policy()
         _retire(None)
         self.metrics.set_list_sizes(groups.entries_by_source, groups.loaded_at)
-        self.pipeline = build_pipeline(self.config, groups, self.metrics)
+        self.audit.start()
+        self.pipeline = build_pipeline(
+            self.config, groups, self.metrics, attempts=self.record_attempt
+        )
         self._schedule_expiry(groups)
         self._runner = QueryRunner(self.pipeline.head, self.metrics)
         loop = asyncio.get_running_loop()
@@ -271,6 +277,17 @@ class Server:
         except ListsChanging as error:
             raise PolicyError(str(error)) from None
 
+    def record_attempt(
+        self, query: Query, group: str, service: str, category: str, action: str
+    ) -> None:
+        """An attempt on a banned name: counted when it was let through, and queued for
+        the audit trail either way (the audit log's own thread writes it)."""
+        self.metrics.count_attempt(query, group, service, category, action)
+        if self.audit.enabled:
+            self.audit.record(
+                query.client, group, query.qname, query.qtype, service, category, action
+            )
+
     def _schedule_expiry(self, groups: ClientGroups) -> None:
         """Rebuild the policy when its next temporary rule (``until``) runs out, so an
         expired exception stops applying without a restart."""
@@ -348,7 +365,9 @@ class Server:
         assert self.pipeline is not None
         assert self._runner is not None
         kept = self.pipeline.cache.cache if config.cache == self.config.cache else None
-        self.pipeline = build_pipeline(config, groups, self.metrics, kept)
+        self.pipeline = build_pipeline(
+            config, groups, self.metrics, kept, attempts=self.record_attempt
+        )
         self._runner.head = self.pipeline.head
         if config.logging != self.config.logging:
             setup_logging(config.logging)
@@ -386,3 +405,5 @@ class Server:
             await self._status.stop()
         for tcp in self._tcp:
             await tcp.wait_closed()
+        # Last, so the attempts answered while draining are written out too.
+        await asyncio.to_thread(self.audit.close)

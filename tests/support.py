@@ -53,7 +53,10 @@ def make_config(
         },
     }
     for name, values in sections.items():
-        raw.setdefault(name, {}).update(values)
+        if isinstance(values, dict):
+            raw.setdefault(name, {}).update(values)
+        else:
+            raw[name] = values
     return config_from_mapping(raw, base_dir=base_dir or Path("."))
 
 
@@ -80,6 +83,8 @@ class RunningServer:
         return self.call(run())
 
     def stop(self) -> None:
+        if self.loop.is_closed():
+            return
         try:
             self.call(self.server.stop())
         finally:

@@ -59,7 +59,9 @@ def test_allow_overrides_blocks_for_the_name_and_below_only(tmp_path):
     extra = tmp_path / "extra.txt"
     extra.write_text("@@||api.kimi.ai^\n")
     policy = build_blocklist(
-        BlockingConfig(allow=("platform.deepseek.com",)), CATALOG, (parse_list_text(read_list_file(extra)),)
+        BlockingConfig(allow=("platform.deepseek.com",)),
+        CATALOG,
+        (parse_list_text(read_list_file(extra)),),
     )
     assert not policy.decide("x.platform.deepseek.com").blocked
     assert policy.decide("chat.deepseek.com").blocked

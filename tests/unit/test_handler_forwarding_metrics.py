@@ -54,7 +54,11 @@ def test_metrics_count_queries_answers_and_blocks_immediate_and_later():
     assert sample(metrics, "aiwall_responses_total", outcome="forwarded", rcode="NOERROR") == 1
     assert (
         sample(
-            metrics, "aiwall_blocked_queries_total", service="deepseek", category="chat_assistant", group="lab"
+            metrics,
+            "aiwall_blocked_queries_total",
+            service="deepseek",
+            category="chat_assistant",
+            group="lab",
         )
         == 1
     )
