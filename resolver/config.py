@@ -388,12 +388,16 @@ class ApiConfig:
 
     token: str = field(default="", repr=False)
     token_file: str = ""
+    # POST /api/pause can switch blocking off for at most this long: a forgotten pause
+    # must not become a lifted ban.
+    max_pause_minutes: float = 60.0
 
     def validate(self, path: str) -> None:
         if self.token and self.token_file:
             raise ConfigError(f"{path}: set token or token_file, not both")
         if self.token:
             _check_token(f"{path}.token", self.token)
+        _check_range(f"{path}.max_pause_minutes", self.max_pause_minutes, 0, 24 * 60)
 
 
 @dataclass(frozen=True)

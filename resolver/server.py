@@ -27,6 +27,7 @@ from resolver.blocklist import (
 )
 from resolver.catalog import Catalog, CatalogError, default_catalog_dir, load_catalog
 from resolver.config import Config, ConfigError, load_config, parse_host_port
+from resolver.explain import explain
 from resolver.groups import ClientGroups, Group
 from resolver.logs import setup_logging
 from resolver.metrics import Metrics
@@ -205,7 +206,13 @@ class Server:
         if self.config.listen.http:
             host, port = parse_host_port(self.config.listen.http, 9153)
             self._status = StatusServer(
-                registry_exposition(self.metrics), self.ready, self.reload, lambda: self._api_token
+                registry_exposition(self.metrics),
+                self.ready,
+                self.reload,
+                lambda: self._api_token,
+                check=self.api_check,
+                stats=self.api_stats,
+                pause=self.api_pause,
             )
             bound = await self._status.start(host, port)
             self.http_endpoint = Endpoint(*bound)
@@ -276,6 +283,42 @@ class Server:
             )
         except ListsChanging as error:
             raise PolicyError(str(error)) from None
+
+    async def api_check(self, name: str, client: str) -> dict[str, object]:
+        assert self.pipeline is not None
+        catalog = self.catalog or await asyncio.to_thread(load_catalog, default_catalog_dir())
+        return explain(self.pipeline.blocking.groups, catalog, name, client).as_dict()
+
+    async def api_stats(self) -> dict[str, object]:
+        assert self.pipeline is not None
+        blocked: dict[str, int] = {}
+        for key, count in self.metrics.blocked.counts.items():
+            service = str(key[0]) if isinstance(key, tuple) else ""
+            blocked[service] = blocked.get(service, 0) + count
+        paused = self.pipeline.blocking.paused_until - time.monotonic()
+        return {
+            "queries": sum(self.metrics.queries.counts.values()),
+            "blocked": sum(blocked.values()),
+            "blocked_by_service": dict(sorted(blocked.items(), key=lambda kv: -kv[1])),
+            "reported": sum(self.metrics.reported.counts.values()),
+            "cache_hits": self.metrics.cache_hits.value(),
+            "policy_entries": sum(self.pipeline.blocking.groups.entries_by_source.values()),
+            "groups": [group.name for group in self.pipeline.blocking.groups.all],
+            "paused_seconds_left": max(round(paused), 0),
+        }
+
+    async def api_pause(self, minutes: float) -> tuple[bool, str]:
+        """Blocking off for a while: bounded by api.max_pause_minutes, logged, and
+        audited; 0 minutes resumes blocking at once."""
+        assert self.pipeline is not None
+        limit = self.config.api.max_pause_minutes
+        if not 0 <= minutes <= limit:
+            return False, f"minutes must be from 0 to {limit:g} (api.max_pause_minutes)"
+        self.pipeline.blocking.pause(minutes * 60)
+        log.warning("blocking paused for %g minutes through the API", minutes)
+        if self.audit.enabled:
+            self.audit.record("api", "-", f"{minutes:g} minutes", "-", "-", "-", "pause")
+        return True, f"blocking paused for {minutes:g} minutes" if minutes else "blocking resumed"
 
     def record_attempt(
         self, query: Query, group: str, service: str, category: str, action: str

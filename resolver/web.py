@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -43,6 +44,12 @@ Readiness = Callable[[], Awaitable[tuple[bool, str]]]
 Reload = Callable[[], Awaitable[tuple[bool, str]]]
 # The API token in force ("" disables the API); asked per request, so a reload rotates it.
 Token = Callable[[], str]
+# GET /api/check?name=&client=: the decision explained (raises ValueError for a bad name).
+Check = Callable[[str, str], Awaitable[dict[str, object]]]
+# GET /api/stats: counts since start.
+Stats = Callable[[], Awaitable[dict[str, object]]]
+# POST /api/pause?minutes=: blocking off for a while (bounded, audited).
+Pause = Callable[[float], Awaitable[tuple[bool, str]]]
 
 
 def _no_token() -> str:
@@ -65,11 +72,17 @@ class StatusServer:
         ready: Readiness,
         reload: Reload | None = None,
         token: Token = _no_token,
+        check: Check | None = None,
+        stats: Stats | None = None,
+        pause: Pause | None = None,
     ) -> None:
         self._exposition = exposition
         self._ready = ready
         self._reload = reload
         self._token = token
+        self._check = check
+        self._stats = stats
+        self._pause = pause
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -96,8 +109,9 @@ class StatusServer:
                 if not 0 <= length <= _MAX_REQUEST_BODY:
                     raise _TooLarge
                 await reader.readexactly(length)
+            url = urlsplit(target)
             status, content_type, body = await self._route(
-                method, urlsplit(target).path, headers.get("authorization", "")
+                method, url.path, headers.get("authorization", ""), parse_qs(url.query)
             )
         except _TooLarge:
             status, content_type, body = 413, "text/plain", b"request body too large\n"
@@ -119,13 +133,25 @@ class StatusServer:
         finally:
             writer.close()
 
-    async def _route(self, method: str, path: str, authorization: str) -> Response:
-        if path == "/api/reload":
+    async def _route(
+        self, method: str, path: str, authorization: str, query: dict[str, list[str]]
+    ) -> Response:
+        if path in ("/api/reload", "/api/pause"):
             if method != "POST":
                 return 405, "text/plain", b"method not allowed: use POST\n"
-            return await self._api(authorization, self._reload)
+            if path == "/api/reload":
+                return await self._api(authorization, self._reload)
+            return await self._api(authorization, self._pause_for(query))
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n"
+        if path == "/api/check" and self._check is not None:
+            name, client = query.get("name", [""])[0], query.get("client", [""])[0]
+            try:
+                return _json(200, await self._check(name, client))
+            except ValueError as error:
+                return _json(400, {"error": str(error)})
+        if path == "/api/stats" and self._stats is not None:
+            return _json(200, await self._stats())
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, await self._exposition()
         if path == "/healthz":
@@ -147,6 +173,25 @@ class StatusServer:
             return 401, "text/plain", b"missing or wrong bearer token\n"
         accepted, detail = await action()
         return (200 if accepted else 422), "text/plain", (detail + "\n").encode()
+
+    def _pause_for(self, query: dict[str, list[str]]) -> Reload | None:
+        """The pause action bound to ?minutes= (the API's actions take no arguments)."""
+        pause = self._pause
+        if pause is None:
+            return None
+        try:
+            minutes = float(query.get("minutes", ["5"])[0])
+        except ValueError:
+            minutes = -1.0
+
+        async def act() -> tuple[bool, str]:
+            return await pause(minutes)
+
+        return act
+
+
+def _json(status: int, document: dict[str, object]) -> Response:
+    return status, "application/json", (json.dumps(document, indent=1) + "\n").encode()
 
 
 class _TooLarge(Exception):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -44,6 +45,8 @@ _SAME_IN_EVERY_WORKER = (
     "aiwall_upstream_up",
 )
 _EXCHANGE_TIMEOUT = 2.0
+# Stats each worker counts for itself; the rest (policy size, pause) are the same in all.
+_SUMMED_STATS = ("queries", "blocked", "reported", "cache_hits")
 # A reload parses every list again: seconds for a million names.
 _RELOAD_TIMEOUT = 120.0
 _RESTART_BACKOFF = 1.0
@@ -96,6 +99,17 @@ async def _serve_worker(
         elif request == b"reload":
             accepted, detail = await server.reload()
             conn.send_bytes((b"1" if accepted else b"0") + detail.encode())
+        elif request.startswith(b"pause "):
+            accepted, detail = await server.api_pause(float(request[6:]))
+            conn.send_bytes((b"1" if accepted else b"0") + detail.encode())
+        elif request.startswith(b"check "):
+            name, client = json.loads(request[6:])
+            try:
+                conn.send_bytes(json.dumps(await server.api_check(name, client)).encode())
+            except ValueError as error:
+                conn.send_bytes(json.dumps({"error": str(error)}).encode())
+        elif request == b"stats":
+            conn.send_bytes(json.dumps(await server.api_stats()).encode())
 
     pending: set[asyncio.Task[None]] = set()
 
@@ -249,6 +263,50 @@ class Supervisor:
         self._reread_config()
         return True, answers[0][1:].decode() if answers and answers[0] else "reloaded"
 
+    async def _ask_all(self, request: bytes) -> list[bytes | None]:
+        return await asyncio.gather(
+            *(asyncio.to_thread(w.exchange, request) for w in self._workers)
+        )
+
+    async def pause(self, minutes: float) -> tuple[bool, str]:
+        """POST /api/pause: every worker pauses (each audits it); all must accept."""
+        answers = await self._ask_all(f"pause {minutes}".encode())
+        for worker, answer in zip(self._workers, answers, strict=True):
+            if answer is None or not answer.startswith(b"1"):
+                detail = answer[1:].decode() if answer else "no answer"
+                return False, f"worker {worker.index}: {detail}"
+        return True, answers[0][1:].decode() if answers and answers[0] else "paused"
+
+    async def check(self, name: str, client: str) -> dict[str, object]:
+        """GET /api/check: every worker holds the same policy; the first one explains."""
+        answer = await asyncio.to_thread(
+            self._workers[0].exchange, b"check " + json.dumps([name, client]).encode()
+        )
+        document: dict[str, object] = json.loads(answer) if answer else {"error": "no answer"}
+        if "error" in document:
+            raise ValueError(str(document["error"]))
+        return document
+
+    async def stats(self) -> dict[str, object]:
+        """GET /api/stats: the workers' counts added up."""
+        total: dict[str, object] = {}
+        by_service: dict[str, int] = {}
+        for answer in await self._ask_all(b"stats"):
+            if answer is None:
+                continue
+            document = json.loads(answer)
+            for key, value in document.items():
+                if key == "blocked_by_service":
+                    for service, count in value.items():
+                        by_service[service] = by_service.get(service, 0) + count
+                elif key in _SUMMED_STATS:
+                    previous = total.get(key, 0)
+                    total[key] = (previous if isinstance(previous, int) else 0) + value
+                else:
+                    total.setdefault(key, value)
+        total["blocked_by_service"] = dict(sorted(by_service.items(), key=lambda kv: -kv[1]))
+        return total
+
     def _on_sighup(self) -> None:
         self._signal_all(signal.SIGHUP)
         self._reread_config()
@@ -298,7 +356,13 @@ class Supervisor:
         if self.config.listen.http:
             host, port = parse_host_port(self.config.listen.http, 9153)
             self._status = StatusServer(
-                self._exposition, self.ready, self.reload, lambda: self._api_token
+                self._exposition,
+                self.ready,
+                self.reload,
+                lambda: self._api_token,
+                check=self.check,
+                stats=self.stats,
+                pause=self.pause,
             )
             await self._status.start(host, port)
         stop = asyncio.Event()

@@ -1,103 +1,78 @@
-"""The state-changing HTTP API: POST /api/reload, only with the configured bearer token."""
+"""The HTTP API: check and stats for anyone on the management network, pause with a token."""
 
-from __future__ import annotations
-
-import socket
+import json
+import urllib.error
+import urllib.request
 
 import dns.rcode
-import pytest
-import yaml
 
-from resolver.config import Config
 from tests.support import ask
 
-TOKEN = "test-token-0123456789abcdef"
+TOKEN = "s3cret-token-for-tests-0123456789"
 
 
-def test_the_http_listener_is_on_loopback_by_default():
-    assert Config().listen.http.startswith("127.0.0.1:")
+def call(server, path: str, method: str = "GET", token: str | None = None):
+    request = urllib.request.Request(
+        server.http_url + path, method=method, data=b"" if method == "POST" else None
+    )
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
-def test_reload_is_disabled_without_a_token(start_server):
+def test_check_gives_the_cli_explanation_per_client(start_server):
+    server = start_server(
+        groups=[
+            {
+                "name": "lab",
+                "clients": ["10.1.0.0/16"],
+                "catalog": {"allow": {"services": ["deepseek"]}},
+            }
+        ]
+    )
+    status, body = call(server, "/api/check?name=chat.deepseek.com&client=10.2.0.1")
+    assert status == 200
+    office = json.loads(body)
+    assert office["decision"] == "blocked"
+    assert office["service"] == "deepseek"
+    assert office["vendor_country"] == "CN"
+    lab = json.loads(call(server, "/api/check?name=chat.deepseek.com&client=10.1.2.3")[1])
+    assert (lab["group"], lab["decision"]) == ("lab", "allowed")
+    assert call(server, "/api/check?name=not..a..name")[0] == 400
+
+
+def test_stats_count_blocked_attempts_by_service(start_server):
     server = start_server()
-    status, body = server.post("/api/reload", token="anything-at-all-0123")
-    assert status == 403
-    assert "api.token" in body
-    assert server.metric("aiwall_reloads_total", result="success") == 0
+    ask(server, "chat.deepseek.com")
+    ask(server, "www.example.test")
+    stats = json.loads(call(server, "/api/stats")[1])
+    assert stats["queries"] == 2
+    assert stats["blocked_by_service"] == {"deepseek": 1}
 
 
-@pytest.mark.parametrize("token", [None, "wrong-token-0123456789abcde", TOKEN[:-1], ""])
-def test_reload_without_the_right_token_is_unauthorized(start_server, token):
-    server = start_server(api={"token": TOKEN})
-    status, _ = server.post("/api/reload", token=token)
-    assert status == 401
-    assert server.metric("aiwall_reloads_total", result="success") == 0
+def test_pause_needs_the_token_is_bounded_and_audited(start_server, tmp_path):
+    server = start_server(api={"token": TOKEN, "max_pause_minutes": 10})
+    assert call(server, "/api/pause?minutes=5", "POST")[0] == 401
+    assert call(server, "/api/pause?minutes=5", "POST", token="wrong")[0] == 401
+    assert call(server, "/api/pause?minutes=600", "POST", token=TOKEN)[0] == 422
+    assert ask(server, "chat.deepseek.com").rcode() == dns.rcode.NXDOMAIN
+    assert call(server, "/api/pause?minutes=5", "POST", token=TOKEN)[0] == 200
+    assert ask(server, "chat.deepseek.com").rcode() == dns.rcode.NOERROR
+    assert server.metric("aiwall_reported_queries_total", service="deepseek", action="paused") == 1
+    assert call(server, "/api/pause?minutes=0", "POST", token=TOKEN)[0] == 200
+    assert ask(server, "chat.deepseek.com").rcode() == dns.rcode.NXDOMAIN
+    server.stop()
+    import sqlite3
 
-
-def test_a_401_names_the_scheme(start_server):
-    server = start_server(api={"token": TOKEN})
-    endpoint = server.server.http_endpoint
-    with socket.create_connection((endpoint.host, endpoint.port), timeout=5) as sock:
-        sock.sendall(b"POST /api/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-        head = sock.recv(4096).decode()
-    assert head.startswith("HTTP/1.1 401")
-    assert 'WWW-Authenticate: Bearer realm="aiwall"' in head
-
-
-def test_reload_with_the_token_applies_a_changed_list(start_server, tmp_path):
-    extra = tmp_path / "extra.txt"
-    extra.write_text("first.test\n")
-    server = start_server(api={"token": TOKEN}, blocking={"lists": [str(extra)]})
-    assert ask(server, "second.test").rcode() == dns.rcode.NOERROR
-    extra.write_text("first.test\nsecond.test\n")
-    status, body = server.post("/api/reload", token=TOKEN)
-    assert (status, body.split(":")[0]) == (200, "reloaded")
-    assert ask(server, "second.test").rcode() == dns.rcode.NXDOMAIN
-    assert server.metric("aiwall_reloads_total", result="success") == 1
-
-
-def test_a_rejected_reload_answers_422_with_the_reason(start_server, tmp_path):
-    extra = tmp_path / "extra.txt"
-    extra.write_text("first.test\n")
-    server = start_server(api={"token": TOKEN}, blocking={"lists": [str(extra)]})
-    extra.write_text("/^regex-only$/\n")
-    status, body = server.post("/api/reload", token=TOKEN)
-    assert status == 422
-    assert body.startswith("reload rejected: ")
-    assert "extra.txt" in body
-    assert ask(server, "first.test").rcode() == dns.rcode.NXDOMAIN
-    assert server.metric("aiwall_reloads_total", result="rejected") == 1
-
-
-def test_reload_only_by_post(start_server):
-    server = start_server(api={"token": TOKEN})
-    endpoint = server.server.http_endpoint
-    with socket.create_connection((endpoint.host, endpoint.port), timeout=5) as sock:
-        sock.sendall(b"GET /api/reload HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(4096).startswith(b"HTTP/1.1 405")
-
-
-def test_a_request_body_is_bounded(start_server):
-    server = start_server(api={"token": TOKEN})
-    status, _ = server.post("/api/reload", token=TOKEN, body=b"x" * 100_000)
-    assert status == 413
-    assert server.metric("aiwall_reloads_total", result="success") == 0
-
-
-def test_token_file_and_rotation_on_reload(start_from_file, tmp_path):
-    token_file = tmp_path / "api.token"
-    token_file.write_text(TOKEN + "\n")
-    server, config_path = start_from_file(api={"token_file": str(token_file)})
-    assert server.post("/api/reload", token=TOKEN)[0] == 200
-    rotated = "rotated-token-abcdefghijklmnop"
-    token_file.write_text(rotated + "\n")
-    assert server.post("/api/reload", token=TOKEN)[0] == 200  # the reload that reads it
-    assert server.post("/api/reload", token=TOKEN)[0] == 401
-    assert server.post("/api/reload", token=rotated)[0] == 200
-    # A token file gone bad is a rejected reload; the token in force stays.
-    token_file.write_text("short\n")
-    status, body = server.post("/api/reload", token=rotated)
-    assert status == 422
-    assert "api.token_file" in body
-    assert server.post("/api/reload", token=TOKEN)[0] == 401
-    assert yaml.safe_load(config_path.read_text())["api"]["token_file"] == str(token_file)
+    actions = [
+        a
+        for (a,) in sqlite3.connect(tmp_path / "state" / "audit.db").execute(
+            "SELECT action FROM attempts"
+        )
+    ]
+    assert actions.count("pause") == 2
+    assert "paused" in actions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,3 +101,14 @@ def test_a_dead_worker_is_restarted_and_sigterm_stops_all(workers):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
     assert udp_sockets_on(port) == 0
+
+
+def test_api_reaches_every_worker(workers):
+    _, port, url = workers
+    ask_from_fresh_ports(port, 40)
+    with urllib.request.urlopen(url + "/api/stats", timeout=10) as response:
+        stats = json.loads(response.read())
+    assert stats["queries"] == 40
+    assert stats["blocked_by_service"] == {"deepseek": 40}
+    with urllib.request.urlopen(url + "/api/check?name=chat.deepseek.com", timeout=10) as response:
+        assert json.loads(response.read())["decision"] == "blocked"
