@@ -68,13 +68,22 @@ def process(upstream, catalog_dir, tmp_path):
     started: list[Process] = []
 
     def start(**blocking) -> Process:
-        port = free_port()
-        config = tmp_path / "aiwall.yaml"
-        write_config(config, upstream, port, catalog_dir, **blocking)
-        proc = Process(config, catalog_dir, port)
-        started.append(proc)
-        proc.wait_ready()
-        return proc
+        # free_port() can race with other processes on a busy machine: a start that
+        # lost its port is tried again on another one.
+        for attempt in range(3):
+            port = free_port()
+            config = tmp_path / "aiwall.yaml"
+            write_config(config, upstream, port, catalog_dir, **blocking)
+            proc = Process(config, catalog_dir, port)
+            started.append(proc)
+            try:
+                proc.wait_ready()
+            except AssertionError as error:
+                if attempt == 2 or "Address already in use" not in str(error):
+                    raise
+                continue
+            return proc
+        raise AssertionError("unreachable")
 
     yield start
     for proc in started:
