@@ -178,9 +178,10 @@ def parse_list_text(listed: ListText, *, compact: bool = True) -> ListPart:
             number,
             line,
         )
-        empty = not (part.names or any(part.chunks or ()) or part.wildcards or part.allows)
-        if empty:
-            raise ListError(f"{listed.source}: no line is a domain, hosts or AdBlock entry")
+    # An empty list is far more often a file caught mid-rewrite or a failed export than
+    # a decision to block nothing: refuse it, and the last good policy stays.
+    if not (part.names or any(part.chunks or ()) or part.wildcards or part.allows):
+        raise ListError(f"{listed.source}: no line is a domain, hosts or AdBlock entry")
     return part
 
 

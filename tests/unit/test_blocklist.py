@@ -85,3 +85,11 @@ def test_unreadable_or_meaningless_lists_are_errors(tmp_path):
     junk.write_text("/regex.*/\n##.cosmetic\n")
     with pytest.raises(ListError, match="no line"):
         build_blocklist(BlockingConfig(), None, (parse_list_text(read_list_file(junk)),))
+
+
+def test_an_empty_or_comment_only_list_is_refused(tmp_path):
+    # Caught mid-rewrite, a list is often empty for a moment: loading it would unblock.
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing yet\n\n")
+    with pytest.raises(ListError, match="no line"):
+        parse_list_text(read_list_file(empty))
