@@ -9,7 +9,6 @@ writes out everything queued, so a clean shutdown loses no record.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import hmac
 import json
@@ -44,12 +43,16 @@ CREATE TABLE IF NOT EXISTS attempts (
     qtype TEXT NOT NULL,
     service TEXT NOT NULL,
     category TEXT NOT NULL,
-    action TEXT NOT NULL
+    action TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS attempts_time ON attempts (time);
 """
-Queued = tuple[float, str, str, bytes | str, int | str, str, str, str]
-FIELDS = ("time", "client", "group", "name", "qtype", "service", "category", "action")
+# (client, group, name, qtype, service, category, action): attempts alike within one
+# flush interval are one row with a count, so a client retrying a banned name a thousand
+# times a second costs one row, not a thousand.
+AttemptKey = tuple[str, str, bytes | str, int | str, str, str, str]
+FIELDS = ("time", "client", "group", "name", "qtype", "service", "category", "action", "count")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +65,12 @@ class Attempt:
     service: str
     category: str
     action: str  # "blocked", "report" (would have been blocked), "paused"
+    count: int = 1  # attempts alike within one flush interval
 
     def as_dict(self) -> dict[str, object]:
         return dict(zip(FIELDS, self.row(), strict=True))
 
-    def row(self) -> tuple[float, str, str, str, str, str, str, str]:
+    def row(self) -> tuple[float, str, str, str, str, str, str, str, int]:
         return (
             self.time,
             self.client,
@@ -76,6 +80,7 @@ class Attempt:
             self.service,
             self.category,
             self.action,
+            self.count,
         )
 
 
@@ -110,7 +115,9 @@ class Pseudonymizer:
 class AuditLog:
     def __init__(self, config: AuditConfig, privacy: PrivacyConfig, state_dir: Path) -> None:
         self.config = config
-        self._queue: collections.deque[Queued] = collections.deque()
+        # Attempts since the last flush: key -> [first seen, count].
+        self._pending: dict[AttemptKey, list[float]] = {}
+        self._pending_lock = threading.Lock()
         self.dropped = 0
         self.written = 0
         key = None
@@ -138,12 +145,17 @@ class AuditLog:
         category: str,
         action: str,
     ) -> None:
-        """Queue one attempt; called on the answer path, so it only appends (a wire-form
-        name and a numeric type are turned into text by the writer, not here)."""
-        if len(self._queue) >= QUEUE_LIMIT:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append((time.time(), client, group, name, qtype, service, category, action))
+        """Count one attempt; called on the answer path, so it only bumps a counter (a
+        wire-form name and a numeric type are turned into text by the writer)."""
+        key = (client, group, name, qtype, service, category, action)
+        with self._pending_lock:
+            seen = self._pending.get(key)
+            if seen is not None:
+                seen[1] += 1
+            elif len(self._pending) < QUEUE_LIMIT:
+                self._pending[key] = [time.time(), 1]
+            else:
+                self.dropped += 1
 
     def start(self) -> None:
         if not self.enabled:
@@ -177,15 +189,14 @@ class AuditLog:
             log.error("audit log: cannot write: %s", error)
 
     def flush(self) -> None:
-        batch: list[Queued] = []
-        while self._queue:
-            batch.append(self._queue.popleft())
+        with self._pending_lock:
+            batch, self._pending = self._pending, {}
         if not batch:
             self._apply_retention()
             return
         rows = [
             Attempt(
-                when,
+                first,
                 self._pseudonym(client),
                 group,
                 wire.name_to_text(name) if isinstance(name, bytes) else name,
@@ -193,23 +204,30 @@ class AuditLog:
                 service,
                 category,
                 action,
+                int(count),
             )
-            for when, client, group, name, qtype, service, category, action in batch
+            for (client, group, name, qtype, service, category, action), (first, count) in (
+                batch.items()
+            )
         ]
         try:
             self._write(rows)
         except BaseException:
-            # Put them back in order, so a transient failure loses nothing.
-            self._queue.extendleft(reversed(batch))
+            # Put them back, so a transient failure loses nothing.
+            with self._pending_lock:
+                for key, (first, count) in batch.items():
+                    seen = self._pending.setdefault(key, [first, 0])
+                    seen[0], seen[1] = min(seen[0], first), seen[1] + count
             raise
-        self.written += len(rows)
+        self.written += sum(row.count for row in rows)
         self._apply_retention()
 
     def _write(self, rows: Sequence[Attempt]) -> None:
         if self.sqlite_path is not None:
             with sqlite3.connect(self.sqlite_path) as db:
                 db.executemany(
-                    "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [r.row() for r in rows]
+                    "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [r.row() for r in rows],
                 )
         if self._jsonl_target:
             lines = "".join(json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in rows)

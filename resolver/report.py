@@ -54,9 +54,9 @@ def summarise(database: Path, since_seconds: float, by: str, now: float | None =
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
         rows = db.execute(
             f"SELECT {columns}, "
-            "SUM(action = 'blocked'), SUM(action = 'report'), COUNT(DISTINCT client), "
-            "MIN(time), MAX(time) FROM attempts WHERE time >= ? "
-            f"GROUP BY {columns} ORDER BY COUNT(*) DESC, {columns}",
+            "SUM(count * (action = 'blocked')), SUM(count * (action = 'report')), "
+            "COUNT(DISTINCT client), MIN(time), MAX(time) FROM attempts WHERE time >= ? "
+            f"GROUP BY {columns} ORDER BY SUM(count) DESC, {columns}",
             (cutoff,),
         ).fetchall()
     width = len(GROUPINGS[by])

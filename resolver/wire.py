@@ -9,6 +9,7 @@ targets. Everything here works on ``bytes`` and offsets.
 from __future__ import annotations
 
 import functools
+import re
 import struct
 from dataclasses import dataclass
 
@@ -148,21 +149,28 @@ def read_name(data: bytes, offset: int) -> bytes:
         offset += length + 1
 
 
+_PLAIN_TEXT = re.compile(rb"[A-Za-z0-9_.-]*")
+
+
 def name_to_text(name: bytes) -> str:
     """Wire-form name to presentation text without the trailing dot ("" for the root)."""
-    parts: list[str] = []
+    labels: list[bytes] = []
     position = 0
     while position < len(name) and name[position]:
         length = name[position]
-        label = name[position + 1 : position + 1 + length]
-        parts.append(
-            "".join(
-                chr(b) if 0x21 <= b <= 0x7E and b not in (0x2E, 0x5C) else f"\\{b:03d}"
-                for b in label
-            )
-        )
+        labels.append(name[position + 1 : position + 1 + length])
         position += length + 1
-    return ".".join(parts)
+    joined = b".".join(labels)
+    # Nearly every name is letters, digits and hyphens: no escaping to do.
+    if _PLAIN_TEXT.fullmatch(joined) and all(b"." not in label for label in labels):
+        return joined.decode("ascii")
+    return ".".join(
+        "".join(
+            chr(b) if 0x21 <= b <= 0x7E and b not in (0x2E, 0x5C) else f"\\{b:03d}"
+            for b in label
+        )
+        for label in labels
+    )
 
 
 def text_to_name(text: str) -> bytes:

@@ -11,25 +11,44 @@ from resolver.config import AuditConfig, PrivacyConfig
 from resolver.report import ReportError, parse_since, render, summarise
 
 
-def attempts(log: AuditLog, client: str, service: str, count: int, action: str = "blocked"):
+def attempts(
+    log: AuditLog,
+    client: str,
+    service: str,
+    count: int,
+    action: str = "blocked",
+    name: str = "chat.deepseek.com",
+):
     for _ in range(count):
-        log.record(client, "default", "chat.deepseek.com", "A", service, "chat_assistant", action)
+        log.record(client, "default", name, "A", service, "chat_assistant", action)
 
 
-def test_records_reach_sqlite_and_json_lines_only_when_flushed(tmp_path):
+def test_attempts_alike_become_one_counted_row_once_flushed(tmp_path):
     jsonl = tmp_path / "audit.jsonl"
     log = AuditLog(AuditConfig(jsonl=str(jsonl)), PrivacyConfig(), tmp_path)
     log.start()
     attempts(log, "10.0.0.7", "deepseek", 3)
-    log.close()  # a clean shutdown writes out what is queued
+    log.record(
+        "10.0.0.7",
+        "default",
+        b"\x03api\x08deepseek\x03com\x00",
+        28,
+        "deepseek",
+        "chat_assistant",
+        "blocked",
+    )
+    log.close()  # a clean shutdown writes out what is pending
     rows = (
         sqlite3.connect(tmp_path / "audit.db")
-        .execute("SELECT client, service, action FROM attempts")
+        .execute("SELECT client, name, qtype, action, count FROM attempts ORDER BY name")
         .fetchall()
     )
-    assert rows == [("10.0.0.7", "deepseek", "blocked")] * 3
+    assert rows == [
+        ("10.0.0.7", "api.deepseek.com", "AAAA", "blocked", 1),
+        ("10.0.0.7", "chat.deepseek.com", "A", "blocked", 3),
+    ]
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert [line["name"] for line in lines] == ["chat.deepseek.com"] * 3
+    assert sorted(line["count"] for line in lines) == [1, 3]
     assert set(lines[0]) == {
         "time",
         "client",
@@ -39,7 +58,9 @@ def test_records_reach_sqlite_and_json_lines_only_when_flushed(tmp_path):
         "service",
         "category",
         "action",
+        "count",
     }
+    assert log.written == 4
 
 
 def test_pseudonyms_hide_addresses_but_keep_clients_apart(tmp_path):
@@ -48,51 +69,50 @@ def test_pseudonyms_hide_addresses_but_keep_clients_apart(tmp_path):
     attempts(log, "10.0.0.7", "deepseek", 2)
     attempts(log, "10.0.0.8", "deepseek", 1)
     log.close()
-    clients = [
-        c for (c,) in sqlite3.connect(tmp_path / "audit.db").execute("SELECT client FROM attempts")
-    ]
+    database = sqlite3.connect(tmp_path / "audit.db")
+    clients = dict(database.execute("SELECT client, count FROM attempts").fetchall())
     assert not any("10.0.0" in c for c in clients)
-    assert clients[0] == clients[1] != clients[2]
+    assert sorted(clients.values()) == [1, 2]
+    seven = next(c for c, n in clients.items() if n == 2)
     # The key outlives a restart, so the same client keeps its pseudonym.
     again = AuditLog(AuditConfig(), PrivacyConfig(pseudonymize=True), tmp_path)
     again.start()
     attempts(again, "10.0.0.7", "deepseek", 1)
     again.close()
-    last = (
-        sqlite3.connect(tmp_path / "audit.db")
-        .execute("SELECT client FROM attempts ORDER BY rowid DESC")
-        .fetchone()
-    )
-    assert last[0] == clients[0]
+    last = database.execute("SELECT client FROM attempts ORDER BY rowid DESC").fetchone()
+    assert last[0] == seven
     rows = summarise(tmp_path / "audit.db", 3600, "service")
-    assert rows[0].clients == 2
+    assert (rows[0].blocked, rows[0].clients) == (4, 2)
 
 
-def test_a_failed_write_keeps_the_records_queued(tmp_path):
-    log = AuditLog(
-        AuditConfig(sqlite="", jsonl=str(tmp_path / "missing-dir" / "a.jsonl")),
-        PrivacyConfig(),
-        tmp_path,
-    )
+def test_a_failed_write_keeps_the_records_pending(tmp_path):
+    target = tmp_path / "missing-dir" / "a.jsonl"
+    log = AuditLog(AuditConfig(sqlite="", jsonl=str(target)), PrivacyConfig(), tmp_path)
     attempts(log, "10.0.0.7", "deepseek", 2)
     with pytest.raises(FileNotFoundError, match="missing-dir"):
         log.flush()
+    attempts(log, "10.0.0.7", "deepseek", 1)
     (tmp_path / "missing-dir").mkdir()
     log.flush()
-    assert len((tmp_path / "missing-dir" / "a.jsonl").read_text().splitlines()) == 2
+    (line,) = target.read_text().splitlines()
+    assert json.loads(line)["count"] == 3
 
 
 def test_retention_by_age_and_by_rows(tmp_path):
     log = AuditLog(AuditConfig(retention_days=1, max_rows=3), PrivacyConfig(), tmp_path)
     log.start()
-    attempts(log, "10.0.0.7", "deepseek", 5)
+    for index in range(5):
+        attempts(log, "10.0.0.7", "deepseek", 1, name=f"n{index}.deepseek.com")
     log.close()
     db = sqlite3.connect(tmp_path / "audit.db")
-    db.execute("UPDATE attempts SET time = ? WHERE rowid = 1", (time.time() - 3 * 86400,))
+    # Beyond max_rows, the oldest rows went at the flush.
+    assert [r for (r,) in db.execute("SELECT rowid FROM attempts ORDER BY rowid")] == [3, 4, 5]
+    db.execute("UPDATE attempts SET time = ? WHERE rowid = 3", (time.time() - 3 * 86400,))
     db.commit()
-    log._last_retention = 0
+    log._last_retention = 0  # force the once-a-minute pass now
     log._apply_retention()
-    assert db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 3
+    # Past retention_days, by age.
+    assert [r for (r,) in db.execute("SELECT rowid FROM attempts ORDER BY rowid")] == [4, 5]
 
 
 def test_report_groups_and_formats(tmp_path):
