@@ -166,8 +166,7 @@ def name_to_text(name: bytes) -> str:
         return joined.decode("ascii")
     return ".".join(
         "".join(
-            chr(b) if 0x21 <= b <= 0x7E and b not in (0x2E, 0x5C) else f"\\{b:03d}"
-            for b in label
+            chr(b) if 0x21 <= b <= 0x7E and b not in (0x2E, 0x5C) else f"\\{b:03d}" for b in label
         )
         for label in labels
     )
