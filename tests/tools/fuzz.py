@@ -219,7 +219,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             sent = 0
             while sent < args.packets and time.monotonic() - started < args.seconds:
                 if rng.randrange(args.tcp_share) == 0:
-                    count = rng.randint(1, 8)
+                    # Never past the packet budget: a session sends up to 8 frames.
+                    count = min(rng.randint(1, 8), args.packets - sent)
                     frames = [packet(rng, rng.choice(KINDS)) for _ in range(count)]
                     tcp_bytes += tcp_session(server.address, frames, rng)
                     tcp_packets += count
