@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TextIO
 
 from resolver import wire
-from resolver.config import AuditConfig, PrivacyConfig
-from resolver.metrics import QTYPE_LABELS
+from resolver.config import AuditConfig, ConfigError, PrivacyConfig, read_key_file
+from resolver.metrics import QTYPE_LABELS, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +85,22 @@ class Attempt:
 
 
 def load_or_create_key(path: Path) -> bytes:
-    """The HMAC key for pseudonyms, created on first use. It must outlive restarts, or
-    the same client would get a new pseudonym every day and reports could not count."""
+    """The default HMAC key for pseudonyms (``state.directory/audit.key``), made once.
+    It must outlive restarts, or the same client would get a new pseudonym every day and
+    reports could not count; so a file that exists is never overwritten: a damaged one
+    is a config error, since every pseudonym in the trail depends on it."""
     try:
-        key = path.read_bytes().strip()
-        if len(key) >= 32:
-            return key
-    except OSError:
-        pass
+        return read_key_file(path)
+    except ConfigError:
+        if path.exists():
+            raise
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32).encode()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # O_EXCL: if another process made the key meanwhile, theirs stands.
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_key_file(path)
     with os.fdopen(descriptor, "wb") as stream:
         stream.write(key)
     return key
@@ -112,28 +117,124 @@ class Pseudonymizer:
         return f"client-{digest[:16]}"
 
 
+class Sink:
+    """One destination of the trail with rows of its own still to write: a sink that
+    fails keeps its backlog and tries again at the next flush, while the others go on,
+    so nothing is lost and nothing is written twice."""
+
+    name = "sink"
+
+    def __init__(self) -> None:
+        self.backlog: list[Attempt] = []
+        self.failing = ""  # why the last write failed ("" while it works)
+        self.written = 0  # attempts written (a row counts its repeats)
+
+    def write(self, rows: Sequence[Attempt]) -> None:
+        raise NotImplementedError
+
+
+class SqliteSink(Sink):
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._ready = False
+
+    def prepare(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(self.path) as db:
+            db.executescript(SCHEMA)
+        self._ready = True
+
+    def write(self, rows: Sequence[Attempt]) -> None:
+        if not self._ready:
+            self.prepare()
+        with sqlite3.connect(self.path) as db:
+            db.executemany(
+                "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [r.row() for r in rows]
+            )
+
+    def apply_retention(self, now: float, config: AuditConfig) -> None:
+        if not self._ready:
+            return
+        with sqlite3.connect(self.path) as db:
+            db.execute(
+                "DELETE FROM attempts WHERE time < ?", (now - config.retention_days * 86400,)
+            )
+            db.execute(
+                "DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts "
+                "ORDER BY time DESC LIMIT -1 OFFSET ?)",
+                (config.max_rows,),
+            )
+
+
+class JsonLinesSink(Sink):
+    name = "jsonl"
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+
+    def write(self, rows: Sequence[Attempt]) -> None:
+        lines = "".join(json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in rows)
+        if self.target == "-":
+            _write_stdout(sys.stdout, lines)
+        else:
+            with open(self.target, "a", encoding="utf-8") as stream:
+                stream.write(lines)
+
+
 class AuditLog:
-    def __init__(self, config: AuditConfig, privacy: PrivacyConfig, state_dir: Path) -> None:
+    def __init__(
+        self,
+        config: AuditConfig,
+        privacy: PrivacyConfig,
+        state_dir: Path,
+        metrics: Metrics | None = None,
+        base_dir: Path = Path("."),
+    ) -> None:
         self.config = config
+        self._metrics = metrics
         # Attempts since the last flush: key -> [first seen, count].
         self._pending: dict[AttemptKey, list[float]] = {}
         self._pending_lock = threading.Lock()
         self.dropped = 0
-        self.written = 0
+        self._dropped_reported = 0
         key = None
         if privacy.pseudonymize:
-            key_path = Path(privacy.key_file) if privacy.key_file else state_dir / "audit.key"
-            key = load_or_create_key(key_path)
+            if privacy.key_file:
+                key = read_key_file(base_dir / privacy.key_file)
+            else:
+                key = load_or_create_key(state_dir / "audit.key")
         self._pseudonym = Pseudonymizer(key)
-        self.sqlite_path = state_dir / config.sqlite if config.sqlite else None
-        self._jsonl_target = config.jsonl
+        self.sqlite: SqliteSink | None = None
+        self.sinks: list[Sink] = []
+        if config.sqlite:
+            self.sqlite = SqliteSink(state_dir / config.sqlite)
+            self.sinks.append(self.sqlite)
+        if config.jsonl:
+            self.sinks.append(JsonLinesSink(config.jsonl))
+        if metrics is not None:
+            for sink in self.sinks:
+                metrics.audit_degraded.labels(sink.name).set(0)
+                metrics.audit_written.labels(sink.name)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_retention = 0.0
 
     @property
     def enabled(self) -> bool:
-        return self.config.enabled and bool(self.sqlite_path or self._jsonl_target)
+        return self.config.enabled and bool(self.sinks)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return self.sqlite.path if self.sqlite is not None else None
+
+    @property
+    def degraded(self) -> list[str]:
+        """The sinks that cannot be written now, with why."""
+        return [f"{sink.name}: {sink.failing}" for sink in self.sinks if sink.failing]
 
     def record(
         self,
@@ -158,12 +259,16 @@ class AuditLog:
                 self.dropped += 1
 
     def start(self) -> None:
+        """Start the writer. A sink that cannot be prepared (a full disk, a read-only
+        folder) is reported degraded and tried again at every flush: DNS never waits
+        for the audit trail."""
         if not self.enabled:
             return
-        if self.sqlite_path is not None:
-            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-            with sqlite3.connect(self.sqlite_path) as db:
-                db.executescript(SCHEMA)
+        if self.sqlite is not None:
+            try:
+                self.sqlite.prepare()
+            except (OSError, sqlite3.Error) as error:
+                self._failed(self.sqlite, error)
         self._thread = threading.Thread(target=self._run, name="aiwall-audit", daemon=True)
         self._thread.start()
 
@@ -178,23 +283,11 @@ class AuditLog:
 
     def _run(self) -> None:
         while not self._stop.wait(self.config.flush_interval):
-            self._flush_logged()
-        self._flush_logged()
-
-    def _flush_logged(self) -> None:
-        try:
             self.flush()
-        except (OSError, sqlite3.Error) as error:
-            # The records stay queued for the next attempt.
-            log.error("audit log: cannot write: %s", error)
+        self.flush()
 
-    def flush(self) -> None:
-        with self._pending_lock:
-            batch, self._pending = self._pending, {}
-        if not batch:
-            self._apply_retention()
-            return
-        rows = [
+    def _rows(self, batch: dict[AttemptKey, list[float]]) -> list[Attempt]:
+        return [
             Attempt(
                 first,
                 self._pseudonym(client),
@@ -210,48 +303,78 @@ class AuditLog:
                 batch.items()
             )
         ]
-        try:
-            self._write(rows)
-        except BaseException:
-            # Put them back, so a transient failure loses nothing.
-            with self._pending_lock:
-                for key, (first, count) in batch.items():
-                    seen = self._pending.setdefault(key, [first, 0])
-                    seen[0], seen[1] = min(seen[0], first), seen[1] + count
-            raise
-        self.written += sum(row.count for row in rows)
+
+    def flush(self) -> None:
+        """Hand what was queued to every sink, and let each write its own backlog."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, {}
+            dropped = self.dropped
+        self._report_drops(dropped)
+        rows = self._rows(batch) if batch else []
+        for sink in self.sinks:
+            sink.backlog.extend(rows)
+            if len(sink.backlog) > QUEUE_LIMIT:
+                # A sink down for long: its oldest rows go, counted, rather than memory.
+                lost = len(sink.backlog) - QUEUE_LIMIT
+                del sink.backlog[:lost]
+                self._count_dropped(lost)
+            if not sink.backlog:
+                continue
+            try:
+                sink.write(sink.backlog)
+            except (OSError, sqlite3.Error, ValueError) as error:
+                self._failed(sink, error)
+                continue
+            written = sum(row.count for row in sink.backlog)
+            sink.written += written
+            sink.backlog = []
+            if self._metrics is not None:
+                self._metrics.audit_written.labels(sink.name).inc(written)
+            if sink.failing:
+                log.warning("audit log: %s works again; its backlog is written", sink.name)
+                sink.failing = ""
+                if self._metrics is not None:
+                    self._metrics.audit_degraded.labels(sink.name).set(0)
         self._apply_retention()
 
-    def _write(self, rows: Sequence[Attempt]) -> None:
-        if self.sqlite_path is not None:
-            with sqlite3.connect(self.sqlite_path) as db:
-                db.executemany(
-                    "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [r.row() for r in rows],
-                )
-        if self._jsonl_target:
-            lines = "".join(json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in rows)
-            if self._jsonl_target == "-":
-                _write_stdout(sys.stdout, lines)
-            else:
-                with open(self._jsonl_target, "a", encoding="utf-8") as stream:
-                    stream.write(lines)
+    def _failed(self, sink: Sink, error: BaseException) -> None:
+        reason = str(error) or type(error).__name__
+        if sink.failing != reason:
+            log.error(
+                "audit log: cannot write to %s: %s; DNS goes on, attempts wait in memory",
+                sink.name,
+                reason,
+            )
+        sink.failing = reason
+        if self._metrics is not None:
+            self._metrics.audit_degraded.labels(sink.name).set(1)
+
+    def _report_drops(self, dropped: int) -> None:
+        new = dropped - self._dropped_reported
+        if new > 0:
+            self._dropped_reported = dropped
+            self._count_dropped(new)
+
+    def _count_dropped(self, count: int) -> None:
+        log.error("audit log: %d attempts not recorded: the queue was full", count)
+        if self._metrics is not None:
+            self._metrics.audit_dropped.inc(count)
+
+    @property
+    def written(self) -> int:
+        """Attempts written to every sink."""
+        return min((sink.written for sink in self.sinks), default=0)
 
     def _apply_retention(self) -> None:
         """Drop rows past the age limit, then the oldest past the row limit (once a minute)."""
         now = time.time()
-        if self.sqlite_path is None or now - self._last_retention < 60:
+        if self.sqlite is None or now - self._last_retention < 60:
             return
         self._last_retention = now
-        with sqlite3.connect(self.sqlite_path) as db:
-            db.execute(
-                "DELETE FROM attempts WHERE time < ?", (now - self.config.retention_days * 86400,)
-            )
-            db.execute(
-                "DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts "
-                "ORDER BY time DESC LIMIT -1 OFFSET ?)",
-                (self.config.max_rows,),
-            )
+        try:
+            self.sqlite.apply_retention(now, self.config)
+        except (OSError, sqlite3.Error) as error:
+            log.error("audit log: retention failed: %s", error)
 
 
 def _write_stdout(stream: TextIO, text: str) -> None:

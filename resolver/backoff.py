@@ -1,97 +1,70 @@
-"""When to stop asking an upstream that keeps failing, and when to try it again.
+"""Whether an upstream is used, decided by the server's own probes, never by clients'.
 
-After ``threshold`` consecutive failures (timeouts, network errors) the upstream is
-skipped for a back-off period that starts at ``first`` seconds and doubles up to
-``maximum``; when it ends one probe query is let through, and only its result decides
-whether the upstream is back. A dead upstream so costs a timeout now and then instead of
-one on every query (as CoreDNS's forward plugin and Unbound's infra cache do).
+A client question that times out may just be a name whose own servers are dead; a flood
+of such names must not take a healthy upstream out of service. So a failed client
+attempt only makes the upstream *suspect*: the server then asks it its own question
+(the root NS set, as CoreDNS's forward plugin does), and only that probe's result
+decides. A failed probe takes the upstream out of rotation (clients no longer pay its
+timeout) and further probes, spaced ``first`` seconds apart and doubling up to
+``maximum``, bring it back the moment it answers. Any genuine answer from it, probe or
+straggler, brings it back too.
 """
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable
 
-FAILURES_BEFORE_BACKOFF = 3
-FIRST_BACKOFF = 5.0
-MAX_BACKOFF = 60.0
-
-
-class Admission(enum.Enum):
-    SKIP = "skip"
-    SEND = "send"
-    # The one query let through when a back-off ends: its result decides.
-    PROBE = "probe"
+FIRST_BACKOFF = 1.0
+MAX_BACKOFF = 30.0
+# After a probe found the upstream alive, failed client questions do not start another
+# probe for this long: a flood of unanswerable names costs at most one probe a second.
+RECHECK_AFTER = 1.0
 
 
 class UpstreamHealth:
     def __init__(
         self,
         *,
-        threshold: int = FAILURES_BEFORE_BACKOFF,
         first: float = FIRST_BACKOFF,
         maximum: float = MAX_BACKOFF,
+        recheck_after: float = RECHECK_AFTER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._threshold = threshold
         self._first = first
         self._maximum = maximum
+        self._recheck_after = recheck_after
         self._clock = clock
-        self._failures = 0
-        self.backoff = 0.0  # the current back-off period; 0 while the upstream is used
-        self._until = 0.0
-        self._probing = False
-        self._last_success = -1.0
+        self.up = True
+        self.checking = False  # a probe is in flight (or scheduled)
+        self.backoff = 0.0  # the wait before the next probe while down
+        self._checked_at = -recheck_after  # when a probe last found it alive
 
-    def now(self) -> float:
-        return self._clock()
+    def suspect(self) -> bool:
+        """A client attempt failed (timeout, network error). True when a probe should
+        start now; it is then the caller's to run and report with ``checked``."""
+        if self.checking or not self.up:
+            return False
+        if self._clock() - self._checked_at < self._recheck_after:
+            return False
+        self.checking = True
+        return True
 
-    @property
-    def up(self) -> bool:
-        return self.backoff == 0.0
+    def checked(self, alive: bool) -> bool:
+        """A probe's result. True when the state changed (up to down or back)."""
+        if alive:
+            self.checking = False
+            self._checked_at = self._clock()
+            return self.succeeded()
+        changed = self.up
+        self.up = False
+        self.backoff = self._first if changed else min(self.backoff * 2, self._maximum)
+        # Still checking: the prober waits ``backoff`` and asks again.
+        return changed
 
-    def admit(self) -> Admission:
-        if self.backoff == 0.0:
-            return Admission.SEND
-        if self._probing or self._clock() < self._until:
-            return Admission.SKIP
-        self._probing = True
-        return Admission.PROBE
-
-    def succeeded(self) -> None:
-        """Any answer, probe or straggler, shows the upstream is alive."""
-        self._last_success = self._clock()
-        self._failures = 0
+    def succeeded(self) -> bool:
+        """Any genuine answer shows the upstream alive. True when it was down."""
+        changed = not self.up
+        self.up = True
         self.backoff = 0.0
-        self._probing = False
-
-    def failed(self, admission: Admission, sent: float) -> bool:
-        """Count a failure of an attempt sent at ``sent``; True when the upstream has just
-        started (another) back-off."""
-        if self._last_success >= sent:
-            # It answered something else while this one waited: alive, only this question
-            # is slow (a dead authoritative server behind it, say). Counting that would let
-            # a few queries for such names take a healthy upstream out.
-            return False
-        if admission is Admission.PROBE:
-            self._probing = False
-            self._start(min(self.backoff * 2, self._maximum))
-            return True
-        if self.backoff:
-            # A query sent before the back-off began: already accounted for.
-            return False
-        self._failures += 1
-        if self._failures >= self._threshold:
-            self._start(self._first)
-            return True
-        return False
-
-    def abandoned(self, admission: Admission) -> None:
-        """The attempt ended without a verdict (cancelled): let another probe through."""
-        if admission is Admission.PROBE:
-            self._probing = False
-
-    def _start(self, period: float) -> None:
-        self.backoff = period
-        self._until = self._clock() + period
+        return changed

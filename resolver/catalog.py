@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from resolver import yamltext
 from resolver.listfile import normalise_name
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "CatalogError",
     "DataLocation",
     "Domain",
+    "Owner",
     "Service",
     "SharedHost",
     "default_catalog_dir",
@@ -93,11 +95,12 @@ _REQUIRED_KEYS = (
     "categories",
     "domains",
     "sources",
-    "reviewed",
+    "verified",
 )
-_OPTIONAL_KEYS = ("shared", "notes")
+_OPTIONAL_KEYS = ("shared", "notes", "parent")
 _SERVICE_KEYS = frozenset(_REQUIRED_KEYS + _OPTIONAL_KEYS)
-_DOMAIN_KEYS = frozenset({"name", "role"})
+_DOMAIN_KEYS = frozenset({"name", "role", "source"})
+_PARENT_KEYS = frozenset({"name", "country"})
 _SHARED_KEYS = frozenset({"name", "reason"})
 _LOCATION_KEYS = frozenset({"country", "source"})
 
@@ -113,6 +116,9 @@ class CatalogError(ValueError):
 class Domain:
     name: str  # lowercase ASCII, blocked together with every subdomain
     role: str | None
+    # Where this host was found: a vendor page, the client's code (pinned to a commit), a
+    # network-configuration page or a public list with its commit. The lint requires it.
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,18 +134,40 @@ class DataLocation:
 
 
 @dataclass(frozen=True, slots=True)
+class Owner:
+    """The group that owns the operating company, where it differs (ByteDance for the
+    Singapore company that runs its international apps; Meta for Manus)."""
+
+    name: str
+    country: str
+
+
+@dataclass(frozen=True, slots=True)
 class Service:
     id: str
     name: str
-    vendor: str
+    vendor: str  # the company that operates the service (the one its terms name)
     vendor_country: str
     data_location: DataLocation
     categories: tuple[str, ...]  # the first one is the service's main category
     domains: tuple[Domain, ...]
     shared: tuple[SharedHost, ...]
     sources: tuple[str, ...]
-    reviewed: datetime.date
+    verified: datetime.date  # when the entry was last checked against its sources
     notes: str
+    parent: Owner | None = None
+
+    @property
+    def countries(self) -> tuple[str, ...]:
+        """The operator's country, then its owner's: a ban on a country's vendors covers
+        their subsidiaries abroad."""
+        if self.parent is None or self.parent.country == self.vendor_country:
+            return (self.vendor_country,)
+        return (self.vendor_country, self.parent.country)
+
+    @property
+    def vendors(self) -> tuple[str, ...]:
+        return (self.vendor,) if self.parent is None else (self.vendor, self.parent.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,22 +324,6 @@ def _describe(value: object) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-class _CatalogLoader(yaml.SafeLoader):
-    """yaml.safe_load with one change: dates stay text until the loader checks them.
-
-    PyYAML turns ``2026-02-30`` into an exception while parsing, with no key in the message;
-    keeping the text lets an impossible date be reported as ``reviewed: ...`` like any other
-    bad value.
-    """
-
-
-def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> object:
-    return loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else node.value
-
-
-_CatalogLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
-
-
 def _parse_file(path: Path) -> object:
     try:
         text = path.read_text(encoding="utf-8")
@@ -320,7 +332,7 @@ def _parse_file(path: Path) -> object:
     except UnicodeDecodeError:
         raise CatalogError(f"{path}: not UTF-8 text") from None
     try:
-        return yaml.load(text, Loader=_CatalogLoader)
+        return yamltext.load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
@@ -376,7 +388,8 @@ def _load_service(path: Path) -> Service:
             if role not in ROLES:
                 expected = ", ".join(sorted(ROLES))
                 raise reader.fail(f"{key}.role", f"unknown role {role!r} (expected {expected})")
-        domains.append(Domain(host, role))
+        source = reader.url(entry["source"], f"{key}.source") if "source" in entry else None
+        domains.append(Domain(host, role, source))
 
     shared: list[SharedHost] = []
     raw_shared = data.get("shared")
@@ -395,7 +408,8 @@ def _load_service(path: Path) -> Service:
             raise reader.fail(f"sources[{index}]", f"{source!r} is listed twice")
         sources.append(source)
 
-    reviewed = reader.date(reader.require(data, "reviewed"), "reviewed")
+    verified = reader.date(reader.require(data, "verified"), "verified")
+    parent = _load_parent(reader, data["parent"]) if data.get("parent") is not None else None
 
     notes = ""
     if data.get("notes") is not None:
@@ -411,9 +425,21 @@ def _load_service(path: Path) -> Service:
         domains=tuple(domains),
         shared=tuple(shared),
         sources=tuple(sources),
-        reviewed=reviewed,
+        verified=verified,
         notes=notes,
+        parent=parent,
     )
+
+
+def _load_parent(reader: _Reader, value: object) -> Owner:
+    data = reader.mapping(value, "parent", _PARENT_KEYS)
+    name = reader.text(reader.require(data, "name", "parent."), "parent.name")
+    country = reader.text(reader.require(data, "country", "parent."), "parent.country")
+    if country != UNKNOWN and not _is_country(country):
+        raise reader.fail(
+            "parent.country", f"{country!r} is not an ISO 3166-1 alpha-2 code or 'unknown'"
+        )
+    return Owner(name, country)
 
 
 def _load_location(reader: _Reader, value: object) -> DataLocation:
@@ -557,6 +583,8 @@ def _lint_service(service: Service, today: datetime.date) -> list[str]:
     for domain in service.domains:
         if not _is_valid_hostname(domain.name):
             problems.append(f"{sid}: {domain.name!r} is not a valid hostname")
+        if domain.source and not _URL.match(domain.source):
+            problems.append(f"{sid}: {domain.name!r} source {domain.source!r} is not a URL")
         if domain.role is not None and domain.role not in ROLES:
             problems.append(f"{sid}: {domain.name!r} has unknown role {domain.role!r}")
     for host in service.shared:
@@ -570,9 +598,9 @@ def _lint_service(service: Service, today: datetime.date) -> list[str]:
         if not _URL.match(source):
             problems.append(f"{sid}: source {source!r} is not an http(s) URL")
     # Catalogs built in code are not type-checked at run time; None must not pass as a date.
-    reviewed: object = service.reviewed
-    if not isinstance(reviewed, datetime.date):
-        problems.append(f"{sid}: no review date")
-    elif reviewed > today + _REVIEW_SLACK:
-        problems.append(f"{sid}: review date {reviewed} is in the future")
+    verified: object = service.verified
+    if not isinstance(verified, datetime.date):
+        problems.append(f"{sid}: no verified date")
+    elif verified > today + _REVIEW_SLACK:
+        problems.append(f"{sid}: verified date {verified} is in the future")
     return problems

@@ -17,8 +17,15 @@ from pathlib import Path
 import dnslib
 import yaml
 
-from resolver import __version__
-from resolver.catalog import CatalogError, default_catalog_dir, load_catalog
+from resolver import __version__, yamltext
+from resolver.catalog import (
+    CatalogError,
+    default_catalog_dir,
+    default_protected_path,
+    lint,
+    load_catalog,
+    load_protected,
+)
 from resolver.config import (
     CatalogPolicy,
     Config,
@@ -30,10 +37,11 @@ from resolver.config import (
 from resolver.explain import explain
 from resolver.export import FORMATS, ExportOptions, render
 from resolver.logs import setup_logging
+from resolver.policyload import PolicyError, load_policy, remote_lists
 from resolver.report import FORMATS as REPORT_FORMATS
 from resolver.report import GROUPINGS, ReportError, parse_since, summarise
 from resolver.report import render as render_report
-from resolver.server import PolicyError, Server, load_policy
+from resolver.server import Server, serve_until_stopped
 from resolver.storage import write_atomically
 from resolver.workers import Supervisor, WorkerStartError
 
@@ -50,16 +58,7 @@ def _load(path: str | None) -> Config:
 
 async def _serve(config: Config, path: Path | None) -> int:
     # With the file's path, SIGHUP and POST /api/reload read the config again too.
-    server = Server(config, config_path=path)
-    await server.start()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, server.request_reload)
-    await stop.wait()
-    log.info("shutting down: finishing answers in flight")
-    await server.stop()
+    await serve_until_stopped(Server(config, config_path=path))
     return EXIT_OK
 
 
@@ -69,13 +68,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(config.logging)
     try:
         if config.worker_count > 1:
-            return asyncio.run(Supervisor(config, path).run())
-        return asyncio.run(_serve(config, path))
+            code = asyncio.run(Supervisor(config, path).run())
+        else:
+            code = asyncio.run(_serve(config, path))
+        # Stopped cleanly; a second SIGTERM while the interpreter winds down (the loop's
+        # handlers are gone by now) must not turn that into death by signal.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return code
     except PolicyError as error:
         log.error("not starting: the blocking policy cannot be loaded: %s", error)
         return EXIT_FAILURE
     except OSError as error:
         log.error("not starting: cannot open a listener: %s", error)
+        return EXIT_FAILURE
+    except ConfigError as error:
+        log.error("not starting: %s", error)
         return EXIT_FAILURE
     except WorkerStartError as error:
         log.error("not starting: %s", error)
@@ -84,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = load_config(Path(args.file))
-    groups, _ = load_policy(config)
+    groups = load_policy(config, remote=remote_lists(config)).groups
     total = sum(groups.entries_by_source.values())
     print(f"{args.file}: valid ({total} policy entries)")
     return EXIT_OK
@@ -92,7 +99,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    groups, catalog = load_policy(config)
+    built = load_policy(config, remote=remote_lists(config))
+    groups, catalog = built.groups, built.catalog
     if catalog is None:
         catalog = load_catalog(default_catalog_dir())
     try:
@@ -107,7 +115,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _catalog_policy_from(text: str) -> CatalogPolicy:
     """``--policy`` takes the same value as ``blocking.catalog``, in YAML flow form."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yamltext.load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"--policy: not valid YAML: {error}") from None
     return config_from_mapping({"blocking": {"catalog": raw}}).blocking.catalog
@@ -119,7 +127,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         blocking = dataclasses.replace(config.blocking, catalog=_catalog_policy_from(args.policy))
         config = dataclasses.replace(config, blocking=blocking)
     # Every list name must be printed, so the lists are kept as names, not hashes.
-    groups, _ = load_policy(config, compact=False)
+    groups = load_policy(config, remote=remote_lists(config), compact=False, chain=False).groups
     group = groups.by_name(args.group)
     if group is None:
         raise ConfigError(f"--group: no group {args.group!r} in the config")
@@ -173,6 +181,21 @@ def cmd_catalog_list(args: argparse.Namespace) -> int:
         )
     print(f"{len(services)} services, {sum(len(s.domains) for s in services)} domains")
     return EXIT_OK
+
+
+def cmd_catalog_lint(args: argparse.Namespace) -> int:
+    """Every rule of blocklists/README.md over the catalog and the protected list."""
+    directory = Path(args.catalog) if args.catalog else default_catalog_dir()
+    protected_path = Path(args.protected) if args.protected else default_protected_path()
+    catalog = load_catalog(directory)
+    problems = lint(catalog, load_protected(protected_path))
+    for problem in problems:
+        print(problem)
+    services = len(catalog.services)
+    domains = sum(len(s.domains) for s in catalog.services)
+    verdict = f"{len(problems)} problems" if problems else "clean"
+    print(f"{directory}: {services} services, {domains} domains: {verdict}", file=sys.stderr)
+    return EXIT_FAILURE if problems else EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -262,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--country", help="only vendors from this country, e.g. CN")
     listing.add_argument("--catalog", help="catalog folder (default: the shipped one)")
     listing.set_defaults(run=cmd_catalog_list)
+    linting = catalog_commands.add_parser(
+        "lint", help="check the catalog's rules (sources, dates, duplicates, protected hosts)"
+    )
+    linting.add_argument("--catalog", help="catalog folder (default: the shipped one)")
+    linting.add_argument("--protected", help="protected list (default: the shipped one)")
+    linting.set_defaults(run=cmd_catalog_lint)
 
     health = commands.add_parser("healthcheck", help="query a running server; exit 0 if it answers")
     health.add_argument("--config", "-c")

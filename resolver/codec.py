@@ -61,7 +61,8 @@ def parse_query(data: bytes, protocol: str, client: str) -> Query | None:
 
 # Bits the client decides: RD and CD are echoed (RFC 1035 4.1.1, RFC 4035 3.2.2).
 _CLIENT_BITS = wire.RD | wire.CD
-# Bits the answer decides; RA is always set because we recurse (through our upstreams).
+# Bits the answer decides; RA is set because we recurse (through our upstreams), except
+# on NOTIMP: an opcode we do not implement gets no claim about recursion (as Unbound).
 _ANSWER_BITS = wire.QR | wire.AA | wire.TC | wire.AD | wire.RCODE_MASK
 
 
@@ -74,7 +75,7 @@ def encode_answer(query: Query, answer: Answer, udp: bool) -> bytes:
         | (answer.rcode & wire.RCODE_MASK)
         | (query.flags & (_CLIENT_BITS | wire.OPCODE_MASK))
         | wire.QR
-        | wire.RA
+        | (wire.RA if answer.rcode != wire.NOTIMP else 0)
     )
     if not query.flags & wire.AD and (edns is None or not edns.do):
         # RFC 6840 5.8: AD goes only to clients that asked for it with AD or DO.

@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
+from resolver import yamltext
 from resolver.catalog import CATEGORIES
 from resolver.listfile import normalise_name
 
@@ -214,6 +215,30 @@ class CatalogPolicy:
 
 
 @dataclass(frozen=True)
+class LocalListConfig:
+    """A list file on this machine. A reload that would lose more than ``max_shrink`` of
+    its entries, or whose lines are mostly unreadable (more than ``max_invalid`` of
+    them), is rejected and the last good copy stays in force, as for remote lists: a
+    file cut short by a full disk or overwritten with junk must not unblock names."""
+
+    path: str = ""
+    max_shrink: float = 0.5  # 1 turns the shrink guard off
+    max_invalid: float = 0.5  # 1 accepts a file however much of it is unreadable
+
+    @classmethod
+    def from_scalar(cls, value: object, path: str) -> LocalListConfig:
+        if isinstance(value, str):
+            return cls(path=value)
+        raise ConfigError(f"{path}: expected a file path or a mapping with path, got {value!r}")
+
+    def validate(self, path: str) -> None:
+        if not self.path:
+            raise ConfigError(f"{path}.path: expected a file path")
+        _check_range(f"{path}.max_shrink", self.max_shrink, 0, 1)
+        _check_range(f"{path}.max_invalid", self.max_invalid, 0, 1)
+
+
+@dataclass(frozen=True)
 class RemoteListConfig:
     """A list fetched over HTTP(S) and refreshed; its last good copy is kept on disk."""
 
@@ -223,14 +248,25 @@ class RemoteListConfig:
     # A refresh that loses more than this fraction of the entries is rejected: a list
     # that suddenly shrinks is far more often a broken download than a real change.
     max_shrink: float = 0.5
+    max_invalid: float = 0.5  # a download whose lines are mostly unreadable is rejected
+    # Bounds the whole download (connection, headers and body), not each read: a server
+    # that drips one byte a second must not hold a start or a refresh for ever.
     timeout: float = 30.0
+    max_bytes: int = 64 * 1024 * 1024
+    # With no copy yet, start no DNS listener until one has been fetched (else: serve
+    # without it, /readyz answering 503 until it arrives).
+    required: bool = False
+    # A copy shipped beside the config, used until the first download succeeds.
+    seed: str = ""
 
     def validate(self, path: str) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"{path}.url: expected an http:// or https:// URL, got {self.url!r}")
         _check_range(f"{path}.refresh", self.refresh, 1, 7 * 86400)
         _check_range(f"{path}.max_shrink", self.max_shrink, 0, 1)
+        _check_range(f"{path}.max_invalid", self.max_invalid, 0, 1)
         _check_range(f"{path}.timeout", self.timeout, 0.1, 600)
+        _check_range(f"{path}.max_bytes", self.max_bytes, 1024, 1024 * 1024 * 1024)
 
     @property
     def label(self) -> str:
@@ -245,7 +281,7 @@ class BlockingConfig:
     response: ResponseMode = "nxdomain"
     # Which services of the shipped catalog are banned; "all" (the default) or "none" too.
     catalog: CatalogPolicy = field(default_factory=CatalogPolicy)
-    lists: tuple[str, ...] = ()
+    lists: tuple[LocalListConfig, ...] = ()
     remote_lists: tuple[RemoteListConfig, ...] = ()
     allow: tuple[str, ...] = ()
     ttl: int = 300  # how long clients may cache a block answer
@@ -260,6 +296,8 @@ class BlockingConfig:
 
     def validate(self, path: str) -> None:
         self.catalog.validate(f"{path}.catalog")
+        for index, local in enumerate(self.lists):
+            local.validate(f"{path}.lists[{index}]")
         labels: set[str] = set()
         for index, remote in enumerate(self.remote_lists):
             remote.validate(f"{path}.remote_lists[{index}]")
@@ -481,7 +519,9 @@ class PrivacyConfig:
     # Replace client addresses in the audit trail by a keyed HMAC: reports still count
     # distinct clients, but the log names nobody.
     pseudonymize: bool = False
-    key_file: str = ""  # the HMAC key; default: audit.key in state.directory, made once
+    # The HMAC key (relative paths: from the config file's folder); it must exist. By
+    # default audit.key in state.directory, made once and then never replaced.
+    key_file: str = ""
 
     def validate(self, path: str) -> None:
         """Any path will do; the key is created on first use."""
@@ -523,6 +563,8 @@ class Config:
         if self.api.token_file:
             # Read now, so a missing or bad token file stops the start (or the reload).
             self.api_token()
+        if self.privacy.pseudonymize and self.privacy.key_file:
+            read_key_file(self.base_dir / self.privacy.key_file)
 
     def api_token(self) -> str:
         """The API bearer token ("" when the API is disabled)."""
@@ -542,11 +584,32 @@ class Config:
         return self.workers or available_cpus()
 
     def list_paths(self) -> tuple[Path, ...]:
-        return tuple(self.base_dir / path for path in self.blocking.lists)
+        return tuple(self.base_dir / local.path for local in self.blocking.lists)
+
+    def seed_path(self, remote: RemoteListConfig) -> Path | None:
+        return self.base_dir / remote.seed if remote.seed else None
 
     @property
     def state_dir(self) -> Path:
         return self.base_dir / self.state.directory
+
+
+# The pseudonym key: shorter is guessable, and a key is never replaced once made.
+KEY_MIN_BYTES = 32
+
+
+def read_key_file(path: Path) -> bytes:
+    """A configured ``privacy.key_file``: it must exist and hold at least 32 bytes."""
+    try:
+        key = path.read_bytes().strip()
+    except OSError as error:
+        raise ConfigError(f"privacy.key_file: cannot read {path}: {error.strerror}") from None
+    if len(key) < KEY_MIN_BYTES:
+        raise ConfigError(
+            f"privacy.key_file: {path} holds {len(key)} bytes; at least {KEY_MIN_BYTES} "
+            "are needed (e.g. from `openssl rand -hex 32`)"
+        )
+    return key
 
 
 Section = TypeVar("Section")
@@ -649,7 +712,7 @@ def load_config(path: Path | None) -> Config:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the config file: {error.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yamltext.load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     return config_from_mapping(raw, base_dir=path.resolve().parent)

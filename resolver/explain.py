@@ -81,21 +81,14 @@ def explain(
         if service is not None:
             why = "the service is in the catalog, but the policy does not select it"
     elif rule.action == "allow":
-        verdict, answer = "allowed", "forwarded"
-        why = rule.policy or f"{rule.source} allow entry {decision.entry}"
+        verdict, answer, why = "allowed", "forwarded", rule.policy
     elif rule.action == "report" or group.mode == "report":
         verdict, answer = "report", "forwarded"
-        why = rule.policy or f"group {group.name} is in report-only mode"
+        why = rule.policy if rule.action == "report" else f"group {group.name}: mode report"
     else:
         mode = "nxdomain" if rule.action == "canary" else group.answers.mode
         verdict, answer = "blocked", f"{mode.upper()} (block TTL {group.answers.ttl}s)"
-        why = rule.policy or (
-            "blocking.canaries (always NXDOMAIN so browsers keep DNS-over-HTTPS off)"
-            if rule.action == "canary"
-            else f"blocking.lists: {rule.service.split(':', 1)[-1]}"
-        )
-    if group.name != "default" and rule is not None:
-        why = f"groups.{group.name}: {why}"
+        why = rule.policy
     details: dict[str, object] = {}
     if service is not None:
         details = {

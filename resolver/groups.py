@@ -30,13 +30,14 @@ class Group:
 
 class ClientGroups:
     def __init__(
-        self,
-        default: Group,
-        groups: list[tuple[tuple[str, ...], Group]] | None = None,
-        next_expiry: float | None = None,
+        self, default: Group, groups: list[tuple[tuple[str, ...], Group]] | None = None
     ) -> None:
         self.default = default
-        self.next_expiry = next_expiry  # when a temporary rule next stops applying
+        # Until when this version of the policy is right (Unix time; None: for good), and
+        # the version that follows: built with this one, so an expiring temporary rule
+        # is a switch that cannot fail (see resolver.policyload).
+        self.valid_until: float | None = None
+        self.successor: ClientGroups | None = None
         self.all = [default] + [group for _, group in groups or ()]
         networks = [
             (ipaddress.ip_network(network, strict=False), group)
@@ -57,9 +58,21 @@ class ClientGroups:
         return self.default.blocklist.loaded_at
 
     def release(self) -> None:
-        """Free a retired policy piece by piece (the groups share their large lists)."""
-        for group in self.all:
-            group.blocklist.names.release()
+        """Free a retired policy piece by piece, later versions included (the groups and
+        the versions share their large lists)."""
+        version: ClientGroups | None = self
+        while version is not None:
+            for group in version.all:
+                group.blocklist.names.release()
+            version = version.successor
+
+    def in_force(self, now: float) -> ClientGroups:
+        """The version of this policy that applies at ``now`` (Unix time)."""
+        version = self
+        while version.valid_until is not None and now >= version.valid_until:
+            assert version.successor is not None
+            version = version.successor
+        return version
 
     def by_name(self, name: str) -> Group | None:
         return next((group for group in self.all if group.name == name), None)

@@ -130,10 +130,15 @@ _PLAIN_NAME = re.compile(
 )
 
 
-def scan_list(lines: Iterable[str], rejected: list[tuple[int, str]]) -> Iterator[Entry]:
+def scan_list(
+    lines: Iterable[str], rejected: list[tuple[int, str]], used: list[int] | None = None
+) -> Iterator[Entry]:
     """Entries one by one from lines read one by one, so a million-line list is never
-    held in memory whole; lines not understood go to ``rejected`` as (number, line)."""
+    held in memory whole; lines not understood go to ``rejected`` as (number, line).
+    ``used``, when given, receives the number of lines that gave entries (blank lines and
+    comments are neither used nor rejected), so a mostly unreadable file can be told."""
     plain = _PLAIN_NAME.fullmatch
+    number = quiet = 0
     for number, raw in enumerate(lines, start=1):
         line = raw.strip().lower()
         # A name ending in a digit may be an address: the full parser decides those.
@@ -143,8 +148,12 @@ def scan_list(lines: Iterable[str], rejected: list[tuple[int, str]]) -> Iterator
         entries = _parse_line(raw)
         if entries is None:
             rejected.append((number, raw.strip()[:200]))
-        else:
+        elif entries:
             yield from entries
+        else:
+            quiet += 1
+    if used is not None:
+        used[0] = number - quiet - len(rejected)
 
 
 def parse_list(text: str) -> ParsedList:

@@ -6,7 +6,7 @@ and category, upstream server. Never a client address or a queried name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -44,6 +44,12 @@ QTYPE_LABELS = {
     255: "ANY",
 }
 
+
+# The label values of counters whose label sets are known in advance.
+REMOTE_FAILURES = ("network", "timeout", "http_status", "parse", "shrink", "too_large")
+LOCAL_FAILURES = ("parse", "shrink", "unreadable")
+UPSTREAM_ERRORS = ("timeout", "network", "refused", "servfail", "notimp", "formerr", "malformed")
+UPSTREAM_REJECTIONS = ("wrong_id", "wrong_question", "malformed", "truncated")
 
 RCODE_LABELS = {code: name for code, name in wire.RCODE_NAMES.items()} | {
     code: str(code) for code in range(24) if code not in wire.RCODE_NAMES
@@ -201,14 +207,21 @@ class Metrics:
         )
         self.upstream_skipped = Counter(
             "aiwall_upstream_skipped_total",
-            "Upstream attempts skipped because the upstream is backing off after failures.",
+            "Upstream attempts skipped because the upstream did not answer the server's probe.",
             ["upstream"],
             registry=r,
         )
         self.upstream_up = Gauge(
             "aiwall_upstream_up",
-            "1 while an upstream is used, 0 while it is skipped after consecutive failures.",
+            "1 while an upstream is used, 0 while it is skipped because it did not answer "
+            "the server's own probe.",
             ["upstream"],
+            registry=r,
+        )
+        self.upstream_probes = Counter(
+            "aiwall_upstream_probes_total",
+            "The server's own probes of a suspect upstream, by result (alive, dead).",
+            ["upstream", "result"],
             registry=r,
         )
         self.reloads = Counter(
@@ -243,9 +256,37 @@ class Metrics:
         )
         self.list_refresh_failures = Counter(
             "aiwall_list_refresh_failures_total",
-            "Remote list refreshes rejected, the last good copy kept: network, http_status, "
-            "parse, shrink, too_large.",
+            "List updates rejected, the last good copy kept: network, timeout, http_status, "
+            "parse, shrink, too_large (remote lists); parse, shrink, unreadable (local files).",
             ["source", "reason"],
+            registry=r,
+        )
+        self.rebuild_failures = Counter(
+            "aiwall_policy_rebuild_failures_total",
+            "Policy rebuilds after a list refresh that failed (each is tried again).",
+            registry=r,
+        )
+        self.rebuild_pending = Gauge(
+            "aiwall_policy_rebuild_pending",
+            "1 while a list refresh waits for a policy rebuild that keeps failing.",
+            registry=r,
+        )
+        self.audit_degraded = Gauge(
+            "aiwall_audit_degraded",
+            "1 while an audit sink cannot be written (full disk, dead database): DNS goes "
+            "on, the attempts wait in memory.",
+            ["sink"],
+            registry=r,
+        )
+        self.audit_dropped = Counter(
+            "aiwall_audit_dropped_total",
+            "Attempts not recorded in the audit trail because its queue was full.",
+            registry=r,
+        )
+        self.audit_written = Counter(
+            "aiwall_audit_written_total",
+            "Attempts written to each audit sink.",
+            ["sink"],
             registry=r,
         )
 
@@ -265,6 +306,28 @@ class Metrics:
         answer by the metrics handler."""
         if action != "blocked":
             self.reported.inc((service, category, group, action))
+
+    def list_rejected(self, source: str, reason: str) -> None:
+        """A list update that was not believed; the last good copy stays in force."""
+        self.list_refresh_failures.labels(source, reason).inc()
+
+    def preset_lists(self, remote: Iterable[str], local: Iterable[str]) -> None:
+        """Create the refresh-failure series of every configured list at zero, so a
+        dashboard shows 0, not "No data", on a healthy server."""
+        for source in remote:
+            for reason in REMOTE_FAILURES:
+                self.list_refresh_failures.labels(source, reason)
+        for source in local:
+            for reason in LOCAL_FAILURES:
+                self.list_refresh_failures.labels(source, reason)
+
+    def preset_upstream(self, label: str) -> None:
+        for reason in UPSTREAM_ERRORS:
+            self.upstream_errors.labels(label, reason)
+        for reason in UPSTREAM_REJECTIONS:
+            self.upstream_rejected.labels(label, reason)
+        self.upstream_duration.labels(label)
+        self.upstream_skipped.labels(label)
 
     def set_list_sizes(self, sizes: dict[str, int], loaded_at: float) -> None:
         self.list_entries.clear()

@@ -8,6 +8,7 @@ Every decision carries the key path and value that made it, so ``aiwall check`` 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,13 +36,13 @@ def _matches(selector: CatalogSelector, service: Service, path: str) -> str | No
         if wanted.lower() in (service.id, service.name.lower()):
             return f"{path}.services: {wanted}"
     for wanted in selector.vendors:
-        if wanted.lower() in service.vendor.lower():
+        if any(wanted.lower() in vendor.lower() for vendor in service.vendors):
             return f"{path}.vendors: {wanted}"
     for wanted in selector.categories:
         if wanted in service.categories:
             return f"{path}.categories: {wanted}"
     for wanted in selector.countries:
-        if wanted.upper() == service.vendor_country.upper():
+        if wanted.upper() in service.countries:
             return f"{path}.countries: {wanted}"
     for wanted in selector.data_locations:
         if wanted.upper() == service.data_location.country.upper():
@@ -66,14 +67,16 @@ def _in_force(selector: CatalogSelector, now: float) -> CatalogSelector:
     return CatalogSelector() if expires is not None and now >= expires else selector
 
 
-def next_expiry(policy: CatalogPolicy, now: float) -> float | None:
-    """When the next temporary rule of the policy stops applying (None: none pending)."""
-    pending = [
+def expiries(policies: Sequence[CatalogPolicy], now: float) -> list[float]:
+    """Every moment after ``now`` at which a temporary rule of these policies stops
+    applying, in order: the policy changes at each of them."""
+    moments = {
         at
+        for policy in policies
         for selector in (policy.block, policy.allow, policy.report)
         if (at := selector.expires_at) is not None and at > now
-    ]
-    return min(pending, default=None)
+    }
+    return sorted(moments)
 
 
 def select_services(

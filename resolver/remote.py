@@ -10,24 +10,24 @@ and it is read at start before any port opens.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from resolver import __version__
 from resolver.config import RemoteListConfig
-from resolver.listfile import parse_list
+from resolver.listfile import scan_list
 from resolver.metrics import Metrics
 from resolver.storage import write_atomically
 
 log = logging.getLogger(__name__)
-
-# Lists are text; anything this big is a wrong URL or a hostile server, not a block list.
-MAX_LIST_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,7 @@ class LastGood:
     fetched_at: float
     etag: str
     last_modified: str
+    seed: bool = False  # the copy shipped with the config, not a download
 
 
 class RefreshRejected(Exception):
@@ -48,8 +49,15 @@ class RefreshRejected(Exception):
 
 
 class RemoteList:
-    def __init__(self, config: RemoteListConfig, state_dir: Path, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: RemoteListConfig,
+        state_dir: Path,
+        metrics: Metrics | None = None,
+        seed: Path | None = None,
+    ) -> None:
         self.config = config
+        self._seed = seed
         self.label = config.label
         self.source = f"remote:{self.label}"
         digest = hashlib.sha256(config.url.encode()).hexdigest()[:16]
@@ -59,13 +67,14 @@ class RemoteList:
         self._metrics = metrics
 
     def last_good(self) -> LastGood | None:
+        """The last download that was believed, else the seed copy, else None."""
         try:
             text = self._text_path.read_text(encoding="utf-8")
             meta = json.loads(self._meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return None
+            return self._seed_copy()
         if meta.get("url") != self.config.url:
-            return None
+            return self._seed_copy()
         return LastGood(
             text=text,
             entries=int(meta.get("entries", 0)),
@@ -74,6 +83,21 @@ class RemoteList:
             last_modified=str(meta.get("last_modified", "")),
         )
 
+    def _seed_copy(self) -> LastGood | None:
+        if self._seed is None:
+            return None
+        try:
+            text = self._seed.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            log.error("list %s: cannot read the seed %s: %s", self.label, self._seed, error)
+            return None
+        return LastGood(text, _usable_entries(text), 0.0, "", "", seed=True)
+
+    @property
+    def missing(self) -> bool:
+        """No copy at all yet: neither a download nor a seed."""
+        return self.last_good() is None
+
     def refresh(self) -> bool:
         """Fetch once (blocking; run it in a thread). True when a new copy was accepted."""
         previous = self.last_good()
@@ -81,13 +105,15 @@ class RemoteList:
             fetched = self._fetch(previous)
             entries = self._check(fetched[0], previous) if fetched is not None else 0
         except RefreshRejected as rejected:
-            self._metrics.list_refresh_failures.labels(self.source, rejected.reason).inc()
+            if self._metrics is not None:
+                self._metrics.list_rejected(self.source, rejected.reason)
             log.error(
                 "list %s: refresh rejected, keeping the last good copy: %s", self.label, rejected
             )
             return False
         now = time.time()
-        self._metrics.list_last_success.labels(self.source).set(now)
+        if self._metrics is not None:
+            self._metrics.list_last_success.labels(self.source).set(now)
         if fetched is None:  # 304 Not Modified: the copy we hold is current
             assert previous is not None
             self._save(previous.text, previous.entries, now, previous.etag, previous.last_modified)
@@ -101,30 +127,44 @@ class RemoteList:
         request = urllib.request.Request(
             self.config.url, headers={"User-Agent": f"aiwall/{__version__}"}
         )
-        if previous is not None:
+        if previous is not None and not previous.seed:
             if previous.etag:
                 request.add_header("If-None-Match", previous.etag)
             if previous.last_modified:
                 request.add_header("If-Modified-Since", previous.last_modified)
+        deadline = time.monotonic() + self.config.timeout
+        limit = self.config.max_bytes
         try:
             with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
-                body = response.read(MAX_LIST_BYTES + 1)
+                body = _read_before(response, deadline, limit)
                 etag = response.headers.get("ETag", "")
                 last_modified = response.headers.get("Last-Modified", "")
         except urllib.error.HTTPError as error:
-            if error.code == 304 and previous is not None:
+            if error.code == 304 and previous is not None and not previous.seed:
                 return None
             raise RefreshRejected("http_status", f"HTTP {error.code}") from None
+        except _Deadline:
+            raise RefreshRejected(
+                "timeout", f"not downloaded within timeout ({self.config.timeout:g} s)"
+            ) from None
         except (urllib.error.URLError, OSError, TimeoutError) as error:
             raise RefreshRejected("network", str(error)) from None
-        if len(body) > MAX_LIST_BYTES:
-            raise RefreshRejected("too_large", f"more than {MAX_LIST_BYTES} bytes")
+        if len(body) > limit:
+            raise RefreshRejected("too_large", f"more than max_bytes ({limit} bytes)")
         return body.decode("utf-8", errors="replace"), etag, last_modified
 
     def _check(self, text: str, previous: LastGood | None) -> int:
-        entries = len(parse_list(text).entries)
+        rejected: list[tuple[int, str]] = []
+        used = [0]
+        entries = sum(1 for _ in scan_list(io.StringIO(text), rejected, used))
         if entries == 0:
             raise RefreshRejected("parse", "no line is a domain, hosts or AdBlock entry")
+        lines = len(rejected) + used[0]
+        if lines and len(rejected) / lines > self.config.max_invalid:
+            raise RefreshRejected(
+                "parse",
+                f"{len(rejected)} of {lines} lines are unreadable, beyond max_invalid",
+            )
         if previous is not None and entries < previous.entries * (1 - self.config.max_shrink):
             raise RefreshRejected(
                 "shrink", f"{previous.entries} entries down to {entries}, beyond max_shrink"
@@ -143,3 +183,40 @@ class RemoteList:
         }
         write_atomically(self._text_path, text)
         write_atomically(self._meta_path, json.dumps(meta, indent=1))
+
+
+class _Deadline(Exception):
+    """The whole download took longer than the list's timeout."""
+
+
+def _read_before(response: Any, deadline: float, limit: int) -> bytes:
+    """The body, read in pieces, each read given only the time left: a server that drips
+    a byte at a time cannot stretch a download past its deadline (a socket timeout alone
+    bounds each read, not the whole). Stops one byte past ``limit``."""
+    sock = _socket_of(response)
+    body = bytearray()
+    while len(body) <= limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Deadline
+        if sock is not None:
+            sock.settimeout(left)
+        try:
+            piece = response.read1(min(65536, limit + 1 - len(body)))
+        except TimeoutError:
+            raise _Deadline from None
+        if not piece:
+            break
+        body += piece
+    return bytes(body)
+
+
+def _socket_of(response: Any) -> socket.socket | None:
+    """The socket under an http.client response (None if it cannot be found)."""
+    raw = getattr(getattr(response, "fp", None), "raw", None)
+    sock = getattr(raw, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _usable_entries(text: str) -> int:
+    return sum(1 for _ in scan_list(io.StringIO(text), []))

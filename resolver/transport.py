@@ -84,16 +84,50 @@ class QueryRunner:
             await asyncio.wait(set(self.pending), timeout=seconds)
 
 
+# Linux's IP_PKTINFO; Python's socket module lacks the constant.
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+_ANCILLARY_SPACE = socket.CMSG_SPACE(20)
+
+
+def enable_destination_info(sock: socket.socket) -> None:
+    """Ask the kernel for each datagram's destination address (IP_PKTINFO,
+    IPV6_RECVPKTINFO), so a socket bound to 0.0.0.0 or [::] can answer from it."""
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+
+
+def _reply_from(ancillary: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """The control message that makes an answer leave from the address the query was
+    sent to: on a host with several addresses, the kernel would otherwise pick one by
+    routing, and clients drop answers from an address they did not ask (RFC 1123
+    6.1.3.5; Unbound's interface-automatic does the same)."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            # struct in_pktinfo {ifindex; spec_dst; addr}: send from addr, any interface.
+            return [(level, kind, b"\0\0\0\0" + data[8:12] + b"\0\0\0\0")]
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 20:
+            # struct in6_pktinfo {addr; ifindex}: both as received (link-local needs it).
+            return [(level, kind, data[:20])]
+    return []
+
+
 class UdpListener:
     """Reads a non-blocking UDP socket straight from the event loop's selector.
 
     asyncio's datagram transport costs a callback chain per packet; reading the socket
     in batches and answering with a plain ``sendto`` is most of the speed on the hot path.
+    A socket bound to a wildcard address (``wildcard``) reads each query's destination
+    address and sends the answer from it.
     """
 
-    def __init__(self, sock: socket.socket, runner: QueryRunner) -> None:
+    def __init__(self, sock: socket.socket, runner: QueryRunner, *, wildcard: bool = False) -> None:
         sock.setblocking(False)
+        if wildcard:
+            enable_destination_info(sock)
         self._sock = sock
+        self._wildcard = wildcard
         self._runner = runner
         # Cleared on shutdown: answers in flight still go out, new queries are ignored.
         self.accepting = True
@@ -113,10 +147,18 @@ class UdpListener:
 
     def _on_readable(self) -> None:
         recvfrom = self._sock.recvfrom
+        recvmsg = self._sock.recvmsg
+        wildcard = self._wildcard
         runner = self._runner
+        context: Any
         for _ in range(UDP_BATCH):
             try:
-                data, addr = recvfrom(65535)
+                if wildcard:
+                    data, ancillary, _flags, addr = recvmsg(65535, _ANCILLARY_SPACE)
+                    context = (addr, _reply_from(ancillary))
+                else:
+                    data, addr = recvfrom(65535)
+                    context = addr
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:
@@ -129,15 +171,20 @@ class UdpListener:
             if query is None:
                 self._dropped.inc()
                 continue
-            answer = runner.answer_now(query, self._send, addr)
+            answer = runner.answer_now(query, self._send, context)
             if answer is not None:
-                self._send(query, answer, addr)
+                self._send(query, answer, context)
 
-    def _send(self, query: Query, answer: Answer, addr: Any) -> None:
+    def _send(self, query: Query, answer: Answer, context: Any) -> None:
         if answer.outcome is Outcome.DROPPED or self._sock.fileno() < 0:
             return
+        data = encode_answer(query, answer, udp=True)
         try:
-            self._sock.sendto(encode_answer(query, answer, udp=True), addr)
+            if self._wildcard:
+                addr, ancillary = context
+                self._sock.sendmsg([data], ancillary, 0, addr)
+            else:
+                self._sock.sendto(data, context)
         except OSError:
             # A full socket buffer under overload: UDP may lose this answer, the client retries.
             self._send_failed.inc()

@@ -64,6 +64,8 @@ EDE_NETWORK_ERROR = 23
 # What we advertise and ask for: the DNS Flag Day 2020 size, small enough to avoid IP fragmentation.
 EDNS_PAYLOAD = 1232
 PLAIN_UDP_LIMIT = 512
+# RFC 2181 8: TTLs are 31-bit; a value with the top bit set means zero.
+MAX_TTL = 0x7FFFFFFF
 
 RCODE_NAMES = {
     NOERROR: "NOERROR",
@@ -277,6 +279,7 @@ class ResponseScan:
     cnames: tuple[bytes, ...]  # CNAME targets in the answer section, lowercase wire form
     opt_start: int  # where the OPT record starts, -1 when absent
     opt_end: int
+    huge_ttls: bool = False  # some TTL has its top bit set (to be relayed as 0)
 
 
 def scan_response(data: bytes) -> ResponseScan:
@@ -293,12 +296,17 @@ def scan_response(data: bytes) -> ResponseScan:
     negative_ttl: int | None = None
     opt_start = opt_end = -1
     extended_rcode = 0
+    huge_ttls = False
     for index in range(ancount + nscount + arcount):
         start = offset
         offset = skip_name(data, offset)
         if offset + 10 > len(data):
             raise WireError("record header cut short")
         rtype, _rclass, ttl, rdlength = RR_FIXED.unpack_from(data, offset)
+        if ttl > MAX_TTL:
+            # RFC 2181 8: a TTL with the top bit set is read as zero.
+            ttl = 0
+            huge_ttls = True
         rdata = offset + 10
         offset = rdata + rdlength
         if offset > len(data):
@@ -317,7 +325,7 @@ def scan_response(data: bytes) -> ResponseScan:
             if rdata_end + 20 != offset:
                 raise WireError("SOA record data has the wrong length")
             minimum = U32.unpack_from(data, rdata_end + 16)[0]
-            negative_ttl = min(ttl, minimum)
+            negative_ttl = min(ttl, minimum if minimum <= MAX_TTL else 0)
     if offset != len(data):
         raise WireError("trailing bytes after the last record")
     return ResponseScan(
@@ -328,6 +336,7 @@ def scan_response(data: bytes) -> ResponseScan:
         cnames=tuple(cnames),
         opt_start=opt_start,
         opt_end=opt_end,
+        huge_ttls=huge_ttls,
     )
 
 
@@ -341,3 +350,13 @@ def without_opt(data: bytes, scan: ResponseScan) -> tuple[bytes, tuple[int, ...]
     removed = scan.opt_end - scan.opt_start
     offsets = tuple(o - removed if o > scan.opt_start else o for o in scan.ttl_offsets)
     return bytes(header) + data[12 : scan.opt_start] + data[scan.opt_end :], offsets
+
+
+def zero_huge_ttls(message: bytes, ttl_offsets: tuple[int, ...]) -> bytes:
+    """The message with every TTL above MAX_TTL set to 0 (RFC 2181 8), so that neither
+    the client nor our cache reads it as 68 years."""
+    out = bytearray(message)
+    for offset in ttl_offsets:
+        if U32.unpack_from(out, offset)[0] > MAX_TTL:
+            U32.pack_into(out, offset, 0)
+    return bytes(out)

@@ -31,7 +31,9 @@ from prometheus_client.registry import Collector
 
 from resolver.config import Config, ConfigError, load_config, parse_host_port
 from resolver.logs import setup_logging
-from resolver.server import PolicyError, Server
+from resolver.policyload import PolicyError
+from resolver.server import Server, serve_until_stopped
+from resolver.sockets import DnsSockets, bind_dns
 from resolver.web import StatusServer
 
 log = logging.getLogger(__name__)
@@ -61,14 +63,15 @@ def _worker_main(
     config: Config,
     index: int,
     conn: multiprocessing.connection.Connection,
-    config_path: Path | None = None,
+    config_path: Path | None,
+    sockets: list[DnsSockets],
 ) -> None:
     setup_logging(config.logging)
     try:
-        asyncio.run(_serve_worker(config, index, conn, config_path))
+        asyncio.run(_serve_worker(config, index, conn, config_path, sockets))
     except KeyboardInterrupt:
         pass
-    except (PolicyError, OSError) as error:
+    except (PolicyError, ConfigError, OSError) as error:
         log.error("worker %d not starting: %s", index, error)
         raise SystemExit(1) from None
 
@@ -78,17 +81,16 @@ async def _serve_worker(
     index: int,
     conn: multiprocessing.connection.Connection,
     config_path: Path | None,
+    sockets: list[DnsSockets],
 ) -> None:
     loop = asyncio.get_running_loop()
     server = Server(
-        _worker_config(config), reuse_port=True, config_path=config_path, adjust=_worker_config
+        _worker_config(config),
+        config_path=config_path,
+        adjust=_worker_config,
+        sockets=sockets,
+        worker=index,
     )
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, server.request_reload)
-    await server.start()
-    conn.send_bytes(b"started")
 
     async def answer(request: bytes) -> None:
         if request == b"metrics":
@@ -112,23 +114,30 @@ async def _serve_worker(
             conn.send_bytes(json.dumps(await server.api_stats()).encode())
 
     pending: set[asyncio.Task[None]] = set()
+    gone = asyncio.Event()
 
     def on_request() -> None:
         try:
             request = conn.recv_bytes()
         except (EOFError, OSError):
             # The supervisor is gone: a worker must not outlive it.
-            stop.set()
+            loop.remove_reader(conn.fileno())
+            gone.set()
             return
         task = loop.create_task(answer(request))
         pending.add(task)
         task.add_done_callback(pending.discard)
 
-    loop.add_reader(conn.fileno(), on_request)
-    await stop.wait()
-    loop.remove_reader(conn.fileno())
-    log.info("worker %d: shutting down", index)
-    await server.stop()
+    def started() -> None:
+        conn.send_bytes(b"started")
+        loop.add_reader(conn.fileno(), on_request)
+
+    watch = loop.create_task(gone.wait())
+    watch.add_done_callback(lambda _: os.kill(os.getpid(), signal.SIGTERM))
+    try:
+        await serve_until_stopped(server, started, f"worker {index}")
+    finally:
+        watch.cancel()
 
 
 class WorkerStartError(RuntimeError):
@@ -209,25 +218,32 @@ class Supervisor:
         )
         self._status: StatusServer | None = None
         self._stopping = False
+        self._sockets: list[DnsSockets] = []
+        # Set by SIGTERM: a worker still starting is not waited for.
+        self._halt = threading.Event()
 
     def _spawn(self, index: int) -> _Worker:
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main,
-            args=(self.config, index, child_end, self._config_path),
+            args=(self.config, index, child_end, self._config_path, self._sockets),
             name=f"aiwall-worker-{index}",
             daemon=True,
         )
         process.start()
         child_end.close()
         worker = _Worker(index, process, parent_end)
-        # The worker loads its policy before it opens a port; wait for that so a failed
-        # start is an error here rather than a restart loop.
-        try:
-            started = parent_end.poll(120) and parent_end.recv_bytes() == b"started"
-        except (EOFError, OSError):
-            started = False
+        # The worker loads its policy before it opens a port (and may wait for a required
+        # list); wait for that, so a failed start is an error here, not a restart loop.
+        started = False
+        while not started and process.is_alive() and not self._halt.is_set():
+            try:
+                started = parent_end.poll(0.2) and parent_end.recv_bytes() == b"started"
+            except (EOFError, OSError):
+                break
         if not started:
+            if process.is_alive():
+                process.terminate()
             process.join(5)
             raise WorkerStartError(f"worker {index} did not start (exit code {process.exitcode})")
         return worker
@@ -352,35 +368,59 @@ class Supervisor:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self._workers = [await asyncio.to_thread(self._spawn, i) for i in range(self.count)]
-        if self.config.listen.http:
-            host, port = parse_host_port(self.config.listen.http, 9153)
-            self._status = StatusServer(
-                self._exposition,
-                self.ready,
-                self.reload,
-                lambda: self._api_token,
-                check=self.check,
-                stats=self.stats,
-                pause=self.pause,
-            )
-            await self._status.start(host, port)
+        # Before anything else: a signal during start-up must never take its default
+        # action (SIGHUP would kill the supervisor).
         stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
+
+        def halt() -> None:
+            stop.set()
+            self._halt.set()
+
+        loop.add_signal_handler(signal.SIGTERM, halt)
+        loop.add_signal_handler(signal.SIGINT, halt)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        watcher = loop.create_task(self._watch())
-        log.info("%d workers serving", self.count)
-        await stop.wait()
-        self._stopping = True
-        watcher.cancel()
-        log.info("shutting down: finishing answers in flight")
+        # Bound here, once, after checking nobody serves the addresses: the workers get
+        # their sockets from us, so no other process can join them (resolver.sockets).
+        self._sockets = bind_dns(self.config.listen.dns, self.count)
+        try:
+            for index in range(self.count):
+                try:
+                    self._workers.append(await asyncio.to_thread(self._spawn, index))
+                except WorkerStartError:
+                    if stop.is_set():
+                        break
+                    raise
+            if self.config.listen.http and not stop.is_set():
+                host, port = parse_host_port(self.config.listen.http, 9153)
+                self._status = StatusServer(
+                    self._exposition,
+                    self.ready,
+                    self.reload,
+                    lambda: self._api_token,
+                    check=self.check,
+                    stats=self.stats,
+                    pause=self.pause,
+                )
+                await self._status.start(host, port)
+            watcher = loop.create_task(self._watch())
+            log.info("%d workers serving", len(self._workers))
+            await stop.wait()
+            self._stopping = True
+            watcher.cancel()
+            log.info("shutting down: finishing answers in flight")
+        finally:
+            self._stopping = True
+            await self._stop_workers()
+            for sockets in self._sockets:
+                sockets.close()
+        if self._status is not None:
+            await self._status.stop()
+        return 0
+
+    async def _stop_workers(self) -> None:
         self._signal_all(signal.SIGTERM)
         deadline = time.monotonic() + 10
         for worker in self._workers:
             await asyncio.to_thread(worker.process.join, max(deadline - time.monotonic(), 0.1))
             if worker.process.is_alive():
                 worker.process.kill()
-        if self._status is not None:
-            await self._status.stop()
-        return 0

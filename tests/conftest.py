@@ -40,7 +40,7 @@ domains:
   - name: api.deepseek.com
     role: api
 sources: [https://www.deepseek.com/]
-reviewed: 2026-11-22
+verified: 2026-11-22
 """,
         encoding="utf-8",
     )

@@ -39,6 +39,8 @@ class BlockingHandler:
         attempts: Attempts = _ignore,
     ) -> None:
         self.groups = groups
+        # Called with the new version when a temporary rule runs out (logs, metrics).
+        self.on_expiry: Callable[[ClientGroups], None] | None = None
         self._next = next_handler
         self._inspect = cname_inspection
         self._attempts = attempts
@@ -46,13 +48,30 @@ class BlockingHandler:
 
     def replace_groups(self, groups: ClientGroups) -> None:
         """Swap in a freshly built policy; one assignment, so no query sees a mix."""
-        self.groups = groups
+        self.groups = groups.in_force(time.time())
+
+    def current(self) -> ClientGroups:
+        """The policy in force now: past a temporary rule's end, the next version."""
+        groups = self.groups
+        if groups.valid_until is not None and time.time() >= groups.valid_until:
+            groups = self._advance()
+        return groups
+
+    def _advance(self) -> ClientGroups:
+        groups = self.groups = self.groups.in_force(time.time())
+        if self.on_expiry is not None:
+            self.on_expiry(groups)
+        return groups
 
     def pause(self, seconds: float) -> None:
         self.paused_until = time.monotonic() + seconds
 
     def handle(self, query: Query) -> Resolution:
-        group = self.groups.group_for(query.client)
+        groups = self.groups
+        if groups.valid_until is not None and time.time() >= groups.valid_until:
+            # A temporary rule ran out: the next version was built with this one.
+            groups = self._advance()
+        group = groups.group_for(query.client)
         built = group.built.get((query.qname, query.qtype))
         if built is not None and not self.paused_until:
             self._attempts(query, group.name, built.service, built.category, "blocked")

@@ -692,3 +692,17 @@ def _forged_answer(query: dns.message.Message) -> dns.message.Message:
     rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.A, FORGED_A)
     forged.answer.append(dns.rrset.from_rdata(query.question[0].name, DEFAULT_TTL, rdata))
     return forged
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.fakes.upstream HOST``: serve the defaults (every name resolves)
+    on an ephemeral port, print the port, and run until stdin closes. For tests that need
+    an upstream inside a network namespace of their own."""
+    with FakeUpstream(argv[0] if argv else "127.0.0.1") as fake:
+        print(fake.port, flush=True)
+        sys.stdin.read()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -453,20 +453,20 @@ def test_kubernetes_resources_match_the_bundled_schemas(
             continue  # a CRD: test_service_monitor_matches_the_operator_crd
         kubernetes_validate.validate(document, version, strict=True)
         kinds.add(document["kind"])
-    assert kinds == {"Namespace", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget"}
+    assert kinds == {"Namespace", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget"}
 
 
 def test_kubernetes_schemas_reject_a_broken_resource(k8s: list[dict[str, Any]]) -> None:
-    broken = json.loads(json.dumps(one(k8s, "Deployment")))
+    broken = json.loads(json.dumps(one(k8s, "StatefulSet")))
     broken["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "dns"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, "1.26.0", strict=True)
 
 
-def test_deployment_is_replicated_probed_limited_and_locked_down(
+def test_statefulset_is_replicated_probed_limited_and_locked_down(
     k8s: list[dict[str, Any]],
 ) -> None:
-    deployment = one(k8s, "Deployment")
+    deployment = one(k8s, "StatefulSet")
     spec = deployment["spec"]
     assert spec["replicas"] == 2
     pod = spec["template"]["spec"]
@@ -500,13 +500,18 @@ def test_deployment_is_replicated_probed_limited_and_locked_down(
         == configmap["metadata"]["name"]
     )
     assert config_path.name in configmap["data"]
-    # The state directory is writable under a read-only root.
+    # The state directory is writable under a read-only root, and outlives the pod: a
+    # volume per replica, never an emptyDir (a first start with a list server down would
+    # serve without that list).
     assert mounts[config.state.directory] == "state"
-    assert "emptyDir" in volumes["state"]
+    assert "state" not in volumes
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "state"
+    assert one(k8s, "Service", spec["serviceName"])["spec"]["clusterIP"] == "None"
 
 
 def test_services_pdb_and_monitor_select_the_pods(k8s: list[dict[str, Any]]) -> None:
-    pod_labels = one(k8s, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = one(k8s, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
 
     def selects(selector: dict[str, str]) -> bool:
         return selector.items() <= pod_labels.items()
@@ -521,7 +526,7 @@ def test_services_pdb_and_monitor_select_the_pods(k8s: list[dict[str, Any]]) -> 
     assert selects(metrics["spec"]["selector"])
     pdb = one(k8s, "PodDisruptionBudget")
     assert selects(pdb["spec"]["selector"]["matchLabels"])
-    assert pdb["spec"]["minAvailable"] == 1 < one(k8s, "Deployment")["spec"]["replicas"]
+    assert pdb["spec"]["minAvailable"] == 1 < one(k8s, "StatefulSet")["spec"]["replicas"]
     monitor = one(k8s, "ServiceMonitor")
     wanted = monitor["spec"]["selector"]["matchLabels"]
     assert wanted.items() <= metrics["metadata"]["labels"].items()

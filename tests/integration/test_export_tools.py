@@ -29,7 +29,7 @@ import pytest
 from resolver.blocklist import PolicyEntry, Rule
 from resolver.config import load_config
 from resolver.export import RESPONSES, ExportOptions, render
-from resolver.server import load_policy
+from resolver.policyload import load_policy
 from tests.fakes.upstream import DEFAULT_A, FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def tool(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def shipped() -> list[PolicyEntry]:
-    groups, _ = load_policy(load_config(ROOT / "deploy" / "aiwall.yaml"), compact=False)
+    groups = load_policy(load_config(ROOT / "deploy" / "aiwall.yaml"), compact=False).groups
     entries = groups.default.blocklist.entries()
     assert len(entries) > 100
     return entries

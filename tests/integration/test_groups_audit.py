@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
 import sqlite3
 import subprocess
 import sys
 import time
 
 import dns.rcode
+import pytest
 
 from tests.support import ask
 
@@ -154,7 +157,7 @@ def test_check_explains_per_client(tmp_path, catalog_dir):
     ).stdout
     assert "group lab" in lab
     assert "allowed" in lab
-    assert "groups.lab: blocking.catalog.allow.services: deepseek" in lab
+    assert "groups[0].catalog.allow.services: deepseek" in lab
     office = subprocess.run(
         [
             sys.executable,
@@ -174,3 +177,45 @@ def test_check_explains_per_client(tmp_path, catalog_dir):
     ).stdout
     assert "group default" in office
     assert "BLOCKED" in office
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KiB tmpfs, filled up: the state folder on a disk with no space left."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI has it)")
+    mount = tmp_path / "state"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    filler = mount / "filler"
+    try:
+        descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(descriptor, b"\0" * 1024)
+        os.close(descriptor)
+        yield mount, filler
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_state_disk_degrades_the_audit_trail_never_dns(start_server, full_disk):
+    mount, filler = full_disk
+    server = start_server(state={"directory": str(mount)}, audit={"flush_interval": 0.1})
+    assert ask(server, "chat.deepseek.com").rcode() == dns.rcode.NXDOMAIN
+    assert ask(server, "www.example.test").rcode() == dns.rcode.NOERROR
+    wait_for(lambda: server.metric("aiwall_audit_degraded", sink="sqlite") == 1)
+    assert server.call(server.server.ready())[0]
+    # Space comes back: the attempts waiting in memory are written.
+    filler.unlink()
+    wait_for(lambda: server.metric("aiwall_audit_degraded", sink="sqlite") == 0)
+    wait_for(lambda: server.metric("aiwall_audit_written_total", sink="sqlite") == 1)
+    rows = sqlite3.connect(mount / "audit.db").execute("SELECT name FROM attempts").fetchall()
+    assert rows == [("chat.deepseek.com",)]
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

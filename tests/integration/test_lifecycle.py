@@ -12,6 +12,7 @@ import time
 import dns.message
 import pytest
 
+from resolver import server as server_module
 from resolver.server import Server
 from tests.fakes.upstream import DEFAULT_A
 from tests.integration.test_cli import Process, write_config
@@ -111,21 +112,24 @@ def test_the_policy_is_in_force_before_any_port_opens(upstream, catalog_dir, tmp
     extra = tmp_path / "extra.txt"
     extra.write_text("listed.test\n")
     seen: list[bool] = []
-    listen = Server._listen_dns
+    servers: list[Server] = []
+    bind = server_module.bind_dns
 
-    async def spy(self: Server, loop, host: str, port: int) -> None:
-        # What a query would meet the moment this port opens.
-        pipeline = self.pipeline
+    def spy(specs, workers=1):
+        # What a query would meet the moment a port is bound.
+        pipeline = servers[0].pipeline
         seen.append(
             pipeline is not None
             and pipeline.blocking.groups.default.blocklist.decide("listed.test").blocked
             and pipeline.blocking.groups.default.blocklist.decide("chat.deepseek.com").blocked
         )
-        await listen(self, loop, host, port)
+        return bind(specs, workers)
 
-    monkeypatch.setattr(Server, "_listen_dns", spy)
+    monkeypatch.setattr(server_module, "bind_dns", spy)
     config = make_config(upstream.server_spec, base_dir=tmp_path, blocking={"lists": [str(extra)]})
-    with RunningServer(config, catalog_dir=catalog_dir) as server:
+    running = RunningServer(config, catalog_dir=catalog_dir)
+    servers.append(running.server)
+    with running as server:
         assert server.port
     assert seen == [True]
 

@@ -21,7 +21,6 @@ REJECTED = "aiwall_upstream_rejected_responses_total"
 KINDS = {
     "wrong-id": "wrong_id",
     "wrong-question": "wrong_question",
-    "wrong-source": "wrong_source",
     "malformed": "malformed",
     "truncated-garbage": "malformed",
 }
@@ -49,6 +48,19 @@ def test_forgery_is_ignored_and_the_genuine_answer_served(start_server, upstream
     assert FORGED_A not in addresses(again)
     assert upstream.answer_count(name) == 1
     assert server.metric("aiwall_cache_hits_total") == 1
+
+
+def test_a_forgery_from_another_port_never_reaches_the_server(start_server, upstream):
+    # The upstream socket is connected: the kernel drops datagrams from any other
+    # address or port before we see them (RFC 5452 9.1), so there is nothing to count.
+    name = "wrong-source.example.test"
+    upstream.set_forgery(name, "wrong-source")
+    server = start_server()
+    answer = ask(server, name)
+    assert addresses(answer) == [DEFAULT_A]
+    assert FORGED_A not in addresses(ask(server, name))
+    assert server.metric(REJECTED) == 0
+    assert upstream.answer_count(name) == 1
 
 
 def test_each_forgery_kind_counts_under_its_own_reason(start_server, upstream):

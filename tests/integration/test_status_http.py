@@ -53,3 +53,42 @@ def test_not_ready_when_no_upstream_answers(start_server, upstream):
     assert "upstream" in body
     # Alive all the same: a liveness probe must not restart a server whose upstream is down.
     assert get(server.http_url + "/healthz")[0] == 200
+
+
+def test_counters_with_known_labels_start_at_zero(start_server, tmp_path):
+    # A healthy server shows 0, not "No data", on the error panels of the dashboard.
+    listed = tmp_path / "extra.txt"
+    listed.write_text("listed.test\n")
+    server = start_server(
+        blocking={
+            "lists": [str(listed)],
+            "remote_lists": [{"url": "http://127.0.0.1:9/ai.txt", "name": "ai", "timeout": 0.2}],
+        }
+    )
+    text = server.metrics_text()
+    upstream = server.server.pipeline.forwarder.servers[0].label
+    for reason in ("timeout", "network", "refused", "servfail"):
+        assert (
+            f'aiwall_upstream_errors_total{{reason="{reason}",upstream="{upstream}"}} 0.0' in text
+        )
+    rejected = "aiwall_upstream_rejected_responses_total"
+    for reason in ("wrong_id", "wrong_question", "malformed", "truncated"):
+        assert f'{rejected}{{reason="{reason}",upstream="{upstream}"}} 0.0' in text
+    for reason in ("shrink", "parse", "http_status", "too_large", "timeout"):
+        assert f'aiwall_list_refresh_failures_total{{reason="{reason}",source="remote:ai"}}' in text
+    for reason in ("shrink", "parse", "unreadable"):
+        assert (
+            f'aiwall_list_refresh_failures_total{{reason="{reason}",source="list:extra.txt"}} 0.0'
+            in text
+        )
+
+
+def test_a_ttl_with_the_top_bit_set_is_relayed_as_zero_and_not_cached(start_server, upstream):
+    # RFC 2181 8: such a TTL means 0, on the first answer as on any other.
+    upstream.set_records("huge-ttl.example.test", "A", ["192.0.2.9"], ttl=2**31 + 5)
+    server = start_server()
+    first = ask(server, "huge-ttl.example.test")
+    assert [rrset.ttl for rrset in first.answer] == [0]
+    second = ask(server, "huge-ttl.example.test")
+    assert [rrset.ttl for rrset in second.answer] == [0]
+    assert upstream.answer_count("huge-ttl.example.test") == 2

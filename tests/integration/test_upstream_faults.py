@@ -4,6 +4,8 @@ unknown ones get SERVFAIL; broken upstream answers are rejected and counted."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import socket
 import struct
 import time
 from typing import Any
@@ -36,22 +38,72 @@ def second():
         assert fake.errors == []
 
 
-def test_a_dead_upstream_is_skipped_after_three_failures(start_server, upstream, second):
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_dead_upstream_is_out_once_our_own_probe_fails(start_server, upstream, second):
     upstream.set_silent()
     for index in range(6):
         second.set_records(f"n{index}.example.test", "A", [SECOND_A])
     server = start_server(upstreams=[upstream.server_spec, second.server_spec])
     label = upstream.server_spec
-    for index in range(3):
+    # The first client question pays the timeout, and makes the upstream suspect.
+    assert addresses(ask(server, "n0.example.test")) == [SECOND_A]
+    # The server's own probe (the root NS set) decides, once.
+    wait_until(lambda: server.metric("aiwall_upstream_up", upstream=label) == 0)
+    assert server.metric("aiwall_upstream_probes_total", upstream=label, result="dead") == 1
+    assert upstream.answer_count("") >= 1
+    # From now on the first is not asked at all, and costs no timeout.
+    for index in range(1, 6):
+        started = time.monotonic()
         assert addresses(ask(server, f"n{index}.example.test")) == [SECOND_A]
-    assert upstream.answer_count("n2.example.test") == 1
-    assert server.metric("aiwall_upstream_up", upstream=label) == 0
-    # From now on the first is not asked at all (and costs no timeout) during its back-off.
-    for index in range(3, 6):
-        assert addresses(ask(server, f"n{index}.example.test")) == [SECOND_A]
+        assert time.monotonic() - started < 0.3
         assert upstream.answer_count(f"n{index}.example.test") == 0
-    assert server.metric("aiwall_upstream_skipped_total", upstream=label) == 3
-    assert server.metric("aiwall_upstream_errors_total", upstream=label, reason="timeout") == 3
+    assert server.metric("aiwall_upstream_skipped_total", upstream=label) == 5
+    assert server.metric("aiwall_upstream_errors_total", upstream=label, reason="timeout") == 1
+    # Back as soon as a probe finds it answering again.
+    upstream.reset()
+    wait_until(lambda: server.metric("aiwall_upstream_up", upstream=label) == 1, timeout=8)
+    assert addresses(ask(server, "back.example.test")) == [DEFAULT_A]
+
+
+def test_a_flood_of_unanswerable_names_does_not_take_a_healthy_upstream_out(
+    start_server, upstream, second
+):
+    # Names whose own servers are dead time out at a healthy upstream: that upstream
+    # still answers everything else, and must stay in use for every other client.
+    for index in range(30):
+        upstream.set_silent(f"dead{index}.example.test")
+    server = start_server(upstreams=[upstream.server_spec, second.server_spec])
+    label = upstream.server_spec
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda i: ask(server, f"dead{i}.example.test"), range(30)))
+    assert server.metric("aiwall_upstream_up", upstream=label) == 1
+    assert server.metric("aiwall_upstream_probes_total", upstream=label, result="dead") == 0
+    # Probes, not client questions, decided: a handful for 30 failures.
+    assert 1 <= server.metric("aiwall_upstream_probes_total", upstream=label, result="alive") <= 3
+    assert addresses(ask(server, "healthy.example.test")) == [DEFAULT_A]
+    assert upstream.answer_count("healthy.example.test") == 1
+    assert server.metric("aiwall_upstream_skipped_total", upstream=label) == 0
+
+
+def test_a_refused_upstream_fails_over_in_milliseconds(start_server, second):
+    # Nothing listens on the first: the kernel answers with ICMP port unreachable, which
+    # the connected upstream socket reports at once (no 2-second timeout).
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    dead = f"127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+    second.set_records("fast.example.test", "A", [SECOND_A])
+    server = start_server(upstreams=[dead, second.server_spec], upstream={"timeout": 2.0})
+    started = time.monotonic()
+    assert addresses(ask(server, "fast.example.test")) == [SECOND_A]
+    assert time.monotonic() - started < 0.5
+    assert server.metric("aiwall_upstream_errors_total", upstream=dead, reason="network") == 1
 
 
 def test_all_down_serves_stale_answers_with_ttl_30_and_ede_3(start_server, upstream):

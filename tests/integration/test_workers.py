@@ -56,15 +56,32 @@ def workers(upstream, catalog_dir, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    url = f"http://127.0.0.1:{http}"
     deadline = time.monotonic() + 30
-    while udp_sockets_on(port) < 2:
+    # The supervisor binds the ports before the workers start; the HTTP listener opens
+    # once every worker serves.
+    while not answers(url + "/healthz"):
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline, "workers did not start"
         time.sleep(0.1)
-    yield proc, port, f"http://127.0.0.1:{http}"
+    yield proc, port, url
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+def worker_pids(proc: subprocess.Popen[str]) -> list[str]:
+    return subprocess.run(
+        ["pgrep", "-P", str(proc.pid), "-f", "spawn_main"], capture_output=True, text=True
+    ).stdout.split()
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def ask_from_fresh_ports(port: int, count: int) -> None:
@@ -88,15 +105,15 @@ def test_metrics_are_the_sum_over_workers(workers):
 
 def test_a_dead_worker_is_restarted_and_sigterm_stops_all(workers):
     proc, port, url = workers
-    children = subprocess.run(
-        ["pgrep", "-P", str(proc.pid), "-f", "spawn_main"], capture_output=True, text=True
-    ).stdout.split()
+    children = worker_pids(proc)
     assert len(children) == 2
     os.kill(int(children[0]), signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while metric(url, "aiwall_worker_restarts_total") < 1 or udp_sockets_on(port) < 2:
+    while metric(url, "aiwall_worker_restarts_total") < 1 or len(worker_pids(proc)) < 2:
         assert time.monotonic() < deadline, "the worker was not restarted"
         time.sleep(0.2)
+    # The supervisor holds the sockets: the group never lost or gained a member.
+    assert udp_sockets_on(port) == 2
     ask_from_fresh_ports(port, 20)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0

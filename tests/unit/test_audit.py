@@ -6,9 +6,16 @@ import time
 
 import pytest
 
+from resolver import audit
 from resolver.audit import AuditLog
-from resolver.config import AuditConfig, PrivacyConfig
+from resolver.config import AuditConfig, ConfigError, PrivacyConfig, config_from_mapping
+from resolver.metrics import Metrics
 from resolver.report import ReportError, parse_since, render, summarise
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
 
 
 def attempts(
@@ -85,17 +92,77 @@ def test_pseudonyms_hide_addresses_but_keep_clients_apart(tmp_path):
     assert (rows[0].blocked, rows[0].clients) == (4, 2)
 
 
-def test_a_failed_write_keeps_the_records_pending(tmp_path):
+def test_a_failed_write_keeps_the_records_pending_and_reports_degraded(tmp_path):
     target = tmp_path / "missing-dir" / "a.jsonl"
-    log = AuditLog(AuditConfig(sqlite="", jsonl=str(target)), PrivacyConfig(), tmp_path)
+    metrics = Metrics()
+    log = AuditLog(AuditConfig(sqlite="", jsonl=str(target)), PrivacyConfig(), tmp_path, metrics)
     attempts(log, "10.0.0.7", "deepseek", 2)
-    with pytest.raises(FileNotFoundError, match="missing-dir"):
-        log.flush()
+    log.flush()  # fails, and says so, but never raises into the server
+    assert log.degraded
+    assert "missing-dir" in log.degraded[0]
+    assert sample(metrics, "aiwall_audit_degraded", sink="jsonl") == 1
     attempts(log, "10.0.0.7", "deepseek", 1)
     (tmp_path / "missing-dir").mkdir()
     log.flush()
+    counts = sorted(json.loads(line)["count"] for line in target.read_text().splitlines())
+    assert counts == [1, 2]
+    assert log.degraded == []
+    assert sample(metrics, "aiwall_audit_degraded", sink="jsonl") == 0
+
+
+def test_each_sink_keeps_its_own_position(tmp_path):
+    # SQLite works, JSON lines fails: SQLite's rows must not be written again and again.
+    target = tmp_path / "missing-dir" / "a.jsonl"
+    log = AuditLog(AuditConfig(jsonl=str(target)), PrivacyConfig(), tmp_path)
+    log.start()
+    attempts(log, "10.0.0.7", "deepseek", 4)
+    for _ in range(6):
+        log.flush()
+    (tmp_path / "missing-dir").mkdir()
+    log.close()
+    db = sqlite3.connect(tmp_path / "audit.db")
+    assert db.execute("SELECT count(*), sum(count) FROM attempts").fetchone() == (1, 4)
     (line,) = target.read_text().splitlines()
-    assert json.loads(line)["count"] == 3
+    assert json.loads(line)["count"] == 4
+
+
+def test_a_full_queue_is_counted_and_logged(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(audit, "QUEUE_LIMIT", 3)
+    metrics = Metrics()
+    log = AuditLog(AuditConfig(), PrivacyConfig(), tmp_path, metrics)
+    log.start()
+    for index in range(5):
+        attempts(log, "10.0.0.7", "deepseek", 1, name=f"n{index}.deepseek.com")
+    log.close()
+    assert sample(metrics, "aiwall_audit_dropped_total") == 2
+    assert "2 attempts not recorded" in caplog.text
+
+
+def test_a_configured_key_file_is_never_overwritten(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("short")
+    with pytest.raises(ConfigError, match="at least 32"):
+        AuditLog(AuditConfig(), PrivacyConfig(pseudonymize=True, key_file=str(key)), tmp_path)
+    assert key.read_text() == "short"
+    with pytest.raises(ConfigError, match="cannot read"):
+        AuditLog(AuditConfig(), PrivacyConfig(pseudonymize=True, key_file="absent"), tmp_path / "x")
+    assert not (tmp_path / "absent").exists()
+    # validate-config says so too, before anything starts.
+    with pytest.raises(ConfigError, match=r"privacy\.key_file"):
+        config_from_mapping(
+            {"privacy": {"pseudonymize": True, "key_file": "key"}}, base_dir=tmp_path
+        )
+
+
+def test_the_default_key_is_made_once_and_a_damaged_one_is_an_error(tmp_path):
+    AuditLog(AuditConfig(), PrivacyConfig(pseudonymize=True), tmp_path)
+    made = (tmp_path / "audit.key").read_bytes()
+    AuditLog(AuditConfig(), PrivacyConfig(pseudonymize=True), tmp_path)
+    assert (tmp_path / "audit.key").read_bytes() == made
+    (tmp_path / "audit.key").write_text("cut")
+    with pytest.raises(ConfigError):
+        AuditLog(AuditConfig(), PrivacyConfig(pseudonymize=True), tmp_path)
+    assert (tmp_path / "audit.key").read_text() == "cut"
 
 
 def test_retention_by_age_and_by_rows(tmp_path):

@@ -1,8 +1,9 @@
-"""Upstream back-off: skipped after consecutive failures, doubling, one probe at a time."""
+"""Upstream health: client failures only make an upstream suspect; the server's own
+probe decides, and further probes back off until it answers."""
 
 from __future__ import annotations
 
-from resolver.backoff import Admission, UpstreamHealth
+from resolver.backoff import UpstreamHealth
 
 
 class Clock:
@@ -13,109 +14,51 @@ class Clock:
         return self.now
 
 
-def failing(health: UpstreamHealth, clock: Clock, times: int) -> list[bool]:
-    results = []
-    for _ in range(times):
-        admission = health.admit()
-        sent = clock.now
-        clock.now += 0.5  # the timeout
-        results.append(health.failed(admission, sent))
-    return results
+def test_a_failed_client_question_starts_one_probe_and_does_not_take_it_down():
+    health = UpstreamHealth(clock=Clock())
+    assert health.suspect() is True
+    # While the probe runs, more failures start nothing more and change nothing.
+    assert [health.suspect() for _ in range(100)] == [False] * 100
+    assert health.up
 
 
-def test_three_consecutive_failures_start_a_five_second_backoff():
+def test_an_answered_probe_keeps_it_up_and_a_flood_of_failures_costs_one_probe_a_second():
     clock = Clock()
     health = UpstreamHealth(clock=clock)
-    assert failing(health, clock, 3) == [False, False, True]
+    probes = 0
+    # 300 unanswerable client names a second for 5 s: one probe per RECHECK_AFTER.
+    for step in range(1500):
+        clock.now = 100.0 + step / 300
+        if health.suspect():
+            probes += 1
+            assert health.checked(alive=True) is False  # no state change: still up
+    assert health.up
+    assert probes == 5
+
+
+def test_a_failed_probe_takes_it_down_and_later_probes_back_off_doubling():
+    health = UpstreamHealth(first=1.0, maximum=8.0, clock=Clock())
+    assert health.suspect()
+    assert health.checked(alive=False) is True
     assert not health.up
-    assert health.admit() is Admission.SKIP
-    clock.now += 4.9
-    assert health.admit() is Admission.SKIP
-    clock.now += 0.2
-    assert health.admit() is Admission.PROBE
+    assert health.backoff == 1.0
+    backoffs = []
+    for _ in range(5):
+        assert health.checked(alive=False) is False
+        backoffs.append(health.backoff)
+    assert backoffs == [2.0, 4.0, 8.0, 8.0, 8.0]
+    # Down: client failures start no probe of their own (the prober is already on it).
+    assert health.suspect() is False
 
 
-def test_a_success_in_between_resets_the_count():
-    clock = Clock()
-    health = UpstreamHealth(clock=clock)
-    failing(health, clock, 2)
-    health.succeeded()
-    clock.now += 1
-    assert failing(health, clock, 2) == [False, False]
+def test_an_answered_probe_or_any_genuine_answer_brings_it_back():
+    health = UpstreamHealth(clock=Clock())
+    health.suspect()
+    health.checked(alive=False)
+    assert health.checked(alive=True) is True
     assert health.up
-
-
-def test_only_one_probe_at_a_time_and_its_failure_doubles_the_backoff():
-    clock = Clock()
-    health = UpstreamHealth(clock=clock)
-    failing(health, clock, 3)
-    clock.now += 5
-    probe = health.admit()
-    assert probe is Admission.PROBE
-    assert health.admit() is Admission.SKIP  # the probe is still out
-    sent = clock.now
-    clock.now += 0.5
-    assert health.failed(probe, sent) is True
-    assert health.backoff == 10
-    clock.now += 9.9
-    assert health.admit() is Admission.SKIP
-    clock.now += 0.2
-    assert health.admit() is Admission.PROBE
-
-
-def test_backoff_doubles_up_to_the_maximum():
-    clock = Clock()
-    health = UpstreamHealth(clock=clock)
-    failing(health, clock, 3)
-    periods = []
-    for _ in range(6):
-        clock.now += health.backoff
-        probe = health.admit()
-        assert probe is Admission.PROBE
-        health.failed(probe, clock.now)
-        periods.append(health.backoff)
-    assert periods == [10, 20, 40, 60, 60, 60]
-
-
-def test_a_successful_probe_brings_the_upstream_back():
-    clock = Clock()
-    health = UpstreamHealth(clock=clock)
-    failing(health, clock, 3)
-    clock.now += 5
-    assert health.admit() is Admission.PROBE
-    health.succeeded()
+    assert health.backoff == 0.0
+    health.checked(alive=False)
+    assert health.succeeded() is True
     assert health.up
-    assert health.admit() is Admission.SEND
-
-
-def test_a_cancelled_probe_lets_the_next_query_probe():
-    clock = Clock()
-    health = UpstreamHealth(clock=clock)
-    failing(health, clock, 3)
-    clock.now += 5
-    probe = health.admit()
-    health.abandoned(probe)
-    assert health.admit() is Admission.PROBE
-
-
-def test_failures_of_queries_sent_before_the_backoff_do_not_extend_it():
-    clock = Clock()
-    health = UpstreamHealth(clock=clock)
-    stragglers = [(health.admit(), clock.now) for _ in range(10)]
-    clock.now += 0.5
-    verdicts = [health.failed(admission, sent) for admission, sent in stragglers]
-    assert verdicts.count(True) == 1
-    assert health.backoff == 5
-
-
-def test_a_slow_question_does_not_count_while_the_upstream_answers_others():
-    # Queries for a name whose own servers are dead time out, but the upstream keeps
-    # answering everything else meanwhile: it is healthy, and must not be backed off.
-    clock = Clock()
-    health = UpstreamHealth(clock=clock)
-    slow = [(health.admit(), clock.now) for _ in range(5)]
-    clock.now += 0.1
-    health.succeeded()
-    clock.now += 0.4
-    assert [health.failed(admission, sent) for admission, sent in slow] == [False] * 5
-    assert health.up
+    assert health.succeeded() is False

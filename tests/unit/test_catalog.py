@@ -40,7 +40,7 @@ shared:
     reason: used by unrelated products
 sources:
   - https://example.com/docs
-reviewed: 2026-11-22
+verified: 2026-11-22
 notes: a test service
 """
 
@@ -73,14 +73,14 @@ def test_valid_service_loads_with_every_field(tmp_path: Path) -> None:
     )
     assert service.shared[0].name == "cdn.shared-host.com"
     assert service.sources == ("https://example.com/docs",)
-    assert service.reviewed == datetime.date(2026, 11, 22)
+    assert service.verified == datetime.date(2026, 11, 22)
     assert service.notes == "a test service"
     assert catalog.by_id("missing") is None
 
 
 def test_optional_keys_may_be_left_out(tmp_path: Path) -> None:
     text = (
-        VALID.split("shared:")[0] + "sources:\n  - https://example.com/docs\nreviewed: 2026-11-22\n"
+        VALID.split("shared:")[0] + "sources:\n  - https://example.com/docs\nverified: 2026-11-22\n"
     )
     write(tmp_path, text)
     service = load_catalog(tmp_path).services[0]
@@ -100,7 +100,7 @@ def test_optional_keys_may_be_left_out(tmp_path: Path) -> None:
             "unknown key",
         ),
         ("vendor: Example Corp.\n", "", "vendor", "missing required key"),
-        ("reviewed: 2026-11-22\n", "", "reviewed", "missing required key"),
+        ("verified: 2026-11-22\n", "", "verified", "missing required key"),
         ("  - name: example-cdn.net", "  - role: cdn", "domains[2].name", "missing required key"),
         (
             "    reason: used by unrelated products\n",
@@ -176,11 +176,11 @@ def test_optional_keys_may_be_left_out(tmp_path: Path) -> None:
             "shared[0].name",
             "not a valid hostname",
         ),
-        ("reviewed: 2026-11-22", "reviewed: 2026-13-45", "reviewed", "expected a date"),
-        ("reviewed: 2026-11-22", "reviewed: '22/11/2026'", "reviewed", "expected a date"),
-        ("reviewed: 2026-11-22", "reviewed: 2026-02-30", "reviewed", "expected a date"),
-        ("reviewed: 2026-11-22", "reviewed: 2026-11-22 10:00:00", "reviewed", "expected a date"),
-        ("reviewed: 2026-11-22", "reviewed: 20261122", "reviewed", "expected a date"),
+        ("verified: 2026-11-22", "verified: 2026-13-45", "verified", "expected a date"),
+        ("verified: 2026-11-22", "verified: '22/11/2026'", "verified", "expected a date"),
+        ("verified: 2026-11-22", "verified: 2026-02-30", "verified", "expected a date"),
+        ("verified: 2026-11-22", "verified: 2026-11-22 10:00:00", "verified", "expected a date"),
+        ("verified: 2026-11-22", "verified: 20261122", "verified", "expected a date"),
         ("  source: https://example.com/privacy\n", "", "data_location.source", "required"),
         (
             "  source: https://example.com/privacy",
@@ -231,8 +231,8 @@ def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
 
 
 def test_quoted_iso_date_is_accepted(tmp_path: Path) -> None:
-    write(tmp_path, VALID.replace("reviewed: 2026-11-22", "reviewed: '2026-11-22'"))
-    assert load_catalog(tmp_path).services[0].reviewed == datetime.date(2026, 11, 22)
+    write(tmp_path, VALID.replace("verified: 2026-11-22", "verified: '2026-11-22'"))
+    assert load_catalog(tmp_path).services[0].verified == datetime.date(2026, 11, 22)
 
 
 def test_unknown_data_location_needs_no_source(tmp_path: Path) -> None:

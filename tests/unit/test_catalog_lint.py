@@ -126,10 +126,10 @@ def service(service_id: str, *names: str, **changes: Any) -> Service:
         vendor_country="US",
         data_location=DataLocation("unknown", None),
         categories=("chat_assistant",),
-        domains=tuple(Domain(name, None) for name in names),
+        domains=tuple(Domain(name, None, f"https://example.com/{name}") for name in names),
         shared=(),
         sources=("https://example.com/source",),
-        reviewed=datetime.date(2026, 1, 1),
+        verified=datetime.date(2026, 1, 1),
         notes="",
     )
     return dataclasses.replace(base, **changes)
@@ -142,10 +142,10 @@ def test_shipped_catalog_is_lint_clean(shipped: Catalog, protected: frozenset[st
     assert lint(shipped, protected) == []
 
 
-def test_every_shipped_service_is_sourced_and_reviewed(shipped: Catalog) -> None:
+def test_every_shipped_service_is_sourced_and_verified(shipped: Catalog) -> None:
     for entry in shipped.services:
         assert entry.sources, entry.id
-        assert isinstance(entry.reviewed, datetime.date), entry.id
+        assert isinstance(entry.verified, datetime.date), entry.id
         assert entry.domains, entry.id
 
 
@@ -315,8 +315,15 @@ def test_shared_host_that_a_block_would_catch_is_reported() -> None:
     [
         ({"sources": ()}, "fake: no sources"),
         ({"sources": ("somewhere",)}, "fake: source 'somewhere' is not an http(s) URL"),
-        ({"reviewed": None}, "fake: no review date"),
-        ({"reviewed": datetime.date(2999, 1, 1)}, "fake: review date 2999-01-01 is in the future"),
+        ({"verified": None}, "fake: no verified date"),
+        (
+            {"verified": datetime.date(2999, 1, 1)},
+            "fake: verified date 2999-01-01 is in the future",
+        ),
+        (
+            {"domains": (Domain("fake.ai", None, "a friend"),)},
+            "fake: 'fake.ai' source 'a friend' is not a URL",
+        ),
         ({"categories": ()}, "fake: no categories"),
         ({"categories": ("image_generation",)}, "fake: unknown category 'image_generation'"),
         ({"domains": ()}, "fake: no domains"),

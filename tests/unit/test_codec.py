@@ -222,6 +222,18 @@ def test_opcode_is_echoed():
     msg = reply(query, responses.error(query, wire.NOTIMP, Outcome.NOTIMP))
     assert msg.opcode() == dns.opcode.NOTIFY
     assert msg.rcode() == dns.rcode.NOTIMP
+    # Unbound's answer to an opcode it does not implement claims no recursion; ISC's
+    # genreport flags RA there ("opcode=ra").
+    assert not msg.flags & dns.flags.RA
+
+
+def test_ra_is_set_on_every_other_answer():
+    query = parse(make_raw())
+    for answer in (
+        forwarded(upstream_message()),
+        responses.error(query, wire.REFUSED, Outcome.REFUSED),
+    ):
+        assert reply(query, answer).flags & dns.flags.RA
 
 
 def test_question_is_echoed_in_the_case_asked():

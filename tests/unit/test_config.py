@@ -82,7 +82,7 @@ def test_a_lone_string_where_a_list_belongs_is_one_item():
         }
     )
     assert config.listen.dns == ("[::1]:5353",)
-    assert config.blocking.lists == ("extra.txt",)
+    assert [local.path for local in config.blocking.lists] == ["extra.txt"]
     assert config.upstream.conditional == {"corp.example": ("10.0.0.53",)}
 
 
@@ -361,3 +361,36 @@ def test_available_cpus_honours_a_container_quota(tmp_path):
     assert available_cpus(quota) == min(2, available_cpus(tmp_path / "none"))
     quota.write_text("max 100000\n")
     assert available_cpus(quota) == available_cpus(tmp_path / "none")
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("blocking:\n  catalog: all\nlisten: {}\nblocking:\n  catalog: none\n")
+    with pytest.raises(ConfigError, match=r"'blocking' appears twice .*line 1 and line 4"):
+        load_config(path)
+
+
+def test_unquoted_dates_and_times_are_read_where_a_date_is_meant(tmp_path):
+    path = tmp_path / "until.yaml"
+    path.write_text(
+        "blocking:\n  catalog:\n    block: {all: true}\n"
+        "    allow: {services: [deepseek], until: 2026-12-31}\n"
+        "    report: {services: [kimi], until: 2026-12-31T18:00:00Z}\n"
+    )
+    config = load_config(path)
+    assert config.blocking.catalog.allow.until == "2026-12-31"
+    assert config.blocking.catalog.allow.expires_at == 1798761600.0  # 2027-01-01T00:00Z
+    assert config.blocking.catalog.report.expires_at == 1798740000.0
+
+
+def test_a_local_list_takes_a_path_or_a_mapping_with_its_guard(tmp_path):
+    config = config_from_mapping(
+        {"blocking": {"lists": ["a.txt", {"path": "b.txt", "max_shrink": 0.9}]}},
+        base_dir=tmp_path,
+    )
+    assert [(local.path, local.max_shrink) for local in config.blocking.lists] == [
+        ("a.txt", 0.5),
+        ("b.txt", 0.9),
+    ]
+    with pytest.raises(ConfigError, match=r"blocking.lists\[0\].max_invalid"):
+        config_from_mapping({"blocking": {"lists": [{"path": "a", "max_invalid": 2}]}})
