@@ -18,14 +18,9 @@ import dnslib
 import yaml
 
 from resolver import __version__, yamltext
-from resolver.catalog import (
-    CatalogError,
-    default_catalog_dir,
-    default_protected_path,
-    lint,
-    load_catalog,
-    load_protected,
-)
+from resolver.audit.report import FORMATS as REPORT_FORMATS
+from resolver.audit.report import GROUPINGS, ReportError, parse_since, summarise
+from resolver.audit.report import render as render_report
 from resolver.config import (
     CatalogPolicy,
     Config,
@@ -34,16 +29,21 @@ from resolver.config import (
     load_config,
     parse_host_port,
 )
-from resolver.explain import explain
-from resolver.export import FORMATS, ExportOptions, render
 from resolver.logs import setup_logging
-from resolver.policyload import PolicyError, load_policy, remote_lists
-from resolver.report import FORMATS as REPORT_FORMATS
-from resolver.report import GROUPINGS, ReportError, parse_since, summarise
-from resolver.report import render as render_report
-from resolver.server import Server, serve_until_stopped
+from resolver.policy.catalog import (
+    CatalogError,
+    default_catalog_dir,
+    default_protected_path,
+    lint,
+    load_catalog,
+    load_protected,
+)
+from resolver.policy.explain import explain
+from resolver.policy.export import FORMATS, ExportOptions, render
+from resolver.policy.loading import PolicyError, load_policy, remote_lists
+from resolver.serve.server import Server, serve_until_stopped
+from resolver.serve.workers import Supervisor, WorkerStartError
 from resolver.storage import write_atomically
-from resolver.workers import Supervisor, WorkerStartError
 
 log = logging.getLogger("aiwall")
 

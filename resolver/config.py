@@ -22,8 +22,8 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 import yaml
 
 from resolver import yamltext
-from resolver.catalog import CATEGORIES
-from resolver.listfile import normalise_name
+from resolver.policy.catalog import CATEGORIES
+from resolver.policy.listfile import normalise_name
 
 
 class ConfigError(ValueError):

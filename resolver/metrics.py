@@ -23,7 +23,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from resolver import __version__, wire
+from resolver import __version__
+from resolver.dns import wire
 
 # The _created series double the series count for no dashboard we ship.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream

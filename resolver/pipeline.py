@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resolver import wire
 from resolver.config import Config, system_nameservers
-from resolver.domainset import DomainSet
-from resolver.groups import ClientGroups
+from resolver.dns import wire
+from resolver.dns.model import Handler
 from resolver.handlers.access import AccessHandler
 from resolver.handlers.blocking import Attempts, BlockingHandler
 from resolver.handlers.cache import AnswerCache, CacheHandler
@@ -17,8 +16,9 @@ from resolver.handlers.minimal_any import MinimalAnyHandler
 from resolver.handlers.ratelimit import RateLimitHandler
 from resolver.handlers.sanity import SanityHandler
 from resolver.metrics import Metrics
-from resolver.model import Handler
-from resolver.upstream import Forwarder, Upstream
+from resolver.policy.domainset import DomainSet
+from resolver.policy.groups import ClientGroups
+from resolver.upstream.forwarder import Forwarder, Upstream
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ import dns.query
 import dns.rdatatype
 
 from resolver.config import Config, config_from_mapping
-from resolver.server import Server
+from resolver.serve.server import Server
 
 T = TypeVar("T")
 

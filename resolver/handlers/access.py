@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from resolver import responses, wire
+from resolver.dns import responses, wire
+from resolver.dns.model import Handler, Outcome, Query, Resolution
 from resolver.metrics import Metrics
-from resolver.model import Handler, Outcome, Query, Resolution
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

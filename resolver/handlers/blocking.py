@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from resolver import wire
-from resolver.blocklist import Rule
-from resolver.groups import ClientGroups, Group
-from resolver.model import Answer, Handler, Query, Resolution
+from resolver.dns import wire
+from resolver.dns.model import Answer, Handler, Query, Resolution
+from resolver.policy.blocklist import Rule
+from resolver.policy.groups import ClientGroups, Group
 
 # Enough for every banned name an office asks for in a day; a flood of random names only
 # costs a cleared dict.

@@ -10,10 +10,10 @@ from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from resolver import wire
 from resolver.config import CacheConfig
+from resolver.dns import wire
+from resolver.dns.model import Answer, Handler, Outcome, Query, Resolution
 from resolver.metrics import Metrics
-from resolver.model import Answer, Handler, Outcome, Query, Resolution
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from resolver.domainset import DomainSet
-from resolver.model import Query, Resolution
-from resolver.upstream import Forwarder
+from resolver.dns.model import Query, Resolution
+from resolver.policy.domainset import DomainSet
+from resolver.upstream.forwarder import Forwarder
 
 
 class ForwardingHandler:

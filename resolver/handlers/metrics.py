@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from resolver.dns.model import Answer, Handler, Outcome, Query, Resolution
 from resolver.metrics import Metrics
-from resolver.model import Answer, Handler, Outcome, Query, Resolution
 
 
 class MetricsHandler:

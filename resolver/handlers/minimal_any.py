@@ -8,8 +8,8 @@ not much bigger than the query whatever the name holds.
 
 from __future__ import annotations
 
-from resolver import wire
-from resolver.model import Answer, Handler, Outcome, Query, Resolution
+from resolver.dns import wire
+from resolver.dns.model import Answer, Handler, Outcome, Query, Resolution
 
 TYPE_HINFO = 13
 # Long enough that a stub asking again is rare; RFC 8482 4.2 leaves the choice to us.

@@ -15,10 +15,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from resolver import responses
 from resolver.config import RateLimitConfig
+from resolver.dns import responses
+from resolver.dns.model import Answer, Handler, Outcome, Query, Resolution
 from resolver.metrics import Metrics
-from resolver.model import Answer, Handler, Outcome, Query, Resolution
 
 # The ::ffff:0:0/96 prefix of IPv4-mapped addresses (a dual-stack socket's IPv4 clients).
 _MAPPED = b"\x00" * 10 + b"\xff\xff"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from resolver import responses, wire
-from resolver.model import Handler, Outcome, Query, Resolution
+from resolver.dns import responses, wire
+from resolver.dns.model import Handler, Outcome, Query, Resolution
 
 # Zone transfers are for authoritative servers; a forwarder has no zones to give.
 _REFUSED_TYPES = frozenset({wire.TYPE_AXFR, wire.TYPE_IXFR})

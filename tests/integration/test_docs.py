@@ -16,7 +16,7 @@ import pytest
 
 from resolver import yamltext
 from resolver.config import Config, config_from_mapping, load_config
-from resolver.policyload import load_policy
+from resolver.policy.loading import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", ROOT / "deploy" / "README.md"]

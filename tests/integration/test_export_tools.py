@@ -26,10 +26,10 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from resolver.blocklist import PolicyEntry, Rule
 from resolver.config import load_config
-from resolver.export import RESPONSES, ExportOptions, render
-from resolver.policyload import load_policy
+from resolver.policy.blocklist import PolicyEntry, Rule
+from resolver.policy.export import RESPONSES, ExportOptions, render
+from resolver.policy.loading import load_policy
 from tests.fakes.upstream import DEFAULT_A, FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[2]

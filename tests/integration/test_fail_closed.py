@@ -18,7 +18,7 @@ import dns.rcode
 import pytest
 import yaml
 
-from resolver import server as server_module
+from resolver.serve import server as server_module
 from tests.aiwall_process import AIWALL, Aiwall, query
 from tests.listserver import ListServer
 from tests.support import RunningServer, ask, free_port, make_config

@@ -12,8 +12,8 @@ import time
 import dns.message
 import pytest
 
-from resolver import server as server_module
-from resolver.server import Server
+from resolver.serve import server as server_module
+from resolver.serve.server import Server
 from tests.fakes.upstream import DEFAULT_A
 from tests.integration.test_cli import Process, write_config
 from tests.support import RunningServer, free_port, make_config

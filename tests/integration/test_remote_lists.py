@@ -13,7 +13,7 @@ import pytest
 
 from resolver.config import RemoteListConfig
 from resolver.metrics import Metrics
-from resolver.remote import RemoteList
+from resolver.policy.remote import RemoteList
 from tests.support import RunningServer, ask, make_config
 
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import dns.message
 import dns.rdatatype
 
-from resolver import responses, wire
-from resolver.codec import encode_answer, parse_query
-from resolver.model import Answer, Outcome, Query, Resolution
+from resolver.dns import responses, wire
+from resolver.dns.codec import encode_answer, parse_query
+from resolver.dns.model import Answer, Outcome, Query, Resolution
 
 
 def make_query(

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from resolver import audit
-from resolver.audit import AuditLog
+from resolver.audit import trail as audit
+from resolver.audit.report import ReportError, parse_since, render, summarise
+from resolver.audit.trail import AuditLog
 from resolver.config import AuditConfig, ConfigError, PrivacyConfig, config_from_mapping
 from resolver.metrics import Metrics
-from resolver.report import ReportError, parse_since, render, summarise
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:

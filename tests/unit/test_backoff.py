@@ -3,7 +3,7 @@ probe decides, and further probes back off until it answers."""
 
 from __future__ import annotations
 
-from resolver.backoff import UpstreamHealth
+from resolver.upstream.health import UpstreamHealth
 
 
 class Clock:

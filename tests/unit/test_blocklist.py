@@ -2,15 +2,15 @@ import datetime
 
 import pytest
 
-from resolver.blocklist import (
+from resolver.config import BlockingConfig, CatalogPolicy, CatalogSelector
+from resolver.policy.blocklist import (
     ListError,
     PolicyConflict,
     build_blocklist,
     parse_list_text,
     read_list_file,
 )
-from resolver.catalog import Catalog, DataLocation, Domain, Service
-from resolver.config import BlockingConfig, CatalogPolicy, CatalogSelector
+from resolver.policy.catalog import Catalog, DataLocation, Domain, Service
 
 
 def service(service_id: str, *domains: str, category: str = "chat_assistant") -> Service:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from resolver.catalog import (
+from resolver.policy.catalog import (
     CATEGORIES,
     ROLES,
     Catalog,

@@ -11,9 +11,9 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from resolver import responses, wire
-from resolver.codec import encode_answer, parse_query
-from resolver.model import Answer, Outcome, Query
+from resolver.dns import responses, wire
+from resolver.dns.codec import encode_answer, parse_query
+from resolver.dns.model import Answer, Outcome, Query
 
 
 def make_raw(

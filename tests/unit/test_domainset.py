@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from resolver import wire
-from resolver.domainset import DomainSet, Match
+from resolver.dns import wire
+from resolver.policy.domainset import DomainSet, Match
 
 
 def build(*names: str, wildcards: tuple[str, ...] = ()) -> DomainSet[str]:

@@ -1,7 +1,7 @@
 """Large lists kept as hashes: same answers as exact entries, most specific still wins."""
 
-from resolver import wire
-from resolver.domainset import DomainSet
+from resolver.dns import wire
+from resolver.policy.domainset import DomainSet
 
 
 def match(domains: DomainSet, name: str):

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resolver import wire
-from resolver.blocklist import Blocklist, PolicyEntry, Rule
-from resolver.export import FORMATS, RESPONSES, ExportOptions, render
-from resolver.listfile import parse_list
+from resolver.dns import wire
+from resolver.policy.blocklist import Blocklist, PolicyEntry, Rule
+from resolver.policy.export import FORMATS, RESPONSES, ExportOptions, render
+from resolver.policy.listfile import parse_list
 
 BLOCK = Rule(
     action="block", source="catalog", service="deepseek", category="chat", description="DeepSeek"

@@ -3,11 +3,11 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from resolver import responses, wire
-from resolver.blocklist import Blocklist, Rule
-from resolver.groups import ClientGroups, Group
+from resolver.dns import responses, wire
+from resolver.dns.model import Answer, Outcome
 from resolver.handlers.blocking import BlockingHandler
-from resolver.model import Answer, Outcome
+from resolver.policy.blocklist import Blocklist, Rule
+from resolver.policy.groups import ClientGroups, Group
 from tests.unit.handler_support import FakeNext, decode, make_query, resolve
 
 DEEPSEEK = Rule(

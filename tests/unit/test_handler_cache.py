@@ -6,12 +6,12 @@ import dns.message
 import dns.rcode
 import dns.rrset
 
-from resolver import responses, wire
 from resolver.config import CacheConfig
+from resolver.dns import responses, wire
+from resolver.dns.model import Answer, Outcome
 from resolver.handlers.cache import AnswerCache, CacheHandler
 from resolver.metrics import Metrics
-from resolver.model import Answer, Outcome
-from resolver.upstream import _answer_from
+from resolver.upstream.forwarder import _answer_from
 from tests.unit.handler_support import FakeNext, decode, make_query, resolve
 
 

@@ -1,14 +1,14 @@
-from resolver import responses, wire
-from resolver.domainset import DomainSet
+from resolver.dns import responses, wire
+from resolver.dns.model import Answer, Outcome
 from resolver.handlers.forwarding import ForwardingHandler
 from resolver.handlers.metrics import MetricsHandler
 from resolver.metrics import Metrics
-from resolver.model import Answer, Outcome
+from resolver.policy.domainset import DomainSet
 from tests.unit.handler_support import FakeNext, make_query, resolve
 
 
 class NamedForwarder:
-    """Stands in for resolver.upstream.Forwarder: answers at once, remembering who asked."""
+    """Stands in for the upstream Forwarder: answers at once, remembering who asked."""
 
     def __init__(self, label: str) -> None:
         self.label = label

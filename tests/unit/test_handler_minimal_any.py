@@ -5,9 +5,9 @@ from __future__ import annotations
 import dns.rdatatype
 import dns.rrset
 
-from resolver.codec import encode_answer
+from resolver.dns.codec import encode_answer
+from resolver.dns.model import Outcome
 from resolver.handlers.minimal_any import HINFO_TTL, MinimalAnyHandler
-from resolver.model import Outcome
 from tests.unit.handler_support import FakeNext, decode, make_query
 
 

@@ -7,11 +7,11 @@ import dataclasses
 import dns.flags
 import pytest
 
-from resolver.codec import encode_answer, parse_query
 from resolver.config import RateLimitConfig
+from resolver.dns.codec import encode_answer, parse_query
+from resolver.dns.model import Outcome
 from resolver.handlers.ratelimit import RateLimitHandler
 from resolver.metrics import Metrics
-from resolver.model import Outcome
 from tests.unit.handler_support import FakeNext, decode, make_query
 
 

@@ -1,10 +1,10 @@
 import dns.opcode
 import dns.rcode
 
-from resolver import wire
-from resolver.codec import parse_query
+from resolver.dns import wire
+from resolver.dns.codec import parse_query
+from resolver.dns.model import Answer
 from resolver.handlers.sanity import SanityHandler
-from resolver.model import Answer
 from tests.unit.handler_support import FakeNext, decode, make_query
 
 

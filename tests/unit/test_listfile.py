@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resolver.listfile import Entry, normalise_name, parse_list
+from resolver.policy.listfile import Entry, normalise_name, parse_list
 
 
 def entries(text: str) -> list[Entry]:

@@ -2,10 +2,10 @@
 
 import pytest
 
-from resolver.blocklist import build_blocklist
-from resolver.catalog import default_catalog_dir, load_catalog
 from resolver.config import config_from_mapping
-from resolver.policy import SelectorError, select_services
+from resolver.policy.blocklist import build_blocklist
+from resolver.policy.catalog import default_catalog_dir, load_catalog
+from resolver.policy.selectors import SelectorError, select_services
 
 CATALOG = load_catalog(default_catalog_dir())
 

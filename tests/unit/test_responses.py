@@ -10,9 +10,9 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from resolver import responses, wire
-from resolver.codec import encode_answer, parse_query
-from resolver.model import Answer, Outcome, Query
+from resolver.dns import responses, wire
+from resolver.dns.codec import encode_answer, parse_query
+from resolver.dns.model import Answer, Outcome, Query
 
 TTL = 321
 REASON = "blocked: DeepSeek (chat assistant)"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from resolver.steadyread import ListsChanging, build_when_steady
+from resolver.policy.steadyread import ListsChanging, build_when_steady
 
 
 class Clock:

@@ -14,8 +14,8 @@ import dns.rrset
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from resolver import wire
-from resolver.upstream import Rejected, _answer_from, _check, _Expected
+from resolver.dns import wire
+from resolver.upstream.forwarder import Rejected, _answer_from, _check, _Expected
 
 SETTINGS = settings(
     max_examples=300,

@@ -18,7 +18,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from resolver import wire
+from resolver.dns import wire
 
 # --- helpers: build messages by hand, without compression, so offsets are known ---------
 

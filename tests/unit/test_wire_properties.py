@@ -10,9 +10,9 @@ import dns.rrset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resolver import responses, wire
-from resolver.codec import encode_answer, parse_query
-from resolver.model import Outcome, Query
+from resolver.dns import responses, wire
+from resolver.dns.codec import encode_answer, parse_query
+from resolver.dns.model import Outcome, Query
 
 SETTINGS = settings(
     max_examples=300,

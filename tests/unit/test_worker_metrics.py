@@ -4,7 +4,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from resolver.metrics import Metrics
-from resolver.workers import _Merged, merge_expositions
+from resolver.serve.workers import _Merged, merge_expositions
 
 
 def worker_text(queries: int, start: float) -> str:

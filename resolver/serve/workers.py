@@ -31,10 +31,10 @@ from prometheus_client.registry import Collector
 
 from resolver.config import Config, ConfigError, load_config, parse_host_port
 from resolver.logs import setup_logging
-from resolver.policyload import PolicyError
-from resolver.server import Server, serve_until_stopped
-from resolver.sockets import DnsSockets, bind_dns
-from resolver.web import StatusServer
+from resolver.policy.loading import PolicyError
+from resolver.serve.http import StatusServer
+from resolver.serve.server import Server, serve_until_stopped
+from resolver.serve.sockets import DnsSockets, bind_dns
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +380,7 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGINT, halt)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         # Bound here, once, after checking nobody serves the addresses: the workers get
-        # their sockets from us, so no other process can join them (resolver.sockets).
+        # their sockets from us, so no other process can join them (resolver.serve.sockets).
         self._sockets = bind_dns(self.config.listen.dns, self.count)
         try:
             for index in range(self.count):

@@ -26,7 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from resolver.blocklist import (
+from resolver.config import BlockingConfig, Config, LocalListConfig
+from resolver.dns.responses import BlockAnswers
+from resolver.metrics import Metrics
+from resolver.policy.blocklist import (
     ListError,
     ListPart,
     ListText,
@@ -34,13 +37,10 @@ from resolver.blocklist import (
     parse_list_text,
     read_list_file,
 )
-from resolver.catalog import Catalog, CatalogError, default_catalog_dir, load_catalog
-from resolver.config import BlockingConfig, Config, LocalListConfig
-from resolver.groups import ClientGroups, Group
-from resolver.metrics import Metrics
-from resolver.policy import SelectorError, expiries
-from resolver.remote import RemoteList
-from resolver.responses import BlockAnswers
+from resolver.policy.catalog import Catalog, CatalogError, default_catalog_dir, load_catalog
+from resolver.policy.groups import ClientGroups, Group
+from resolver.policy.remote import RemoteList
+from resolver.policy.selectors import SelectorError, expiries
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from resolver import wire
-from resolver.model import Answer, Outcome, Query
+from resolver.dns import wire
+from resolver.dns.model import Answer, Outcome, Query
 
 # Owner of the SOA we put in negative block answers; .invalid can never resolve (RFC 6761).
 _SOA_MNAME = wire.text_to_name("aiwall.invalid")

@@ -23,8 +23,8 @@ from typing import Any
 
 from resolver import __version__
 from resolver.config import RemoteListConfig
-from resolver.listfile import scan_list
 from resolver.metrics import Metrics
+from resolver.policy.listfile import scan_list
 from resolver.storage import write_atomically
 
 log = logging.getLogger(__name__)

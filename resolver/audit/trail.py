@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from resolver import wire
 from resolver.config import AuditConfig, ConfigError, PrivacyConfig, read_key_file
+from resolver.dns import wire
 from resolver.metrics import QTYPE_LABELS, Metrics
 
 log = logging.getLogger(__name__)

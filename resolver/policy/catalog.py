@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from resolver import yamltext
-from resolver.listfile import normalise_name
+from resolver.policy.listfile import normalise_name
 
 __all__ = [
     "CATEGORIES",
@@ -185,7 +185,7 @@ class Catalog:
 
 
 def _package_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def _first_existing(candidates: Iterable[Path]) -> Path | None:

@@ -15,10 +15,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from resolver import responses, wire
-from resolver.codec import encode_answer, parse_query
+from resolver.dns import responses, wire
+from resolver.dns.codec import encode_answer, parse_query
+from resolver.dns.model import Answer, Handler, Outcome, Query
 from resolver.metrics import Metrics
-from resolver.model import Answer, Handler, Outcome, Query
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from resolver import wire
-from resolver.catalog import Catalog
 from resolver.config import BlockingConfig
-from resolver.domainset import BULK_MASK, DomainSet, Match, hashed_chunks
-from resolver.listfile import normalise_name, scan_list
-from resolver.policy import select_services
+from resolver.dns import wire
+from resolver.policy.catalog import Catalog
+from resolver.policy.domainset import BULK_MASK, DomainSet, Match, hashed_chunks
+from resolver.policy.listfile import normalise_name, scan_list
+from resolver.policy.selectors import select_services
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def read_list_file(path: Path, origin: str = "") -> ListText:
 @dataclass(slots=True)
 class ListPart:
     """One list, parsed once and shared by every group's policy (and every version of
-    it: see ``resolver.policyload``)."""
+    it: see ``resolver.policy.loading``)."""
 
     source: str
     rule: Rule

@@ -84,7 +84,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from resolver.blocklist import PolicyEntry
+from resolver.policy.blocklist import PolicyEntry
 
 __all__ = ["FORMATS", "RESPONSES", "ExportOptions", "render"]
 

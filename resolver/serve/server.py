@@ -17,26 +17,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from resolver.audit import AuditLog
-from resolver.catalog import Catalog, default_catalog_dir, load_catalog
+from resolver.audit.trail import AuditLog
 from resolver.config import Config, ConfigError, load_config, parse_host_port
-from resolver.explain import explain
-from resolver.groups import ClientGroups
+from resolver.dns.model import Query
 from resolver.logs import setup_logging
 from resolver.metrics import Metrics
-from resolver.model import Query
 from resolver.pipeline import Pipeline, build_pipeline
-from resolver.policyload import BuiltPolicy, PolicyError, load_policy, remote_lists, retire
-from resolver.remote import RemoteList
-from resolver.sockets import DnsSockets, bind_dns
-from resolver.steadyread import ListsChanging, build_when_steady
-from resolver.transport import (
+from resolver.policy.catalog import Catalog, default_catalog_dir, load_catalog
+from resolver.policy.explain import explain
+from resolver.policy.groups import ClientGroups
+from resolver.policy.loading import BuiltPolicy, PolicyError, load_policy, remote_lists, retire
+from resolver.policy.remote import RemoteList
+from resolver.policy.steadyread import ListsChanging, build_when_steady
+from resolver.serve.http import StatusServer, registry_exposition
+from resolver.serve.sockets import DnsSockets, bind_dns
+from resolver.serve.transport import (
     QueryRunner,
     TcpConnection,
     TcpConnections,
     UdpListener,
 )
-from resolver.web import StatusServer, registry_exposition
 
 __all__ = ["Endpoint", "PolicyError", "Server", "load_policy", "serve_until_stopped"]
 

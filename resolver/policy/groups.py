@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from resolver.blocklist import Blocklist
-from resolver.model import Answer
-from resolver.responses import BlockAnswers
+from resolver.dns.model import Answer
+from resolver.dns.responses import BlockAnswers
+from resolver.policy.blocklist import Blocklist
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -35,7 +35,7 @@ class ClientGroups:
         self.default = default
         # Until when this version of the policy is right (Unix time; None: for good), and
         # the version that follows: built with this one, so an expiring temporary rule
-        # is a switch that cannot fail (see resolver.policyload).
+        # is a switch that cannot fail (see resolver.policy.loading).
         self.valid_until: float | None = None
         self.successor: ClientGroups | None = None
         self.all = [default] + [group for _, group in groups or ()]

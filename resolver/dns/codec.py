@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from resolver import wire
-from resolver.model import Answer, Query
+from resolver.dns import wire
+from resolver.dns.model import Answer, Query
 
 
 def parse_query(data: bytes, protocol: str, client: str) -> Query | None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from resolver import wire
-from resolver.catalog import Catalog, Service
-from resolver.domainset import DomainSet
-from resolver.groups import ClientGroups
+from resolver.dns import wire
+from resolver.policy.catalog import Catalog, Service
+from resolver.policy.domainset import DomainSet
+from resolver.policy.groups import ClientGroups
 
 
 @dataclass(frozen=True)

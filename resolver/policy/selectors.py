@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from resolver.catalog import Catalog, Service
 from resolver.config import CatalogPolicy, CatalogSelector
+from resolver.policy.catalog import Catalog, Service
 
 
 class SelectorError(ValueError):

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from resolver import responses, wire
-from resolver.backoff import MAX_BACKOFF, UpstreamHealth
 from resolver.config import parse_host_port
+from resolver.dns import responses, wire
+from resolver.dns.model import Answer, Outcome, Query
 from resolver.metrics import Metrics
-from resolver.model import Answer, Outcome, Query
+from resolver.upstream.health import MAX_BACKOFF, UpstreamHealth
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def _upstream_query(query: Query, ident: int) -> bytes:
 
 class Forwarder:
     """Tries its upstreams strictly in order until one gives a usable answer, skipping
-    those that the server's own probes found dead (``resolver.backoff``)."""
+    those that the server's own probes found dead (``resolver.upstream.health``)."""
 
     def __init__(
         self,

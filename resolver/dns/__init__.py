@@ -1,0 +1,9 @@
+"""The DNS wire format and the message types every other package speaks.
+
+Owns: reading queries and walking answers as raw bytes (``wire``), turning bytes into a
+``Query`` and an ``Answer`` back into bytes (``codec``), the answers the server writes
+itself (``responses``), the ``Query``/``Answer``/``Handler`` types (``model``), and the
+rules for host names (``names``).
+
+Imports nothing of ours: everything else builds on it.
+"""
