@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= deploy/aiwall.yaml
 
-.PHONY: install run test lint e2e clean
+.PHONY: install run test test-slow lint e2e clean
 
 $(BIN)/aiwall: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +17,23 @@ install: $(BIN)/aiwall
 run: install
 	$(BIN)/aiwall serve --config $(CONFIG)
 
+# The default run (~2 minutes on 2 cores): everything but the slow tool runs and e2e.
+# HYPOTHESIS_PROFILE=ci: property tests with the same examples every run (tests/conftest.py).
 test: install
 	tests/tools/install-system-deps.sh
-	$(BIN)/python -m pytest
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest
+
+# The slow tool runs (tests marked slow: benchmark, soak and fuzz smoke runs, the
+# Prometheus dashboard check); CI runs them after `make test` (.ci/run).
+test-slow: install
+	tests/tools/install-system-deps.sh
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -m 'slow and not e2e'
 
 lint: install
-	$(BIN)/ruff check resolver tests
-	$(BIN)/ruff format --check resolver tests
+	$(BIN)/ruff check resolver tests bench
+	$(BIN)/ruff format --check resolver tests bench
 	$(BIN)/mypy
+	$(BIN)/aiwall catalog lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
@@ -42,13 +51,14 @@ bench-smoke: install
 	$(BIN)/pip install --quiet matplotlib
 	$(BIN)/python bench/run.py --smoke --output-dir bench/results/smoke $(BENCH_ARGS)
 
-# Deployment checks (deploy/README.md). The CI-sized ones also run in `make test`:
-# tests/integration/test_deploy_files.py and tests/e2e/test_dashboard_queries.py.
+# Deployment checks (deploy/README.md). The CI-sized ones also run in CI:
+# tests/integration/test_deploy_files.py in `make test`, tests/e2e/test_dashboard_queries.py
+# in `make test-slow`.
 .PHONY: e2e-prometheus e2e-container dashboard-preview
 # Prometheus scraping a real aiwall: every dashboard query returns data (~20 s).
 e2e-prometheus: install
 	tests/tools/install-system-deps.sh
-	$(BIN)/python -m pytest -p no:cacheprovider tests/e2e/test_dashboard_queries.py
+	$(BIN)/python -m pytest -p no:cacheprovider -m slow tests/e2e/test_dashboard_queries.py
 # Builds deploy/Dockerfile with podman and runs the image (minutes on a first run; root).
 e2e-container: install
 	tests/e2e/install-podman.sh
@@ -60,7 +70,7 @@ dashboard-preview: install
 	$(BIN)/python -m tests.e2e.dashboard --output deploy/grafana/preview.png
 
 # Hostile input and overload against a real server on loopback (docs: "Security and
-# reliability"). Short versions run in `make test`: tests/integration/test_fuzz_smoke.py
+# reliability"). Short versions run in `make test-slow`: tests/integration/test_fuzz_smoke.py
 # and tests/integration/test_soak_smoke.py. Extra options through FUZZ_ARGS / SOAK_ARGS.
 FUZZ_ARGS ?=
 SOAK_ARGS ?=

@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import dnslib
 import yaml
 
 from resolver import __version__, yamltext
@@ -25,19 +24,15 @@ from resolver.config import (
     CatalogPolicy,
     Config,
     ConfigError,
+    DnsEndpoint,
     config_from_mapping,
     load_config,
-    parse_host_port,
 )
+from resolver.dns import wire
 from resolver.logs import setup_logging
-from resolver.policy.catalog import (
-    CatalogError,
-    default_catalog_dir,
-    default_protected_path,
-    lint,
-    load_catalog,
-    load_protected,
-)
+from resolver.policy.catalog import CatalogError, default_catalog_dir, default_protected_path
+from resolver.policy.catalog_files import load_catalog, load_protected
+from resolver.policy.catalog_lint import lint
 from resolver.policy.explain import explain
 from resolver.policy.export import FORMATS, ExportOptions, render
 from resolver.policy.loading import PolicyError, load_policy, remote_lists
@@ -210,26 +205,29 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_healthcheck(args: argparse.Namespace) -> int:
     """Send a real DNS query to the server and succeed on any well-formed answer to it."""
     config = _load(args.config)
-    host, port = parse_host_port(args.server or config.listen.dns[0], 53)
-    if host in ("0.0.0.0", "::"):
+    endpoint = DnsEndpoint.parse(args.server) if args.server else config.listen.dns[0]
+    host, port = endpoint.host, endpoint.port
+    if endpoint.wildcard:
         host = "127.0.0.1" if host == "0.0.0.0" else "::1"
     # The Firefox canary is answered by the server itself, so this checks aiwall, not upstream.
-    request = dnslib.DNSRecord.question("use-application-dns.net", "A")
-    request.header.id = secrets.randbelow(65536)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+    ident = secrets.randbelow(65536)
+    request = wire.query_message(
+        ident, wire.question(wire.text_to_name("use-application-dns.net"), wire.TYPE_A)
+    )
+    with socket.socket(endpoint.family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(args.timeout)
         try:
-            sock.sendto(bytes(request.pack()), (host, port))
+            sock.sendto(request, (host, port))
             data, _ = sock.recvfrom(4096)
-            reply = dnslib.DNSRecord.parse(data)
-        except (OSError, dnslib.DNSError) as error:
+            scan = wire.scan_response(data)
+        except (OSError, wire.WireError) as error:
             print(f"unhealthy: {host}:{port}: {error}", file=sys.stderr)
             return EXIT_FAILURE
-    if reply.header.id != request.header.id:
+    if wire.HEADER.unpack_from(data)[0] != ident:
         print(f"unhealthy: {host}:{port}: answer with the wrong ID", file=sys.stderr)
         return EXIT_FAILURE
-    print(f"healthy: {host}:{port} answered {dnslib.RCODE[reply.header.rcode]}")
+    rcode = wire.RCODE_NAMES.get(scan.rcode, str(scan.rcode))
+    print(f"healthy: {host}:{port} answered {rcode}")
     return EXIT_OK
 
 

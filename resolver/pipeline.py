@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resolver.config import Config, system_nameservers
+from resolver.config import Config, DnsEndpoint, UpstreamServer, system_nameservers
 from resolver.dns import wire
 from resolver.dns.model import Handler
 from resolver.handlers.access import AccessHandler
@@ -31,11 +31,14 @@ class Pipeline:
     forwarder: Forwarder
 
 
-def upstream_servers(specs: tuple[str, ...]) -> tuple[Upstream, ...]:
+def upstream_servers(specs: tuple[UpstreamServer, ...]) -> tuple[Upstream, ...]:
+    """The upstreams in order, ``system`` read from /etc/resolv.conf now."""
     servers: list[Upstream] = []
     for spec in specs:
-        expanded = system_nameservers() if spec == "system" else (spec,)
-        servers.extend(Upstream.parse(s) for s in expanded)
+        if spec.endpoint is not None:
+            servers.append(Upstream.at(spec.endpoint))
+        else:
+            servers.extend(Upstream.at(DnsEndpoint.parse(s)) for s in system_nameservers())
     if not servers:
         raise ValueError("upstream.servers: 'system' found no nameserver in /etc/resolv.conf")
     return tuple(servers)

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import yaml
 
 from resolver.config import load_config
 from tests.fakes.upstream import FakeUpstream
 from tests.support import RunningServer, make_config
+
+# CI (HYPOTHESIS_PROFILE=ci, set by .ci/run and the Makefile): the same examples every
+# run, and no per-example deadline on a busy 2-core machine. Explicit settings win.
+hypothesis.settings.register_profile("ci", derandomize=True, deadline=None, max_examples=100)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture

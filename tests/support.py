@@ -7,7 +7,6 @@ runs it, and tests talk to it over real sockets with dnspython (an independent c
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import urllib.error
 import urllib.request
@@ -22,23 +21,9 @@ import dns.rdatatype
 
 from resolver.config import Config, config_from_mapping
 from resolver.serve.server import Server
+from tests.peers.ports import free_port as free_port  # re-exported: tests import it from here
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1, for servers that cannot take port 0
-    (a tiny race with other processes is acceptable in tests)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-            udp.bind(("127.0.0.1", 0))
-            port: int = udp.getsockname()[1]
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue  # taken for TCP only: try another
-            return port
-    raise OSError("no port free for both UDP and TCP")
 
 
 def make_config(

@@ -228,10 +228,6 @@ class AuditLog:
         return self.config.enabled and bool(self.sinks)
 
     @property
-    def sqlite_path(self) -> Path | None:
-        return self.sqlite.path if self.sqlite is not None else None
-
-    @property
     def degraded(self) -> list[str]:
         """The sinks that cannot be written now, with why."""
         return [f"{sink.name}: {sink.failing}" for sink in self.sinks if sink.failing]

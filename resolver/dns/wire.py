@@ -31,7 +31,6 @@ CD = 0x0010
 RCODE_MASK = 0x000F
 
 CLASS_IN = 1
-CLASS_CH = 3
 
 TYPE_A = 1
 TYPE_NS = 2
@@ -59,7 +58,6 @@ EDE_STALE_NXDOMAIN_ANSWER = 19
 EDE_BLOCKED = 15
 EDE_PROHIBITED = 18
 EDE_NO_REACHABLE_AUTHORITY = 22
-EDE_NETWORK_ERROR = 23
 
 # What we advertise and ask for: the DNS Flag Day 2020 size, small enough to avoid IP fragmentation.
 EDNS_PAYLOAD = 1232
@@ -200,6 +198,21 @@ def label_starts(name: bytes) -> tuple[int, ...]:
         starts.append(position)
         position += name[position] + 1
     return tuple(starts)
+
+
+def question(qname: bytes, qtype: int, qclass: int = CLASS_IN) -> bytes:
+    """A question section: a wire-form name, its type and class."""
+    return qname + U16.pack(qtype) + U16.pack(qclass)
+
+
+def query_message(ident: int, question_bytes: bytes, flags: int = RD, opt: bytes = b"") -> bytes:
+    """A query: header, one question, and an OPT record when ``opt`` is given."""
+    return HEADER.pack(ident, flags, 1, 0, 0, 1 if opt else 0) + question_bytes + opt
+
+
+# The server's own question to an upstream (probes, readiness): the root NS set, which
+# every recursive resolver can answer from its cache.
+ROOT_NS = b"\x00" + U16.pack(TYPE_NS) + U16.pack(CLASS_IN)
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs a microsecond per query

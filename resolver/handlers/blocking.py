@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 
 from resolver.dns import wire
 from resolver.dns.model import Answer, Handler, Query, Resolution
-from resolver.policy.blocklist import Rule
 from resolver.policy.groups import ClientGroups, Group
+from resolver.policy.rules import Rule
+from resolver.policy.verdict import Verdict, verdict
 
 # Enough for every banned name an office asks for in a day; a flood of random names only
 # costs a cleared dict.
@@ -80,12 +81,12 @@ class BlockingHandler:
         if found is None:
             return self._forward(query, group)
         rule = found.value
-        if rule.action == "allow":
+        decided = verdict(rule, group.mode, self.paused)
+        if decided is Verdict.ALLOW:
             # An explicitly allowed name stays allowed wherever its CNAMEs lead.
             return self._next.handle(query)
-        held_back = self._held_back(rule, group)
-        if held_back:
-            self._attempts(query, group.name, rule.service, rule.category, held_back)
+        if decided is not Verdict.BLOCK:
+            self._attempts(query, group.name, rule.service, rule.category, decided.value)
             return self._next.handle(query)
         answer = self._block(query, group, rule, found.label, rule.description)
         if len(group.built) >= BUILT_ANSWERS_LIMIT:
@@ -94,15 +95,14 @@ class BlockingHandler:
         self._attempts(query, group.name, rule.service, rule.category, "blocked")
         return answer
 
-    def _held_back(self, rule: Rule, group: Group) -> str:
-        """Why a matching rule does not block now ("report", "paused"), or ""."""
-        if rule.action == "report" or group.mode == "report":
-            return "report"
+    @property
+    def paused(self) -> bool:
+        """Blocking is paused through the API (and the pause has not run out)."""
         if self.paused_until:
             if time.monotonic() < self.paused_until:
-                return "paused"
+                return True
             self.paused_until = 0.0
-        return ""
+        return False
 
     def _forward(self, query: Query, group: Group) -> Resolution:
         result = self._next.handle(query)
@@ -129,9 +129,9 @@ class BlockingHandler:
             if found is None or found.value.action == "allow":
                 continue
             rule = found.value
-            held_back = self._held_back(rule, group)
-            self._attempts(query, group.name, rule.service, rule.category, held_back or "blocked")
-            if held_back:
+            decided = verdict(rule, group.mode, self.paused)
+            self._attempts(query, group.name, rule.service, rule.category, decided.value)
+            if decided is not Verdict.BLOCK:
                 return answer
             reason = f"{rule.description} (via CNAME {wire.name_to_text(target)})"
             # The SOA is owned by the question name: the blocked target is not its parent.

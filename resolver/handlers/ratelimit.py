@@ -10,18 +10,16 @@ transport sends nothing).
 
 from __future__ import annotations
 
-import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from resolver.clients import MEMO_LIMIT, client_ip
 from resolver.config import RateLimitConfig
 from resolver.dns import responses
 from resolver.dns.model import Answer, Handler, Outcome, Query, Resolution
 from resolver.metrics import Metrics
 
-# The ::ffff:0:0/96 prefix of IPv4-mapped addresses (a dual-stack socket's IPv4 clients).
-_MAPPED = b"\x00" * 10 + b"\xff\xff"
 # Keeps IPv6 prefixes apart from IPv4 ones in the same table.
 _IPV6_TAG = 1 << 128
 
@@ -51,24 +49,32 @@ class RateLimitHandler:
         # when full, the prefix tracked the longest is forgotten (O(1), unlike an LRU
         # reorder on every query).
         self._buckets: OrderedDict[int, list[float]] = OrderedDict()
+        self._prefixes: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def prefix(self, client: str) -> int:
-        if ":" not in client:
-            return int.from_bytes(socket.inet_aton(client)) >> self._v4_shift
-        packed = socket.inet_pton(socket.AF_INET6, client.split("%", 1)[0])
-        if packed[:12] == _MAPPED:
-            return int.from_bytes(packed[12:]) >> self._v4_shift
-        return _IPV6_TAG | (int.from_bytes(packed) >> self._v6_shift)
+    def prefix(self, client: str) -> int | None:
+        """The bucket key of a client's prefix (None: not an address, an internal probe)."""
+        key = self._prefixes.get(client)
+        if key is None:
+            address = client_ip(client)
+            if address is None:
+                return None
+            if address.version == 4:
+                key = int(address) >> self._v4_shift
+            else:
+                key = _IPV6_TAG | (int(address) >> self._v6_shift)
+            if len(self._prefixes) >= MEMO_LIMIT:
+                self._prefixes.clear()
+            self._prefixes[client] = key
+        return key
 
     def handle(self, query: Query) -> Resolution:
         if query.protocol != "udp":
             return self._next.handle(query)
-        try:
-            key = self.prefix(query.client)
-        except OSError:
+        key = self.prefix(query.client)
+        if key is None:
             # Not an address (an internal probe): nothing to account it to.
             return self._next.handle(query)
         now = self._clock()

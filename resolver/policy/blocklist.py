@@ -6,64 +6,21 @@ a reload builds a new one and swaps it in whole, so a query never sees half a li
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 from resolver.config import BlockingConfig
 from resolver.dns import wire
+from resolver.dns.names import normalise_name
 from resolver.policy.catalog import Catalog
-from resolver.policy.domainset import BULK_MASK, DomainSet, Match, hashed_chunks
-from resolver.policy.listfile import normalise_name, scan_list
+from resolver.policy.domainset import DomainSet, Match
+from resolver.policy.lists import ListError, ListPart
+from resolver.policy.rules import Decision, PolicyEntry, Rule
 from resolver.policy.selectors import select_services
 
 log = logging.getLogger(__name__)
-
-# "report": answered normally, but counted and logged as if it had been blocked.
-Action = Literal["block", "allow", "canary", "report"]
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """Why a name is decided: one shared object per service or list, not per name."""
-
-    action: Action
-    source: str  # where the entry comes from: "catalog", "list:<file>", "config"
-    service: str  # catalog service id or list name: the bounded metric label
-    category: str
-    description: str  # for explanations and the EDE text
-    policy: str = ""  # the config rule that decided, e.g. "blocking.catalog.block.countries: CN"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What ``aiwall check`` and the blocking handler learn about one name."""
-
-    name: str
-    rule: Rule | None
-    entry: str  # the list entry that matched ("" when none)
-
-    @property
-    def blocked(self) -> bool:
-        return self.rule is not None and self.rule.action in ("block", "canary")
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyEntry:
-    """One entry of the compiled policy in text form, for exports."""
-
-    name: str  # lowercase ASCII, no trailing dot
-    below_only: bool  # "*.name": subdomains only
-    rule: Rule
-
-
-class ListError(ValueError):
-    """A list could not be loaded; the previous policy must stay in force."""
 
 
 @dataclass(slots=True)
@@ -108,127 +65,6 @@ def _add_names(
             continue
         added += 1
     return added
-
-
-@dataclass(frozen=True, slots=True)
-class ListText:
-    """One list and the name it is known by ("list:<file>", "remote:<name>"): its text,
-    or the file to stream it from (large lists are never read into memory whole).
-    ``origin`` is the config key that brought it in, for explanations."""
-
-    source: str
-    text: str = ""
-    path: Path | None = None
-    origin: str = ""
-
-    def lines(self) -> Iterator[str]:
-        if self.path is None:
-            yield from io.StringIO(self.text)
-            return
-        try:
-            with self.path.open(encoding="utf-8-sig", errors="replace") as stream:
-                yield from stream
-        except OSError as error:
-            raise ListError(f"{self.path}: cannot read list: {error.strerror}") from None
-
-
-def read_list_file(path: Path, origin: str = "") -> ListText:
-    if not os.access(path, os.R_OK) or not path.is_file():
-        raise ListError(f"{path}: cannot read list: not a readable file")
-    return ListText(f"list:{path.name}", path=path, origin=origin or f"blocking.lists: {path.name}")
-
-
-@dataclass(slots=True)
-class ListPart:
-    """One list, parsed once and shared by every group's policy (and every version of
-    it: see ``resolver.policy.loading``)."""
-
-    source: str
-    rule: Rule
-    chunks: list[set[int]] | None  # the hashed names (compact), or
-    names: list[str]  # the names themselves (exports)
-    wildcards: list[tuple[str, bool]]
-    allows: list[tuple[str, bool]]  # the list's own exceptions (@@): they cancel only it
-    origin: str = ""
-    lines_used: int = 0  # lines that gave at least one entry
-    lines_rejected: int = 0
-    _names_set: frozenset[str] | None = None
-
-    @property
-    def entries(self) -> int:
-        """Block entries and exceptions: what a shrink is measured on."""
-        hashed = sum(len(chunk) for chunk in self.chunks) if self.chunks is not None else 0
-        return hashed + len(self.names) + len(self.wildcards) + len(self.allows)
-
-    @property
-    def invalid_share(self) -> float:
-        total = self.lines_used + self.lines_rejected
-        return self.lines_rejected / total if total else 0.0
-
-    def blocks(self, name: str) -> bool:
-        """Whether this list alone, its own exceptions applied, blocks ``name``
-        (lowercase dotted): the most specific of its entries covering the name decides."""
-        exceptions = {n for n, _ in self.allows}
-        wildcards = {n for n, _ in self.wildcards}
-        labels = name.split(".")
-        for index in range(len(labels)):
-            suffix = ".".join(labels[index:])
-            if suffix in exceptions:
-                return False
-            if self._lists(suffix) or (index > 0 and suffix in wildcards):
-                return True
-        return False
-
-    def _lists(self, name: str) -> bool:
-        if self.chunks is not None:
-            key = hash(name.encode("ascii"))
-            if key in self.chunks[key & BULK_MASK]:
-                return True
-        if self.names:
-            if self._names_set is None:
-                self._names_set = frozenset(self.names)
-            return name in self._names_set
-        return False
-
-
-def parse_list_text(listed: ListText, *, compact: bool = True) -> ListPart:
-    """Parse one list; raises ListError when it is unusable (no entry at all)."""
-    label = listed.source.split(":", 1)[1]
-    origin = listed.origin or listed.source
-    rule = Rule("block", listed.source, listed.source, "custom", f"list {label}", origin)
-    rejected: list[tuple[int, str]] = []
-    part = ListPart(listed.source, rule, None, [], [], [], origin)
-    used = [0]
-
-    def plain_names() -> Iterator[str]:
-        # A generator, so a large list goes straight into the set, never into a list.
-        for entry in scan_list(listed.lines(), rejected, used):
-            if entry.allow:
-                part.allows.append((entry.name, entry.below_only))
-            elif entry.below_only:
-                part.wildcards.append((entry.name, True))
-            else:
-                yield entry.name
-
-    if compact:
-        part.chunks = hashed_chunks(plain_names())
-    else:
-        part.names = list(plain_names())
-    part.lines_used, part.lines_rejected = used[0], len(rejected)
-    if rejected:
-        number, line = rejected[0]
-        log.warning(
-            "list %s: ignored %d lines it could not read (first: line %d %r)",
-            listed.source,
-            len(rejected),
-            number,
-            line,
-        )
-    # An empty list is far more often a file caught mid-rewrite or a failed export than
-    # a decision to block nothing: refuse it, and the last good policy stays.
-    if not part.entries:
-        raise ListError(f"{listed.source}: no line is a domain, hosts or AdBlock entry")
-    return part
 
 
 def _apply_list(names: DomainSet[Rule], part: ListPart) -> int:
@@ -290,6 +126,75 @@ class PolicyConflict(ListError):
     """The config asks for something the policy's rules forbid (a bypass reopened)."""
 
 
+_CANARY = Rule(
+    "canary",
+    "config",
+    "canary",
+    "bypass",
+    "browser DNS-over-HTTPS canary",
+    "blocking.canaries (always NXDOMAIN, so browsers keep DNS-over-HTTPS off)",
+)
+
+
+@dataclass(slots=True)
+class _CatalogPart:
+    """What the catalog policy contributes: its claimed names (block or report), its
+    DNS-bypass names, and the exceptions of ``catalog.allow`` to apply last."""
+
+    claimed: set[str] = field(default_factory=set)
+    bypass: dict[str, str] = field(default_factory=dict)
+    excepted: list[tuple[list[tuple[str, bool]], Rule]] = field(default_factory=list)
+
+
+def _add_catalog(
+    blocklist: Blocklist, config: BlockingConfig, catalog: Catalog, path: str, now: float | None
+) -> _CatalogPart:
+    part = _CatalogPart()
+    blocklist.entries_by_source["catalog"] = 0
+    for verdict in select_services(config.catalog, catalog, path, now=now):
+        service = verdict.service
+        rule = Rule(
+            verdict.action,
+            "catalog",
+            service.id,
+            service.categories[0] if service.categories else "uncategorised",
+            f"{service.name} ({service.vendor}, {service.vendor_country})",
+            verdict.reason,
+        )
+        domains = [(d.name, False) for d in service.domains]
+        if verdict.action == "allow":
+            part.excepted.append((domains, rule))
+            continue
+        added = _add_names(blocklist.names, domains, rule, override=False)
+        blocklist.entries_by_source["catalog"] += added
+        part.claimed.update(d.name for d in service.domains)
+        if verdict.action == "block" and "bypass" in service.categories:
+            part.bypass.update((d.name, service.id) for d in service.domains)
+    return part
+
+
+def _add_list_exceptions(names: DomainSet[Rule], part: ListPart, claims: _Claims) -> None:
+    """A list's own exceptions, each where no other source blocks the name."""
+    exception = Rule(
+        "allow",
+        part.source,
+        part.source,
+        "allowlist",
+        f"exception in {part.source}",
+        f"{part.origin}: its own exception (@@), which cancels only its own entries",
+    )
+    effective = [
+        (name, below) for name, below in part.allows if not claims.blocked_elsewhere(name, part)
+    ]
+    if len(effective) < len(part.allows):
+        log.info(
+            "list %s: %d of its exceptions are ignored: another source blocks those names",
+            part.source,
+            len(part.allows) - len(effective),
+        )
+    _add_names(names, effective, exception, override=True)
+
+
 def build_blocklist(
     config: BlockingConfig,
     catalog: Catalog | None,
@@ -312,66 +217,25 @@ def build_blocklist(
     blocklist = Blocklist()
     names = blocklist.names
     counts = blocklist.entries_by_source
-    excepted: list[tuple[list[tuple[str, bool]], Rule]] = []
-    claimed: set[str] = set()
-    bypass: dict[str, str] = {}
-    if catalog is not None:
-        counts["catalog"] = 0
-        for verdict in select_services(config.catalog, catalog, catalog_path, now=now):
-            service = verdict.service
-            rule = Rule(
-                verdict.action,
-                "catalog",
-                service.id,
-                service.categories[0] if service.categories else "uncategorised",
-                f"{service.name} ({service.vendor}, {service.vendor_country})",
-                verdict.reason,
-            )
-            domains = [(d.name, False) for d in service.domains]
-            if verdict.action == "allow":
-                excepted.append((domains, rule))
-                continue
-            counts["catalog"] += _add_names(names, domains, rule, override=False)
-            claimed.update(d.name for d in service.domains)
-            if verdict.action == "block" and "bypass" in service.categories:
-                bypass.update((d.name, service.id) for d in service.domains)
+    from_catalog = (
+        _add_catalog(blocklist, config, catalog, catalog_path, now)
+        if catalog is not None
+        else _CatalogPart()
+    )
     for part in lists:
         counts[part.source] = _apply_list(names, part)
-    canary = Rule(
-        "canary",
-        "config",
-        "canary",
-        "bypass",
-        "browser DNS-over-HTTPS canary",
-        "blocking.canaries (always NXDOMAIN, so browsers keep DNS-over-HTTPS off)",
-    )
     canaries = [normalise_name(n) or n for n in config.canaries]
-    counts["canaries"] = _add_names(names, [(n, False) for n in canaries], canary, override=True)
-    claims = _Claims(frozenset(claimed), bypass, frozenset(canaries), lists)
+    counts["canaries"] = _add_names(names, [(n, False) for n in canaries], _CANARY, override=True)
+    claims = _Claims(
+        frozenset(from_catalog.claimed), from_catalog.bypass, frozenset(canaries), lists
+    )
     for part in lists:
-        exception = Rule(
-            "allow",
-            part.source,
-            part.source,
-            "allowlist",
-            f"exception in {part.source}",
-            f"{part.origin}: its own exception (@@), which cancels only its own entries",
-        )
-        effective = [
-            (name, below) for name, below in part.allows if not claims.blocked_elsewhere(name, part)
-        ]
-        if len(effective) < len(part.allows):
-            log.info(
-                "list %s: %d of its exceptions are ignored: another source blocks those names",
-                part.source,
-                len(part.allows) - len(effective),
-            )
-        _add_names(names, effective, exception, override=True)
+        _add_list_exceptions(names, part, claims)
     _check_config_allow(allow_path, config.allow, claims, catalog_path)
     allow = Rule("allow", "config", "allow", "allowlist", "allow list", allow_path)
     counts["allow"] = _add_names(
         names, [(normalise_name(n) or n, False) for n in config.allow], allow, override=True
     )
-    for domains, rule in excepted:
+    for domains, rule in from_catalog.excepted:
         counts["allow"] += _add_names(names, domains, rule, override=True)
     return blocklist

@@ -5,10 +5,8 @@ One YAML file per service in ``blocklists/catalog/``; the format is described in
 typo that silently drops a key or widens a name must stop the load, not be guessed at.
 Every error names the file and the key path so the fix is obvious from the message.
 
-``lint`` adds the checks that span services and the protected list: a name claimed by
-two services, a name nested under another service's name, and any name whose blocking
-would take down shared infrastructure (``google.com`` when only ``gemini.google.com``
-was meant).
+This module holds the catalog's types, its vocabulary and where it lives;
+``catalog_files`` reads it, ``catalog_lint`` checks the rules that span services.
 """
 
 from __future__ import annotations
@@ -17,47 +15,13 @@ import datetime
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from resolver.config import CATEGORIES as CATEGORIES
+from resolver.dns.names import normalise_name
 
-from resolver import yamltext
-from resolver.policy.listfile import normalise_name
-
-__all__ = [
-    "CATEGORIES",
-    "ROLES",
-    "Catalog",
-    "CatalogError",
-    "DataLocation",
-    "Domain",
-    "Owner",
-    "Service",
-    "SharedHost",
-    "default_catalog_dir",
-    "default_protected_path",
-    "lint",
-    "load_catalog",
-    "load_protected",
-]
-
-CATEGORIES: frozenset[str] = frozenset(
-    {
-        "chat_assistant",
-        "coding_assistant",
-        "image_video",
-        "voice_music",
-        "search_answer_engine",
-        "api_developer_platform",
-        "model_hub",
-        "companion",
-        "writing_assistant",
-        "agent",
-        "bypass",
-    }
-)
 ROLES: frozenset[str] = frozenset({"ui", "api", "auth", "cdn", "telemetry"})
 
 CATALOG_DIR_ENV = "AIWALL_CATALOG_DIR"
@@ -82,30 +46,13 @@ _ISO_COUNTRIES = frozenset(_ISO_ALPHA2.split())
 # Storage is often promised per region rather than per country ("hosted in the EU").
 _DATA_REGIONS = frozenset({"EU", "EEA"})
 
-_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_URL = re.compile(r"^https?://[^\s/]+\.[^\s]+$")
+URL = re.compile(r"^https?://[^\s/]+\.[^\s]+$")
 
-_REQUIRED_KEYS = (
-    "id",
-    "name",
-    "vendor",
-    "vendor_country",
-    "data_location",
-    "categories",
-    "domains",
-    "sources",
-    "verified",
-)
-_OPTIONAL_KEYS = ("shared", "notes", "parent")
-_SERVICE_KEYS = frozenset(_REQUIRED_KEYS + _OPTIONAL_KEYS)
-_DOMAIN_KEYS = frozenset({"name", "role", "source"})
-_PARENT_KEYS = frozenset({"name", "country"})
-_SHARED_KEYS = frozenset({"name", "reason"})
-_LOCATION_KEYS = frozenset({"country", "source"})
 
 # A review date a day ahead is a timezone, more than that is a typo.
-_REVIEW_SLACK = datetime.timedelta(days=1)
+REVIEW_SLACK = datetime.timedelta(days=1)
 
 
 class CatalogError(ValueError):
@@ -174,12 +121,6 @@ class Service:
 class Catalog:
     services: tuple[Service, ...]
 
-    def by_id(self, service_id: str) -> Service | None:
-        for service in self.services:
-            if service.id == service_id:
-                return service
-        return None
-
 
 # --- locations -------------------------------------------------------------------------
 
@@ -219,13 +160,13 @@ def default_protected_path() -> Path:
 # --- names -----------------------------------------------------------------------------
 
 
-def _normalise_hostname(text: str) -> str | None:
+def normalise_hostname(text: str) -> str | None:
     """Lowercase ASCII form of a hostname with at least two labels, or None."""
     name = normalise_name(text)
-    return name if name is not None and _is_valid_hostname(name) else None
+    return name if name is not None and is_valid_hostname(name) else None
 
 
-def _is_valid_hostname(name: str) -> bool:
+def is_valid_hostname(name: str) -> bool:
     if len(name) > 253:
         return False
     labels = name.split(".")
@@ -235,372 +176,16 @@ def _is_valid_hostname(name: str) -> bool:
     return not labels[-1].isdigit()
 
 
-def _parents(name: str) -> Iterator[str]:
+def parents(name: str) -> Iterator[str]:
     """Every proper parent of a name, nearest first (a.b.c -> b.c, c)."""
     labels = name.split(".")
     for start in range(1, len(labels)):
         yield ".".join(labels[start:])
 
 
-def _is_country(code: str) -> bool:
+def is_country(code: str) -> bool:
     return code in _ISO_COUNTRIES
 
 
-def _is_data_location(code: str) -> bool:
+def is_data_location(code: str) -> bool:
     return code == UNKNOWN or code in _ISO_COUNTRIES or code in _DATA_REGIONS
-
-
-# --- loading ---------------------------------------------------------------------------
-
-
-class _Reader:
-    """Type-checked access to one parsed file, raising errors that carry file and key path."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, key: str, problem: str) -> CatalogError:
-        return CatalogError(f"{self.path}: {key}: {problem}")
-
-    def mapping(self, value: object, key: str, allowed: frozenset[str]) -> Mapping[str, object]:
-        if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping, got {_describe(value)}")
-        for name in value:
-            if not isinstance(name, str):
-                raise self.fail(key, f"keys must be text, got {name!r}")
-            if name not in allowed:
-                expected = ", ".join(sorted(allowed))
-                where = f"{key}.{name}" if key != "(file)" else name
-                raise self.fail(where, f"unknown key (expected one of: {expected})")
-        return value
-
-    def require(self, data: Mapping[str, object], key: str, prefix: str = "") -> object:
-        if key not in data:
-            raise self.fail(f"{prefix}{key}" if prefix else key, "missing required key")
-        return data[key]
-
-    def text(self, value: object, key: str) -> str:
-        # YAML 1.1 reads some bare words as booleans or numbers (NO is Norway, not False).
-        if not isinstance(value, str):
-            raise self.fail(key, f"expected text, got {_describe(value)} (quote it)")
-        stripped = value.strip()
-        if not stripped:
-            raise self.fail(key, "must not be empty")
-        return stripped
-
-    def sequence(self, value: object, key: str, *, allow_empty: bool = False) -> list[object]:
-        if not isinstance(value, list):
-            raise self.fail(key, f"expected a list, got {_describe(value)}")
-        if not value and not allow_empty:
-            raise self.fail(key, "must list at least one entry")
-        return value
-
-    def hostname(self, value: object, key: str) -> str:
-        text = self.text(value, key)
-        name = _normalise_hostname(text)
-        if name is None:
-            raise self.fail(key, f"{text!r} is not a valid hostname")
-        return name
-
-    def url(self, value: object, key: str) -> str:
-        text = self.text(value, key)
-        if not _URL.match(text):
-            raise self.fail(key, f"{text!r} is not an http(s) URL")
-        return text
-
-    def date(self, value: object, key: str) -> datetime.date:
-        # The loader keeps YAML dates as text; fromisoformat takes a date, never a timestamp.
-        if isinstance(value, str):
-            try:
-                return datetime.date.fromisoformat(value.strip())
-            except ValueError:
-                pass
-        raise self.fail(key, f"expected a date (YYYY-MM-DD), got {value!r}")
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "nothing"
-    return f"{type(value).__name__} {value!r}"
-
-
-def _parse_file(path: Path) -> object:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise CatalogError(f"{path}: cannot read: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise CatalogError(f"{path}: not UTF-8 text") from None
-    try:
-        return yamltext.load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "(file)"
-        problem = getattr(error, "problem", None) or str(error)
-        raise CatalogError(f"{path}: {where}: not valid YAML: {problem}") from None
-    except ValueError as error:
-        # Values PyYAML still builds while parsing can fail outside its own error types.
-        raise CatalogError(f"{path}: (file): not valid YAML: {error}") from None
-
-
-def _load_service(path: Path) -> Service:
-    reader = _Reader(path)
-    data = reader.mapping(_parse_file(path), "(file)", _SERVICE_KEYS)
-
-    service_id = reader.text(reader.require(data, "id"), "id")
-    if not _ID.match(service_id):
-        raise reader.fail("id", f"{service_id!r} must be lowercase letters, digits and '-'")
-    if service_id != path.stem:
-        raise reader.fail("id", f"{service_id!r} must equal the file name stem {path.stem!r}")
-
-    name = reader.text(reader.require(data, "name"), "name")
-    vendor = reader.text(reader.require(data, "vendor"), "vendor")
-    vendor_country = reader.text(reader.require(data, "vendor_country"), "vendor_country")
-    if vendor_country != UNKNOWN and not _is_country(vendor_country):
-        raise reader.fail(
-            "vendor_country", f"{vendor_country!r} is not an ISO 3166-1 alpha-2 code or 'unknown'"
-        )
-
-    data_location = _load_location(reader, reader.require(data, "data_location"))
-
-    categories: list[str] = []
-    for index, item in enumerate(reader.sequence(reader.require(data, "categories"), "categories")):
-        key = f"categories[{index}]"
-        category = reader.text(item, key)
-        if category not in CATEGORIES:
-            raise reader.fail(key, f"unknown category {category!r}")
-        if category in categories:
-            raise reader.fail(key, f"category {category!r} is listed twice")
-        categories.append(category)
-
-    domains: list[Domain] = []
-    seen: set[str] = set()
-    for index, item in enumerate(reader.sequence(reader.require(data, "domains"), "domains")):
-        key = f"domains[{index}]"
-        entry = reader.mapping(item, key, _DOMAIN_KEYS)
-        host = reader.hostname(reader.require(entry, "name", f"{key}."), f"{key}.name")
-        if host in seen:
-            raise reader.fail(f"{key}.name", f"{host!r} is listed twice")
-        seen.add(host)
-        role: str | None = None
-        if entry.get("role") is not None:
-            role = reader.text(entry["role"], f"{key}.role")
-            if role not in ROLES:
-                expected = ", ".join(sorted(ROLES))
-                raise reader.fail(f"{key}.role", f"unknown role {role!r} (expected {expected})")
-        source = reader.url(entry["source"], f"{key}.source") if "source" in entry else None
-        domains.append(Domain(host, role, source))
-
-    shared: list[SharedHost] = []
-    raw_shared = data.get("shared")
-    if raw_shared is not None:
-        for index, item in enumerate(reader.sequence(raw_shared, "shared", allow_empty=True)):
-            key = f"shared[{index}]"
-            entry = reader.mapping(item, key, _SHARED_KEYS)
-            host = reader.hostname(reader.require(entry, "name", f"{key}."), f"{key}.name")
-            reason = reader.text(reader.require(entry, "reason", f"{key}."), f"{key}.reason")
-            shared.append(SharedHost(host, reason))
-
-    sources: list[str] = []
-    for index, item in enumerate(reader.sequence(reader.require(data, "sources"), "sources")):
-        source = reader.url(item, f"sources[{index}]")
-        if source in sources:
-            raise reader.fail(f"sources[{index}]", f"{source!r} is listed twice")
-        sources.append(source)
-
-    verified = reader.date(reader.require(data, "verified"), "verified")
-    parent = _load_parent(reader, data["parent"]) if data.get("parent") is not None else None
-
-    notes = ""
-    if data.get("notes") is not None:
-        notes = reader.text(data["notes"], "notes")
-
-    return Service(
-        id=service_id,
-        name=name,
-        vendor=vendor,
-        vendor_country=vendor_country,
-        data_location=data_location,
-        categories=tuple(categories),
-        domains=tuple(domains),
-        shared=tuple(shared),
-        sources=tuple(sources),
-        verified=verified,
-        notes=notes,
-        parent=parent,
-    )
-
-
-def _load_parent(reader: _Reader, value: object) -> Owner:
-    data = reader.mapping(value, "parent", _PARENT_KEYS)
-    name = reader.text(reader.require(data, "name", "parent."), "parent.name")
-    country = reader.text(reader.require(data, "country", "parent."), "parent.country")
-    if country != UNKNOWN and not _is_country(country):
-        raise reader.fail(
-            "parent.country", f"{country!r} is not an ISO 3166-1 alpha-2 code or 'unknown'"
-        )
-    return Owner(name, country)
-
-
-def _load_location(reader: _Reader, value: object) -> DataLocation:
-    data = reader.mapping(value, "data_location", _LOCATION_KEYS)
-    country = reader.text(
-        reader.require(data, "country", "data_location."), "data_location.country"
-    )
-    if not _is_data_location(country):
-        raise reader.fail(
-            "data_location.country",
-            f"{country!r} is not an ISO 3166-1 alpha-2 code, EU/EEA or 'unknown'",
-        )
-    source: str | None = None
-    if data.get("source") is not None:
-        source = reader.url(data["source"], "data_location.source")
-    elif country != UNKNOWN:
-        # A storage claim without a citation is exactly what the catalog must not contain.
-        raise reader.fail("data_location.source", f"required when country is {country!r}")
-    return DataLocation(country, source)
-
-
-def load_catalog(directory: Path) -> Catalog:
-    """Every ``*.yaml`` service file in ``directory``, validated; raises CatalogError."""
-    if not directory.is_dir():
-        raise CatalogError(f"{directory}: catalog directory not found")
-    stray = sorted(p.name for p in directory.glob("*.yml"))
-    if stray:
-        # Silently skipping a file would silently unblock a service.
-        raise CatalogError(f"{directory / stray[0]}: catalog files must end in .yaml")
-    files = sorted(directory.glob("*.yaml"))
-    if not files:
-        raise CatalogError(f"{directory}: no service files (*.yaml) found")
-    return Catalog(tuple(_load_service(path) for path in files))
-
-
-def load_protected(path: Path) -> frozenset[str]:
-    """Hostnames the catalog must never block, one per line, ``#`` starts a comment."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise CatalogError(f"{path}: cannot read: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise CatalogError(f"{path}: not UTF-8 text") from None
-    names: set[str] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        content = line.split("#", 1)[0].strip()
-        if not content:
-            continue
-        name = _normalise_hostname(content)
-        if name is None:
-            raise CatalogError(f"{path}: line {number}: {content!r} is not a valid hostname")
-        names.add(name)
-    return frozenset(names)
-
-
-# --- lint ------------------------------------------------------------------------------
-
-
-def lint(catalog: Catalog, protected: frozenset[str]) -> list[str]:
-    """Problems in a catalog as human-readable lines; an empty list means clean.
-
-    Covers what a single file cannot see (names shared or nested across services, names
-    that would block protected infrastructure, shared hosts that a block would catch
-    anyway) and re-checks per-service rules for catalogs not built by ``load_catalog``.
-    """
-    problems: list[str] = []
-    owners: dict[str, str] = {}  # catalog name -> id of the first service that lists it
-    seen_ids: set[str] = set()
-    today = datetime.date.today()
-
-    for service in catalog.services:
-        problems.extend(_lint_service(service, today))
-        if service.id in seen_ids:
-            problems.append(f"{service.id}: service id is used more than once")
-        seen_ids.add(service.id)
-        for domain in service.domains:
-            owner = owners.get(domain.name)
-            if owner is not None and owner != service.id:
-                problems.append(
-                    f"{service.id}: {domain.name!r} is also listed by service {owner!r}"
-                )
-            owners.setdefault(domain.name, service.id)
-
-    for service in catalog.services:
-        for domain in service.domains:
-            for parent in _parents(domain.name):
-                owner = owners.get(parent)
-                if owner is not None and owner != service.id:
-                    problems.append(
-                        f"{service.id}: {domain.name!r} is under {parent!r} of service {owner!r}"
-                    )
-                    break
-
-    # A catalog name collides when it is the protected name or one of its parents.
-    for protected_name in sorted(protected):
-        for candidate in (protected_name, *_parents(protected_name)):
-            owner = owners.get(candidate)
-            if owner is not None:
-                what = "is" if candidate == protected_name else "is a parent of"
-                problems.append(f"{owner}: {candidate!r} {what} protected name {protected_name!r}")
-
-    for service in catalog.services:
-        for host in service.shared:
-            for candidate in (host.name, *_parents(host.name)):
-                owner = owners.get(candidate)
-                if owner is not None:
-                    problems.append(
-                        f"{service.id}: shared host {host.name!r} would be blocked anyway"
-                        f" by {candidate!r} of service {owner!r}"
-                    )
-                    break
-    return problems
-
-
-def _lint_service(service: Service, today: datetime.date) -> list[str]:
-    sid = service.id or "(no id)"
-    problems: list[str] = []
-    if not _ID.match(service.id):
-        problems.append(f"{sid}: id {service.id!r} must be lowercase letters, digits and '-'")
-    if not service.name.strip():
-        problems.append(f"{sid}: name is empty")
-    if not service.vendor.strip():
-        problems.append(f"{sid}: vendor is empty")
-    if service.vendor_country != UNKNOWN and not _is_country(service.vendor_country):
-        problems.append(f"{sid}: vendor_country {service.vendor_country!r} is not ISO alpha-2")
-    location = service.data_location
-    if not _is_data_location(location.country):
-        problems.append(f"{sid}: data_location.country {location.country!r} is not valid")
-    if location.country != UNKNOWN and not location.source:
-        problems.append(f"{sid}: data_location {location.country!r} has no source")
-    if not service.categories:
-        problems.append(f"{sid}: no categories")
-    for category in service.categories:
-        if category not in CATEGORIES:
-            problems.append(f"{sid}: unknown category {category!r}")
-    if not service.domains:
-        problems.append(f"{sid}: no domains")
-    names = [domain.name for domain in service.domains]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"{sid}: {name!r} is listed twice")
-    for domain in service.domains:
-        if not _is_valid_hostname(domain.name):
-            problems.append(f"{sid}: {domain.name!r} is not a valid hostname")
-        if domain.source and not _URL.match(domain.source):
-            problems.append(f"{sid}: {domain.name!r} source {domain.source!r} is not a URL")
-        if domain.role is not None and domain.role not in ROLES:
-            problems.append(f"{sid}: {domain.name!r} has unknown role {domain.role!r}")
-    for host in service.shared:
-        if not _is_valid_hostname(host.name):
-            problems.append(f"{sid}: shared host {host.name!r} is not a valid hostname")
-        if not host.reason.strip():
-            problems.append(f"{sid}: shared host {host.name!r} has no reason")
-    if not service.sources:
-        problems.append(f"{sid}: no sources")
-    for source in service.sources:
-        if not _URL.match(source):
-            problems.append(f"{sid}: source {source!r} is not an http(s) URL")
-    # Catalogs built in code are not type-checked at run time; None must not pass as a date.
-    verified: object = service.verified
-    if not isinstance(verified, datetime.date):
-        problems.append(f"{sid}: no verified date")
-    elif verified > today + _REVIEW_SLACK:
-        problems.append(f"{sid}: verified date {verified} is in the future")
-    return problems

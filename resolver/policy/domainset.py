@@ -43,11 +43,6 @@ class DomainSet(Generic[Value]):
     def __len__(self) -> int:
         return len(self._entries) + sum(len(chunk) for chunks, _ in self._bulk for chunk in chunks)
 
-    def add_bulk(self, names: Iterable[str], value: Value) -> int:
-        """Add lowercase dotted names (each covering its subdomains) under one value,
-        checked after the exact entries of the same label; returns how many were new."""
-        return self.add_bulk_chunks(hashed_chunks(names), value)
-
     def add_bulk_chunks(self, chunks: list[set[int]], value: Value) -> int:
         """Add names already hashed by ``hashed_chunks`` (shared, not copied)."""
         self._bulk.append((chunks, value))
@@ -71,9 +66,6 @@ class DomainSet(Generic[Value]):
     def setdefault(self, name: bytes, value: Value) -> Value:
         """Add unless present; return what is stored (the first list to claim a name keeps it)."""
         return self._entries.setdefault(name, value)
-
-    def update(self, items: Iterable[tuple[bytes, Value]]) -> None:
-        self._entries.update(items)
 
     def items(self) -> Iterator[tuple[bytes, Value, bool]]:
         """Every entry as (wire name, value, below_only), for exports and explanations."""

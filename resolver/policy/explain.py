@@ -8,6 +8,7 @@ from resolver.dns import wire
 from resolver.policy.catalog import Catalog, Service
 from resolver.policy.domainset import DomainSet
 from resolver.policy.groups import ClientGroups
+from resolver.policy.verdict import Verdict, verdict
 
 
 @dataclass(frozen=True)
@@ -76,19 +77,20 @@ def explain(
     rule = decision.rule
     wire_name = wire.text_to_name(decision.name)
     service = _catalog_service_for(catalog, wire_name)
+    decided = verdict(rule, group.mode, paused=False)
+    answer = "forwarded"
     if rule is None:
-        verdict, answer, why = "forwarded", "forwarded", "no list or catalog entry covers it"
+        why = "no list or catalog entry covers it"
         if service is not None:
             why = "the service is in the catalog, but the policy does not select it"
-    elif rule.action == "allow":
-        verdict, answer, why = "allowed", "forwarded", rule.policy
-    elif rule.action == "report" or group.mode == "report":
-        verdict, answer = "report", "forwarded"
-        why = rule.policy if rule.action == "report" else f"group {group.name}: mode report"
+    elif decided is Verdict.REPORT and rule.action != "report":
+        why = f"group {group.name}: mode report"
     else:
-        mode = "nxdomain" if rule.action == "canary" else group.answers.mode
-        verdict, answer = "blocked", f"{mode.upper()} (block TTL {group.answers.ttl}s)"
         why = rule.policy
+    if decided is Verdict.BLOCK:
+        assert rule is not None
+        mode = "nxdomain" if rule.action == "canary" else group.answers.mode
+        answer = f"{mode.upper()} (block TTL {group.answers.ttl}s)"
     details: dict[str, object] = {}
     if service is not None:
         details = {
@@ -104,7 +106,7 @@ def explain(
         name=decision.name,
         client=client,
         group=group.name,
-        decision=verdict,
+        decision=decided.value,
         answer=answer,
         entry=decision.entry,
         rule=why,

@@ -4,68 +4,7 @@
 Pi-hole enforce the same catalog without running aiwall itself. ``render`` turns the
 entries of ``Blocklist.entries()`` into one of these texts:
 
-``domains``
-    One name per line, ``*.name`` for subdomains-only entries; ``#`` comments. This is
-    aiwall's own list format, where a name covers its subdomains; consumers that read
-    plain names as exact names (Pi-hole does) should get ``adblock`` instead.
-    Cannot express: allow exceptions (they are listed in the header, to be allowed in the
-    consuming tool), the answer (the consumer's blocking mode decides).
-
-``hosts``
-    ``<sinkhole_ipv4> name`` and ``<sinkhole_ipv6> name`` lines, the configured sinkhole
-    addresses whatever the response mode. Cannot express: subdomains (a hosts file
-    matches exact names, so ``x.chat.deepseek.com`` is not blocked by a hosts file that
-    lists ``chat.deepseek.com``), ``*.name`` entries (left out and counted), NXDOMAIN
-    (so the browser canaries do not switch DNS-over-HTTPS off). Allow exceptions need
-    nothing: an exact-name list never covers the names they protect.
-
-``adblock``
-    ``||name^`` (name and subdomains), ``||*.name^`` (subdomains only, as AdGuard Home
-    reads it), ``@@||name^`` for allow exceptions; ``!`` comments. AdGuard Home lets any
-    exception beat any block whatever their specificity, while aiwall lets the most
-    specific entry win; so a block nested under an exception gets ``$important``, and an
-    exception nested under such a block gets ``@@...$important``. Four levels of priority
-    exist, so a fifth alternation (block, allow, block, allow, block, one inside the
-    other) cannot be expressed: such entries are counted in the header. Cannot express:
-    the answer (AdGuard Home's blocking mode decides, also for the canaries).
-
-``dnsmasq``
-    ``address=/name/`` (NXDOMAIN for the name and its subdomains), ``/*.name/`` for
-    subdomains only, ``server=/name/#`` for allow exceptions (dnsmasq, like aiwall, lets
-    the most specific domain win). Sinkhole mode answers A and AAAA with the sinkhole
-    addresses and adds ``local=/name/`` so that other types get NODATA instead of being
-    forwarded (dnsmasq 2.86 and later forward them otherwise). Cannot express: the
-    ``nodata`` and ``refused`` modes (written as NXDOMAIN, which still blocks), the block
-    TTL (dnsmasq's own ``local-ttl`` applies).
-
-``unbound``
-    A ``server:`` clause of ``local-zone`` statements: ``always_nxdomain``,
-    ``always_nodata``, ``always_refuse``, or ``redirect`` with A and AAAA ``local-data``
-    for sinkhole mode; ``always_transparent`` for allow exceptions (Unbound uses the
-    closest enclosing local zone, as aiwall uses the most specific entry). Usable on its
-    own or through ``include:``. Cannot express: ``*.name`` entries, because a local zone
-    always covers its apex. One is written as a zone for the whole name when the name
-    itself already gets the same answer from a parent entry; otherwise it is left out
-    and counted (the ``rpz`` export carries it). The TTL of negative answers is
-    Unbound's own.
-
-``rpz``
-    A Response Policy Zone, as BIND, Unbound and PowerDNS Recursor load them: for
-    every entry ``name`` and ``*.name`` (only the latter for subdomains-only entries),
-    with ``CNAME .`` (NXDOMAIN), ``CNAME *.`` (NODATA), A and AAAA records (sinkhole) or
-    ``CNAME rpz-passthru.`` (allow). Owner names are relative, so the zone loads under
-    any origin. RPZ prefers an exact trigger to a wildcard and the longest wildcard to a
-    shorter one, which is aiwall's most-specific-wins. Cannot express: ``refused`` mode
-    (written as NXDOMAIN). The SOA serial is ``ExportOptions.serial``: raise it when the
-    zone is transferred to secondaries.
-
-``bind``
-    named.conf statements for the ``rpz`` export, the way BIND administrators block
-    names: a ``zone`` statement for the policy zone (include the file at the top level)
-    and, in a comment, the ``response-policy`` statement that belongs inside the
-    ``options`` block, which an included snippet cannot reopen. A zone per blocked
-    domain would lose the subdomains-only entries, the allow exceptions and the canaries;
-    the policy zone keeps all of them.
+The formats, and what each cannot express, are described in ``export_formats``.
 
 In every format "canary" entries (the browser DNS-over-HTTPS canaries) are NXDOMAIN
 whatever the response mode, where the format can choose the answer at all.
@@ -80,76 +19,32 @@ and ends with a newline.
 from __future__ import annotations
 
 import ipaddress
-import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
-from resolver.policy.blocklist import PolicyEntry
+from resolver.policy.export_formats import RENDERERS
+from resolver.policy.export_model import (
+    MAX_NAME,
+    NAME,
+    RPZ_TRIGGER_LABELS,
+    ExportOptions,
+    ExportPolicy,
+)
+from resolver.policy.rules import PolicyEntry
 
 __all__ = ["FORMATS", "RESPONSES", "ExportOptions", "render"]
 
 FORMATS: tuple[str, ...] = ("domains", "hosts", "adblock", "dnsmasq", "unbound", "rpz", "bind")
 RESPONSES: tuple[str, ...] = ("nxdomain", "sinkhole", "nodata", "refused")
 
-# What every format can carry: the characters of a hostname and the underscore, in
-# labels of 1 to 63, 253 in all. Quotes, slashes, '#', ';' and spaces would break
-# out of a config statement or a zone file field.
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_MAX_NAME = 253
-_UNSAFE = re.compile(r"[^a-z0-9_.*-]")
-
-# BIND and Unbound read owner names ending in these labels as IP or nameserver
-# triggers, not as query names; a blocked name with such a TLD would become one.
-_RPZ_TRIGGER_LABELS = frozenset({"rpz-ip", "rpz-nsip", "rpz-nsdname", "rpz-client-ip"})
-
-# Four AdGuard priority levels, lowest first; the index is the rank.
-_ADBLOCK_LEVELS = (("", ""), ("@@", ""), ("", "$important"), ("@@", "$important"))
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    response: str = "nxdomain"  # nxdomain | sinkhole | nodata | refused (blocking.response)
-    sinkhole_ipv4: str = "0.0.0.0"
-    sinkhole_ipv6: str = "::"
-    ttl: int = 300
-    generated: str = ""  # a header comment line, e.g. "aiwall 0.1.0, 2026-11-22, 410 entries"
-    rpz_zone: str = "rpz.aiwall"  # the policy zone's name (bind)
-    rpz_file: str = "/etc/bind/db.rpz.aiwall"  # where the rpz export is installed (bind)
-    serial: int = 1  # the RPZ SOA serial
-
-
-@dataclass
-class _Policy:
-    """The entries one format will write, and what it had to leave out or bend."""
-
-    entries: list[PolicyEntry]
-    skipped: list[PolicyEntry] = field(default_factory=list)  # names it cannot carry
-    dropped: list[PolicyEntry] = field(default_factory=list)  # semantics it cannot express
-    by_name: dict[str, PolicyEntry] = field(default_factory=dict)
-
-    def parents(self, name: str) -> Iterator[PolicyEntry]:
-        """Entries on proper parent names, nearest first: those whose scope holds ``name``."""
-        while "." in name:
-            name = name.split(".", 1)[1]
-            found = self.by_name.get(name)
-            if found is not None:
-                yield found
-
-
-def _blocks(entry: PolicyEntry) -> bool:
-    # Report-only names resolve in aiwall, so elsewhere they are exceptions like allows.
-    return entry.rule.action in ("block", "canary")
-
 
 def _carryable(name: str, fmt: str) -> bool:
-    if len(name) > _MAX_NAME or _NAME.fullmatch(name) is None:
+    if len(name) > MAX_NAME or NAME.fullmatch(name) is None:
         return False
-    return not (fmt in ("rpz", "bind") and name.rsplit(".", 1)[-1] in _RPZ_TRIGGER_LABELS)
+    return not (fmt in ("rpz", "bind") and name.rsplit(".", 1)[-1] in RPZ_TRIGGER_LABELS)
 
 
-def _prepare(entries: Sequence[PolicyEntry], fmt: str) -> _Policy:
-    policy = _Policy([])
+def _prepare(entries: Sequence[PolicyEntry], fmt: str) -> ExportPolicy:
+    policy = ExportPolicy([])
     exact = {e.name for e in entries if not e.below_only}
     seen: set[tuple[str, bool]] = set()
     for entry in entries:
@@ -192,242 +87,8 @@ def _check(fmt: str, options: ExportOptions) -> None:
         raise ValueError(f"rpz_file: {options.rpz_file!r} cannot be written in named.conf")
 
 
-# --- headers ---------------------------------------------------------------------------
-
-
-def _header(fmt: str, options: ExportOptions, policy: _Policy, notes: Sequence[str]) -> list[str]:
-    entries = policy.entries
-    allows = sum(1 for e in entries if not _blocks(e))
-    canaries = sum(1 for e in entries if e.rule.action == "canary")
-    lines = [f"aiwall blocking policy, {fmt} format"]
-    if options.generated:
-        # One line, whatever the caller passed: a newline would end the comment.
-        lines.append(" ".join(options.generated.split()))
-    lines.append(
-        f"{len(entries) - allows} blocked names ({canaries} browser canaries), "
-        f"{allows} allow exceptions"
-    )
-    lines.extend(notes)
-    if policy.skipped:
-        lines.append(f"names this format cannot carry, left out ({len(policy.skipped)}):")
-        lines.extend(f"  {_spelled(e)}" for e in policy.skipped)
-    if policy.dropped:
-        lines.append(f"entries this format cannot express exactly ({len(policy.dropped)}):")
-        lines.extend(f"  {_spelled(e)}" for e in policy.dropped)
-    return lines
-
-
-def _spelled(entry: PolicyEntry) -> str:
-    name = f"*.{entry.name}" if entry.below_only else entry.name
-    # A name left out for its characters goes on a comment line all the same: nothing in
-    # it may end the comment or open a quote that a config parser would look for.
-    return _UNSAFE.sub("?", name)
-
-
-def _comment(prefix: str, lines: Sequence[str]) -> list[str]:
-    return [f"{prefix} {line}".rstrip() for line in lines]
-
-
-# --- formats ---------------------------------------------------------------------------
-
-
-def _domains(policy: _Policy, options: ExportOptions) -> list[str]:
-    allows = [e for e in policy.entries if not _blocks(e)]
-    notes = ["each name covers its subdomains; *.name covers the subdomains only"]
-    if allows:
-        notes.append("allow exceptions cannot be written in this format; allow these yourself:")
-        notes.extend(f"  allow {_spelled(e)}" for e in allows)
-    body = [_spelled(e) for e in policy.entries if _blocks(e)]
-    return [*_comment("#", _header("domains", options, policy, notes)), *body]
-
-
-def _hosts(policy: _Policy, options: ExportOptions) -> list[str]:
-    body: list[str] = []
-    for entry in policy.entries:
-        if not _blocks(entry):
-            continue  # an exact-name list never covers the name an exception protects
-        if entry.below_only:
-            policy.dropped.append(entry)
-            continue
-        body.append(f"{options.sinkhole_ipv4} {entry.name}")
-        body.append(f"{options.sinkhole_ipv6} {entry.name}")
-    notes = [
-        "hosts files match exact names only: subdomains of these names are NOT blocked",
-        "and no name gets NXDOMAIN (the browser canaries need it to turn DoH off);",
-        "use the adblock, dnsmasq, unbound or rpz export where subdomains matter",
-    ]
-    return [*_comment("#", _header("hosts", options, policy, notes)), *body]
-
-
-def _adblock(policy: _Policy, options: ExportOptions) -> list[str]:
-    rank: dict[str, int] = {}
-    # Parents first: a rule's rank depends on the ranks of the rules around it.
-    for entry in sorted(policy.entries, key=lambda e: e.name.count(".")):
-        allow = not _blocks(entry)
-        to_beat = max(
-            (rank[p.name] for p in policy.parents(entry.name) if _blocks(p) == allow),
-            default=-1,
-        )
-        fitting = [r for r in range(to_beat + 1, len(_ADBLOCK_LEVELS)) if r % 2 == int(allow)]
-        if fitting:
-            rank[entry.name] = fitting[0]
-        else:
-            rank[entry.name] = len(_ADBLOCK_LEVELS) - 2 + allow
-            policy.dropped.append(entry)
-    body = []
-    for entry in policy.entries:
-        prefix, modifier = _ADBLOCK_LEVELS[rank[entry.name]]
-        wildcard = "*." if entry.below_only else ""
-        body.append(f"{prefix}||{wildcard}{entry.name}^{modifier}")
-    notes = [
-        "||name^ blocks the name and its subdomains, ||*.name^ the subdomains only,",
-        "@@ marks an exception; $important keeps a more specific rule ahead of a wider one",
-        "the answer (NXDOMAIN, 0.0.0.0, ...) is the consumer's blocking mode; the browser",
-        "canaries switch DNS-over-HTTPS off only if that mode answers NXDOMAIN",
-    ]
-    header = ["Title: aiwall generative-AI policy", *_header("adblock", options, policy, notes)]
-    return [*_comment("!", header), *body]
-
-
-def _block_response(entry: PolicyEntry, options: ExportOptions) -> str:
-    return "nxdomain" if entry.rule.action == "canary" else options.response
-
-
-def _dnsmasq(policy: _Policy, options: ExportOptions) -> list[str]:
-    body = []
-    for entry in policy.entries:
-        domain = f"*.{entry.name}" if entry.below_only else entry.name
-        if not _blocks(entry):
-            body.append(f"server=/{domain}/#")
-        elif _block_response(entry, options) == "sinkhole":
-            body.append(f"address=/{domain}/{options.sinkhole_ipv4}")
-            body.append(f"address=/{domain}/{options.sinkhole_ipv6}")
-            body.append(f"local=/{domain}/")
-        else:
-            body.append(f"address=/{domain}/")
-    notes = [
-        "address=/name/ answers NXDOMAIN for the name and its subdomains, /*.name/ for the",
-        "subdomains only; server=/name/#: an exception, forwarded as usual",
-    ]
-    if options.response in ("nodata", "refused"):
-        notes.append(
-            f"dnsmasq cannot answer {options.response.upper()} per domain: NXDOMAIN instead"
-        )
-    notes.append("answer TTLs are dnsmasq's local-ttl, not the block TTL")
-    return [*_comment("#", _header("dnsmasq", options, policy, notes)), *body]
-
-
-_UNBOUND_TYPES = {
-    "nxdomain": "always_nxdomain",
-    "nodata": "always_nodata",
-    "refused": "always_refuse",
-    "sinkhole": "redirect",
-}
-
-
-def _answer(entry: PolicyEntry | None, options: ExportOptions) -> str:
-    """What aiwall answers for a name decided by ``entry``: a response mode or "forward"."""
-    if entry is None or not _blocks(entry):
-        return "forward"
-    return _block_response(entry, options)
-
-
-def _unbound(policy: _Policy, options: ExportOptions) -> list[str]:
-    body: list[str] = []
-    for entry in policy.entries:
-        answer = _answer(entry, options)
-        if entry.below_only:
-            # A local zone covers its apex: only right when the apex is answered the same.
-            apex = _answer(next(policy.parents(entry.name), None), options)
-            if apex != answer:
-                policy.dropped.append(entry)
-                body.append(f"    # *.{entry.name}: subdomains only, see the rpz export")
-                continue
-        zone = f'"{entry.name}."'
-        if answer == "forward":
-            body.append(f"    local-zone: {zone} always_transparent")
-            continue
-        body.append(f"    local-zone: {zone} {_UNBOUND_TYPES[answer]}")
-        if answer == "sinkhole":
-            owner = f"{entry.name}. {options.ttl} IN"
-            body.append(f'    local-data: "{owner} A {options.sinkhole_ipv4}"')
-            body.append(f'    local-data: "{owner} AAAA {options.sinkhole_ipv6}"')
-    notes = [
-        "a local-zone covers the name and its subdomains; always_transparent: an exception",
-        "use it as it is (unbound.conf) or from a config with include: this-file",
-    ]
-    return [*_comment("#", _header("unbound", options, policy, notes)), "server:", *body]
-
-
-def _rpz_records(entry: PolicyEntry, options: ExportOptions) -> list[str]:
-    answer = _answer(entry, options)
-    if answer == "forward":
-        data = ["CNAME rpz-passthru."]
-    elif answer == "sinkhole":
-        data = [f"A {options.sinkhole_ipv4}", f"AAAA {options.sinkhole_ipv6}"]
-    elif answer == "nodata":
-        data = ["CNAME *."]
-    else:  # nxdomain, and refused, which RPZ has no action for
-        data = ["CNAME ."]
-    owners = [f"*.{entry.name}"] if entry.below_only else [entry.name, f"*.{entry.name}"]
-    return [f"{owner} {record}" for owner in owners for record in data]
-
-
-def _rpz(policy: _Policy, options: ExportOptions) -> list[str]:
-    notes = [
-        "a Response Policy Zone: load it under any zone name (named-checkzone rpz.aiwall FILE)",
-        "name and *.name: the name and its subdomains; CNAME rpz-passthru.: an exception",
-    ]
-    if options.response == "refused":
-        notes.append("RPZ has no REFUSED action: NXDOMAIN instead")
-    ttl = options.ttl
-    zone = [
-        f"$TTL {ttl}",
-        # MINIMUM is the negative-caching TTL of the NXDOMAIN and NODATA answers.
-        f"@ SOA localhost. hostmaster.localhost. {options.serial} 3600 600 86400 {ttl}",
-        "@ NS localhost.",
-    ]
-    for entry in policy.entries:
-        zone.extend(_rpz_records(entry, options))
-    return [*_comment(";", _header("rpz", options, policy, notes)), *zone]
-
-
-def _bind(policy: _Policy, options: ExportOptions) -> list[str]:
-    zone = options.rpz_zone.rstrip(".").lower()
-    notes = [
-        f"1. save `aiwall export --format rpz` as {options.rpz_file}",
-        "2. include this file at the top level of named.conf",
-        "3. add this statement to the options { } block (or to a view):",
-        f'   response-policy {{ zone "{zone}"; }} break-dnssec yes qname-wait-recurse no;',
-        "   (break-dnssec: rewrite signed answers for DNSSEC clients too; qname-wait-recurse",
-        "   no: decide before recursing, so a blocked name is never sent upstream)",
-        "4. named-checkconf -z, then rndc reload",
-    ]
-    body = [
-        f'zone "{zone}" {{',
-        "    type master;",
-        f'    file "{options.rpz_file}";',
-        # The policy is internal: clients see its effect, not the zone itself.
-        "    allow-query { localhost; };",
-        "    allow-transfer { none; };",
-        "};",
-    ]
-    return [*_comment("//", _header("bind", options, policy, notes)), *body]
-
-
-_RENDERERS: dict[str, Callable[[_Policy, ExportOptions], list[str]]] = {
-    "domains": _domains,
-    "hosts": _hosts,
-    "adblock": _adblock,
-    "dnsmasq": _dnsmasq,
-    "unbound": _unbound,
-    "rpz": _rpz,
-    "bind": _bind,
-}
-
-
 def render(entries: Sequence[PolicyEntry], fmt: str, options: ExportOptions) -> str:
     """The policy as a text in format ``fmt``; raises ValueError for a bad format or option."""
     _check(fmt, options)
     policy = _prepare(entries, fmt)
-    return "\n".join(_RENDERERS[fmt](policy, options)) + "\n"
+    return "\n".join(RENDERERS[fmt](policy, options)) + "\n"

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
+from resolver.clients import NetworkMap
+from resolver.config import ClientNetwork
 from resolver.dns.model import Answer
 from resolver.dns.responses import BlockAnswers
 from resolver.policy.blocklist import Blocklist
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-# Decisions are remembered per client address; a flood of spoofed sources only costs a
-# cleared dict.
-_MEMO_LIMIT = 65_536
 
 
 @dataclass(slots=True)
@@ -30,7 +25,9 @@ class Group:
 
 class ClientGroups:
     def __init__(
-        self, default: Group, groups: list[tuple[tuple[str, ...], Group]] | None = None
+        self,
+        default: Group,
+        groups: list[tuple[tuple[ClientNetwork, ...], Group]] | None = None,
     ) -> None:
         self.default = default
         # Until when this version of the policy is right (Unix time; None: for good), and
@@ -39,15 +36,10 @@ class ClientGroups:
         self.valid_until: float | None = None
         self.successor: ClientGroups | None = None
         self.all = [default] + [group for _, group in groups or ()]
-        networks = [
-            (ipaddress.ip_network(network, strict=False), group)
-            for clients, group in groups or ()
-            for network in clients
-        ]
-        # Most specific first: the first network that holds a client decides its group.
-        networks.sort(key=lambda item: item[0].prefixlen, reverse=True)
-        self._networks = networks
-        self._memo: dict[str, Group] = {}
+        self._networks = NetworkMap(
+            ((network.network, group) for clients, group in groups or () for network in clients),
+            default,
+        )
 
     @property
     def entries_by_source(self) -> dict[str, int]:
@@ -78,24 +70,4 @@ class ClientGroups:
         return next((group for group in self.all if group.name == name), None)
 
     def group_for(self, client: str) -> Group:
-        group = self._memo.get(client)
-        if group is None:
-            group = self._lookup(client)
-            if len(self._memo) >= _MEMO_LIMIT:
-                self._memo.clear()
-            self._memo[client] = group
-        return group
-
-    def _lookup(self, client: str) -> Group:
-        if not self._networks or not client:
-            return self.default
-        try:
-            address = ipaddress.ip_address(client.split("%", 1)[0])
-        except ValueError:
-            return self.default
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        for network, group in self._networks:
-            if address.version == network.version and address in network:
-                return group
-        return self.default
+        return self._networks.lookup(client) if client else self.default

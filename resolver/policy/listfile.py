@@ -13,14 +13,13 @@ rejected and counted, never guessed at.
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+from resolver.dns.names import normalise_name
+
 # Names hosts files map to themselves; they are not block entries.
 _HOSTS_NOISE = frozenset(
     {
@@ -47,31 +46,6 @@ class Entry(NamedTuple):
     allow: bool = False  # an AdBlock exception rule
 
 
-@dataclass(slots=True)
-class ParsedList:
-    entries: list[Entry] = field(default_factory=list)
-    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line number, line)
-
-
-def normalise_name(text: str) -> str | None:
-    """Lowercase ASCII form of a hostname, or None when it is not one."""
-    name = text.strip().rstrip(".").lower()
-    if not name:
-        return None
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    # Checked after IDNA, which lengthens names: a longer one does not fit the wire format.
-    if len(name) > 253:
-        return None
-    labels = name.split(".")
-    if len(labels) < 1 or not all(_LABEL.match(label) for label in labels):
-        return None
-    return name
-
-
 def _is_address(token: str) -> bool:
     try:
         ipaddress.ip_address(token)
@@ -87,36 +61,45 @@ def _parse_line(line: str) -> list[Entry] | None:
         return []
     if " #" in line or "\t#" in line:
         line = line.split("#", 1)[0].strip()
-    allow = False
-    if line.startswith("@@"):
-        allow, line = True, line[2:]
-    if line.startswith("||"):
-        body = line[2:]
-        if body.endswith("^|"):
-            body = body[:-1]
-        if not body.endswith("^"):
-            return None
-        name = normalise_name(body[:-1])
-        return [Entry(name, allow=allow)] if name else None
-    if allow:
-        return None
+    if line.startswith(("||", "@@")):
+        return _adblock(line)
     tokens = line.split()
     if len(tokens) > 1 and _is_address(tokens[0]):
-        entries: list[Entry] = []
-        for token in tokens[1:]:
-            if token.lower() in _HOSTS_NOISE:
-                continue
-            name = normalise_name(token)
-            if name is None:
-                return None
-            entries.append(Entry(name))
-        return entries
-    if len(tokens) != 1:
-        return None
-    token = tokens[0]
-    if _is_address(token):
+        return _hosts(tokens[1:])
+    if len(tokens) != 1 or _is_address(tokens[0]):
         # An address alone is a hosts line cut short, not a name to block.
         return None
+    return _plain(tokens[0])
+
+
+def _adblock(line: str) -> list[Entry] | None:
+    """``||name^`` (and its exception ``@@||name^``): the name and its subdomains."""
+    allow = line.startswith("@@")
+    body = line[2:] if allow else line
+    if not body.startswith("||"):
+        return None
+    body = body[2:].removesuffix("|")
+    if not body.endswith("^"):
+        return None
+    name = normalise_name(body[:-1])
+    return [Entry(name, allow=allow)] if name else None
+
+
+def _hosts(names: list[str]) -> list[Entry] | None:
+    """The names after the address of a hosts-file line."""
+    entries: list[Entry] = []
+    for token in names:
+        if token.lower() in _HOSTS_NOISE:
+            continue
+        name = normalise_name(token)
+        if name is None:
+            return None
+        entries.append(Entry(name))
+    return entries
+
+
+def _plain(token: str) -> list[Entry] | None:
+    """``name`` (with its subdomains) or ``*.name`` (subdomains only)."""
     below_only = token.startswith("*.")
     name = normalise_name(token[2:] if below_only else token)
     if name is None or ("." not in name and below_only):
@@ -154,9 +137,3 @@ def scan_list(
             quiet += 1
     if used is not None:
         used[0] = number - quiet - len(rejected)
-
-
-def parse_list(text: str) -> ParsedList:
-    parsed = ParsedList()
-    parsed.entries.extend(scan_list(io.StringIO(text), parsed.rejected))
-    return parsed

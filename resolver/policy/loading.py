@@ -29,16 +29,11 @@ from pathlib import Path
 from resolver.config import BlockingConfig, Config, LocalListConfig
 from resolver.dns.responses import BlockAnswers
 from resolver.metrics import Metrics
-from resolver.policy.blocklist import (
-    ListError,
-    ListPart,
-    ListText,
-    build_blocklist,
-    parse_list_text,
-    read_list_file,
-)
-from resolver.policy.catalog import Catalog, CatalogError, default_catalog_dir, load_catalog
+from resolver.policy.blocklist import build_blocklist
+from resolver.policy.catalog import Catalog, CatalogError, default_catalog_dir
+from resolver.policy.catalog_files import load_catalog
 from resolver.policy.groups import ClientGroups, Group
+from resolver.policy.lists import ListError, ListPart, ListText, parse_list_text, read_list_file
 from resolver.policy.remote import RemoteList
 from resolver.policy.selectors import SelectorError, expiries
 

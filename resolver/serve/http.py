@@ -14,9 +14,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from resolver.metrics import Metrics
+from resolver.serve.control import Control
 
 log = logging.getLogger(__name__)
 
@@ -38,51 +38,11 @@ _REASONS = {
 Response = tuple[int, str, bytes]
 
 
-Exposition = Callable[[], Awaitable[bytes]]
-Readiness = Callable[[], Awaitable[tuple[bool, str]]]
-# Reloads config and lists: (accepted, what happened).
-Reload = Callable[[], Awaitable[tuple[bool, str]]]
-# The API token in force ("" disables the API); asked per request, so a reload rotates it.
-Token = Callable[[], str]
-# GET /api/check?name=&client=: the decision explained (raises ValueError for a bad name).
-Check = Callable[[str, str], Awaitable[dict[str, object]]]
-# GET /api/stats: counts since start.
-Stats = Callable[[], Awaitable[dict[str, object]]]
-# POST /api/pause?minutes=: blocking off for a while (bounded, audited).
-Pause = Callable[[float], Awaitable[tuple[bool, str]]]
-
-
-def _no_token() -> str:
-    return ""
-
-
-def registry_exposition(metrics: Metrics) -> Exposition:
-    async def exposition() -> bytes:
-        return generate_latest(metrics.registry)
-
-    return exposition
-
-
 class StatusServer:
-    """``exposition`` renders /metrics: one registry, or several workers' merged."""
+    """The HTTP endpoint of a server or of a supervisor, whichever ``control`` is."""
 
-    def __init__(
-        self,
-        exposition: Exposition,
-        ready: Readiness,
-        reload: Reload | None = None,
-        token: Token = _no_token,
-        check: Check | None = None,
-        stats: Stats | None = None,
-        pause: Pause | None = None,
-    ) -> None:
-        self._exposition = exposition
-        self._ready = ready
-        self._reload = reload
-        self._token = token
-        self._check = check
-        self._stats = stats
-        self._pause = pause
+    def __init__(self, control: Control) -> None:
+        self._control = control
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -136,34 +96,37 @@ class StatusServer:
     async def _route(
         self, method: str, path: str, authorization: str, query: dict[str, list[str]]
     ) -> Response:
+        control = self._control
         if path in ("/api/reload", "/api/pause"):
             if method != "POST":
                 return 405, "text/plain", b"method not allowed: use POST\n"
             if path == "/api/reload":
-                return await self._api(authorization, self._reload)
+                return await self._api(authorization, control.reload)
             return await self._api(authorization, self._pause_for(query))
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n"
-        if path == "/api/check" and self._check is not None:
+        if path == "/api/check":
             name, client = query.get("name", [""])[0], query.get("client", [""])[0]
             try:
-                return _json(200, await self._check(name, client))
+                return _json(200, await control.check(name, client))
             except ValueError as error:
                 return _json(400, {"error": str(error)})
-        if path == "/api/stats" and self._stats is not None:
-            return _json(200, await self._stats())
+        if path == "/api/stats":
+            return _json(200, await control.stats())
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, await self._exposition()
+            return 200, CONTENT_TYPE_LATEST, await control.exposition()
         if path == "/healthz":
             return 200, "text/plain", b"ok\n"
         if path == "/readyz":
-            ready, detail = await self._ready()
+            ready, detail = await control.ready()
             return (200 if ready else 503), "text/plain", (detail + "\n").encode()
         return 404, "text/plain", b"not found\n"
 
-    async def _api(self, authorization: str, action: Reload | None) -> Response:
-        token = self._token()
-        if action is None or not token:
+    async def _api(
+        self, authorization: str, action: Callable[[], Awaitable[tuple[bool, str]]]
+    ) -> Response:
+        token = self._control.api_token()
+        if not token:
             return 403, "text/plain", b"API disabled: set api.token or api.token_file\n"
         scheme, _, presented = authorization.partition(" ")
         # Constant time, so the token cannot be guessed byte by byte from response times.
@@ -174,18 +137,15 @@ class StatusServer:
         accepted, detail = await action()
         return (200 if accepted else 422), "text/plain", (detail + "\n").encode()
 
-    def _pause_for(self, query: dict[str, list[str]]) -> Reload | None:
+    def _pause_for(self, query: dict[str, list[str]]) -> Callable[[], Awaitable[tuple[bool, str]]]:
         """The pause action bound to ?minutes= (the API's actions take no arguments)."""
-        pause = self._pause
-        if pause is None:
-            return None
         try:
             minutes = float(query.get("minutes", ["5"])[0])
         except ValueError:
             minutes = -1.0
 
         async def act() -> tuple[bool, str]:
-            return await pause(minutes)
+            return await self._control.pause(minutes)
 
         return act
 

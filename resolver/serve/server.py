@@ -17,19 +17,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import generate_latest
+
 from resolver.audit.trail import AuditLog
-from resolver.config import Config, ConfigError, load_config, parse_host_port
+from resolver.config import RESTART_KEYS, Config, ConfigError, HttpEndpoint, load_config
 from resolver.dns.model import Query
 from resolver.logs import setup_logging
 from resolver.metrics import Metrics
 from resolver.pipeline import Pipeline, build_pipeline
-from resolver.policy.catalog import Catalog, default_catalog_dir, load_catalog
+from resolver.policy.catalog import Catalog, default_catalog_dir
+from resolver.policy.catalog_files import load_catalog
 from resolver.policy.explain import explain
 from resolver.policy.groups import ClientGroups
-from resolver.policy.loading import BuiltPolicy, PolicyError, load_policy, remote_lists, retire
-from resolver.policy.remote import RemoteList
-from resolver.policy.steadyread import ListsChanging, build_when_steady
-from resolver.serve.http import StatusServer, registry_exposition
+from resolver.policy.loading import BuiltPolicy, PolicyError, load_policy, retire
+from resolver.policy.source import PolicySource
+from resolver.serve.http import StatusServer
 from resolver.serve.sockets import DnsSockets, bind_dns
 from resolver.serve.transport import (
     QueryRunner,
@@ -46,16 +48,11 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 3.0
 # /readyz trusts a recent upstream answer instead of sending a probe on every poll.
 READY_FRESHNESS = 30.0
-# A remote list whose refresh failed is tried again after this (or its refresh period).
-REMOTE_RETRY_SECONDS = 60.0
-# A rebuild wanted after a list refresh that failed is tried again after this, doubling.
-REBUILD_RETRY_FIRST = 5.0
-REBUILD_RETRY_MAX = 300.0
 
 
 def _check_reloadable(running: Config, new: Config) -> None:
     """Sockets and processes are set up once, at start: a reload cannot move them."""
-    for key in ("listen", "workers"):
+    for key in RESTART_KEYS:
         if getattr(new, key) != getattr(running, key):
             raise ConfigError(f"{key}: changed, which takes a restart; nothing was reloaded")
 
@@ -113,25 +110,17 @@ class Server:
         self.audit = AuditLog(
             config.audit, config.privacy, config.state_dir, self.metrics, config.base_dir
         )
-        self.remote_lists = self._remote_lists(config)
-        self._refreshers: list[asyncio.Task[None]] = []
+        self.source = PolicySource(config, self.metrics, catalog_dir)
         self._background: set[asyncio.Task[object]] = set()
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._starting = True
         self._reload_wanted = False
-        self._rebuild_task: asyncio.Task[None] | None = None
-        self.metrics.preset_lists(
-            [r.source for r in self.remote_lists], [f"list:{p.name}" for p in config.list_paths()]
-        )
-
-    def _remote_lists(self, config: Config) -> list[RemoteList]:
-        return remote_lists(config, self.metrics)
 
     # --- start ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._fetch_missing_lists()
-        built = self._build_policy()
+        await self.source.fetch_missing()
+        built = self.source.build(starting=True)
         retire(None)
         self.audit.start()
         self.pipeline = build_pipeline(
@@ -143,11 +132,9 @@ class Server:
         # The policy is in force; only now may a DNS port open.
         for sockets in self._given_sockets or bind_dns(self.config.listen.dns):
             await self._listen_dns(loop, sockets)
-        if self.config.listen.http:
-            await self._start_http()
-        self._refreshers = [
-            asyncio.create_task(self._keep_fresh(source)) for source in self.remote_lists
-        ]
+        if self.config.listen.http is not None:
+            await self._start_http(self.config.listen.http)
+        self.source.start_refreshing(self.reload_lists)
         log.info(
             "serving DNS on %s, HTTP on %s, %d policy entries",
             ", ".join(_shown(e) for e in self.dns_endpoints),
@@ -159,46 +146,10 @@ class Server:
             log.info("applying the reload asked for during start-up")
             self.request_reload()
 
-    async def _start_http(self) -> None:
-        host, port = parse_host_port(self.config.listen.http, 9153)
-        self._status = StatusServer(
-            registry_exposition(self.metrics),
-            self.ready,
-            self.reload,
-            lambda: self._api_token,
-            check=self.api_check,
-            stats=self.api_stats,
-            pause=self.api_pause,
-        )
-        bound = await self._status.start(host, port)
+    async def _start_http(self, endpoint: HttpEndpoint) -> None:
+        self._status = StatusServer(self)
+        bound = await self._status.start(endpoint.host, endpoint.port)
         self.http_endpoint = Endpoint(*bound)
-
-    async def _fetch_missing_lists(self) -> None:
-        """A remote list with no copy at all is fetched before the ports open; a
-        ``required`` one is waited for (retrying, and saying so), the others are
-        fetched later while /readyz says what is missing."""
-        delay = 1.0
-        while True:
-            missing = [source for source in self.remote_lists if source.missing]
-            for source in missing:
-                log.warning(
-                    "list %s: no copy yet; fetching %s (timeout %g s)%s",
-                    source.label,
-                    source.config.url,
-                    source.config.timeout,
-                    ", required: no DNS is served without it" if source.config.required else "",
-                )
-                await asyncio.to_thread(source.refresh)
-            waiting = [s for s in self.remote_lists if s.config.required and s.missing]
-            if not waiting:
-                return
-            log.error(
-                "waiting for required lists %s; trying again in %.0f s",
-                ", ".join(s.label for s in waiting),
-                delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, REMOTE_RETRY_SECONDS)
 
     async def _listen_dns(self, loop: asyncio.AbstractEventLoop, sockets: DnsSockets) -> None:
         assert self._runner is not None
@@ -215,30 +166,6 @@ class Server:
         self.dns_endpoints.append(Endpoint(sockets.host, sockets.port))
 
     # --- the policy ----------------------------------------------------------------
-
-    def _build_policy(
-        self, config: Config | None = None, remote: Sequence[RemoteList] | None = None
-    ) -> BuiltPolicy:
-        """At start (no policy yet), a list the guard rejects is replaced by its last good
-        copy; afterwards the whole build is rejected and the running policy stays."""
-        starting = config is None
-        config = config if config is not None else self.config
-        remote = remote if remote is not None else self.remote_lists
-        try:
-            # A list rewritten in place while being read must never load half of it.
-            return build_when_steady(
-                config.list_paths(),
-                lambda: load_policy(
-                    config,
-                    self._catalog_dir,
-                    remote,
-                    rejected=self.metrics.list_rejected,
-                    remember=True,
-                    fallback=starting,
-                ),
-            )
-        except ListsChanging as error:
-            raise PolicyError(str(error)) from None
 
     def _install_policy(self, built: BuiltPolicy) -> None:
         assert self.pipeline is not None
@@ -267,41 +194,6 @@ class Server:
     def _on_expiry(self, groups: ClientGroups) -> None:
         log.warning("a temporary policy rule (until: ...) has expired; the next policy applies")
         self._policy_changed(groups)
-
-    async def _keep_fresh(self, source: RemoteList) -> None:
-        """Refresh one remote list forever; a new copy rebuilds the policy."""
-        attempted = 0.0
-        while True:
-            copy = source.last_good()
-            fetched = copy.fetched_at if copy is not None else 0.0
-            due = fetched + source.config.refresh
-            if attempted > due - source.config.refresh:
-                # The last attempt failed (fetched_at did not move): wait before the next
-                # one instead of asking a list server that is down in a tight loop.
-                due = max(due, attempted + min(source.config.refresh, REMOTE_RETRY_SECONDS))
-            await asyncio.sleep(max(due - time.time(), 0))
-            attempted = time.time()
-            if await asyncio.to_thread(source.refresh):
-                self._rebuild_soon()
-
-    def _rebuild_soon(self) -> None:
-        """Rebuild the policy from the running config (a remote list changed). A rebuild
-        that fails (a local list unreadable at that moment) is tried again with back-off
-        until one succeeds, counted, and the gauge stays up meanwhile."""
-        if self._rebuild_task is None or self._rebuild_task.done():
-            self._rebuild_task = asyncio.get_running_loop().create_task(self._rebuild())
-
-    async def _rebuild(self) -> None:
-        delay = REBUILD_RETRY_FIRST
-        self.metrics.rebuild_pending.set(1)
-        try:
-            while not (await self.reload(reread_config=False))[0]:
-                self.metrics.rebuild_failures.inc()
-                log.error("policy rebuild failed; trying again in %.0f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, REBUILD_RETRY_MAX)
-        finally:
-            self.metrics.rebuild_pending.set(0)
 
     # --- reload --------------------------------------------------------------------
 
@@ -337,21 +229,16 @@ class Server:
                 if reread_config and self._config_path is not None:
                     config = self._adjust(await asyncio.to_thread(load_config, self._config_path))
                     _check_reloadable(self.config, config)
-                remote = self.remote_lists
-                if (config.blocking.remote_lists, config.state_dir) != (
-                    self.config.blocking.remote_lists,
-                    self.config.state_dir,
-                ):
-                    remote = self._remote_lists(config)
+                source = self.source.for_config(config)
                 token = config.api_token()
-                built = await asyncio.to_thread(self._build_policy, config, remote)
+                built = await asyncio.to_thread(source.build, starting=False)
             except (ConfigError, PolicyError) as error:
                 log.error("reload rejected, keeping the running config and policy: %s", error)
                 self.metrics.reloads.labels("rejected").inc()
                 return False, f"reload rejected: {error}"
             retired = self.pipeline.blocking.groups
             if config != self.config:
-                self._apply(config, remote, built.groups)
+                self._apply(config, source, built.groups)
             self._install_policy(built)
             self._api_token = token
             await asyncio.to_thread(retire, retired)
@@ -361,7 +248,7 @@ class Server:
             detail = f"reloaded: {entries} policy entries"
             return True, "; ".join([detail, *built.warnings])
 
-    def _apply(self, config: Config, remote: list[RemoteList], groups: ClientGroups) -> None:
+    def _apply(self, config: Config, source: PolicySource, groups: ClientGroups) -> None:
         """Swap in a whole new pipeline built from a changed config. Queries already in it
         finish on the old one; the cache is kept unless its own settings changed."""
         assert self.pipeline is not None
@@ -373,21 +260,26 @@ class Server:
         self._runner.head = self.pipeline.head
         if config.logging != self.config.logging:
             setup_logging(config.logging)
-        if remote is not self.remote_lists:
-            for refresher in self._refreshers:
-                refresher.cancel()
-            self.remote_lists = remote
-            self._refreshers = [asyncio.create_task(self._keep_fresh(r)) for r in remote]
+        if source is not self.source:
+            self.source.stop()
+            self.source = source
+            source.start_refreshing(self.reload_lists)
         self.config = config
 
     # --- control operations (HTTP API) ---------------------------------------------
 
-    async def api_check(self, name: str, client: str) -> dict[str, object]:
+    async def exposition(self) -> bytes:
+        return generate_latest(self.metrics.registry)
+
+    def api_token(self) -> str:
+        return self._api_token
+
+    async def check(self, name: str, client: str) -> dict[str, object]:
         assert self.pipeline is not None
         catalog = self.catalog or await asyncio.to_thread(load_catalog, default_catalog_dir())
         return explain(self.pipeline.blocking.current(), catalog, name, client).as_dict()
 
-    async def api_stats(self) -> dict[str, object]:
+    async def stats(self) -> dict[str, object]:
         assert self.pipeline is not None
         blocked: dict[str, int] = {}
         for key, count in self.metrics.blocked.counts.items():
@@ -404,9 +296,11 @@ class Server:
             "policy_entries": sum(groups.entries_by_source.values()),
             "groups": [group.name for group in groups.all],
             "paused_seconds_left": max(round(paused), 0),
+            # The sinks that cannot be written now, with why (DNS goes on regardless).
+            "audit_degraded": self.audit.degraded,
         }
 
-    async def api_pause(self, minutes: float) -> tuple[bool, str]:
+    async def pause(self, minutes: float) -> tuple[bool, str]:
         """Blocking off for a while: bounded by api.max_pause_minutes, logged, and
         audited; 0 minutes resumes blocking at once."""
         assert self.pipeline is not None
@@ -433,7 +327,7 @@ class Server:
     async def ready(self) -> tuple[bool, str]:
         if self.pipeline is None:
             return False, "starting"
-        missing = [source.source for source in self.remote_lists if source.missing]
+        missing = self.source.missing
         if missing:
             # Serving without a list whose names would be blocked: no load balancer
             # should send clients here until it has a copy.
@@ -449,10 +343,9 @@ class Server:
 
     async def stop(self) -> None:
         """Stop accepting, let answers in flight finish, then close everything."""
-        for task in [*self._refreshers, *self._background]:
+        self.source.stop()
+        for task in self._background:
             task.cancel()
-        if self._rebuild_task is not None:
-            self._rebuild_task.cancel()
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
         for listener in self._udp_listeners:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from resolver.config import ConfigError, parse_host_port
+from resolver.config import DnsEndpoint
 
 LOCK_WAIT_SECONDS = 5.0
 
@@ -131,17 +131,14 @@ def _probe(host: str, port: int, where: str) -> None:
                 ) from None
 
 
-def bind_dns(specs: tuple[str, ...], workers: int = 1) -> list[DnsSockets]:
+def bind_dns(endpoints: tuple[DnsEndpoint, ...], workers: int = 1) -> list[DnsSockets]:
     """Bind every ``listen.dns`` address: ``workers`` UDP sockets (SO_REUSEPORT when more
     than one) and one TCP socket each. Raises AddressInUse when an address is taken."""
     bound: list[DnsSockets] = []
     try:
-        for index, spec in enumerate(specs):
-            try:
-                host, port = parse_host_port(spec, 53)
-            except ValueError as error:
-                raise ConfigError(f"listen.dns[{index}]: {error}") from None
-            bound.append(_bind_one(host, port, workers, f"listen.dns[{index}]"))
+        for index, endpoint in enumerate(endpoints):
+            where = f"listen.dns[{index}]"
+            bound.append(_bind_one(endpoint.host, endpoint.port, workers, where))
     except BaseException:
         for sockets in bound:
             sockets.close()

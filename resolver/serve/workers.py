@@ -16,36 +16,24 @@ import json
 import logging
 import multiprocessing
 import multiprocessing.connection
-import operator
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import Metric
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
 
-from resolver.config import Config, ConfigError, load_config, parse_host_port
+from resolver.config import Config, ConfigError, load_config
 from resolver.logs import setup_logging
 from resolver.policy.loading import PolicyError
 from resolver.serve.http import StatusServer
+from resolver.serve.merge import Merged, merge_expositions
 from resolver.serve.server import Server, serve_until_stopped
 from resolver.serve.sockets import DnsSockets, bind_dns
 
 log = logging.getLogger(__name__)
 
-# Gauges every worker reports alike (the same policy, the same limits): merged with max.
-_SAME_IN_EVERY_WORKER = (
-    "aiwall_list_",
-    "aiwall_build_info",
-    "python_info",
-    "process_max_fds",
-    "aiwall_upstream_up",
-)
 _EXCHANGE_TIMEOUT = 2.0
 # Stats each worker counts for itself; the rest (policy size, pause) are the same in all.
 _SUMMED_STATS = ("queries", "blocked", "reported", "cache_hits")
@@ -56,7 +44,7 @@ _RESTART_BACKOFF = 1.0
 
 def _worker_config(config: Config) -> Config:
     # The supervisor serves HTTP for all workers.
-    return dataclasses.replace(config, listen=dataclasses.replace(config.listen, http=""))
+    return dataclasses.replace(config, listen=dataclasses.replace(config.listen, http=None))
 
 
 def _worker_main(
@@ -102,16 +90,16 @@ async def _serve_worker(
             accepted, detail = await server.reload()
             conn.send_bytes((b"1" if accepted else b"0") + detail.encode())
         elif request.startswith(b"pause "):
-            accepted, detail = await server.api_pause(float(request[6:]))
+            accepted, detail = await server.pause(float(request[6:]))
             conn.send_bytes((b"1" if accepted else b"0") + detail.encode())
         elif request.startswith(b"check "):
             name, client = json.loads(request[6:])
             try:
-                conn.send_bytes(json.dumps(await server.api_check(name, client)).encode())
+                conn.send_bytes(json.dumps(await server.check(name, client)).encode())
             except ValueError as error:
                 conn.send_bytes(json.dumps({"error": str(error)}).encode())
         elif request == b"stats":
-            conn.send_bytes(json.dumps(await server.api_stats()).encode())
+            conn.send_bytes(json.dumps(await server.stats()).encode())
 
     pending: set[asyncio.Task[None]] = set()
     gone = asyncio.Event()
@@ -163,42 +151,6 @@ class _Worker:
                 return None
 
 
-class _Merged(Collector):
-    """Families already merged, served as they are."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        yield from self._families
-
-
-def _combiner(family: Metric) -> Callable[[float, float], float]:
-    if family.name == "process_start_time_seconds":
-        return min
-    if family.type == "gauge" and family.name.startswith(_SAME_IN_EVERY_WORKER):
-        return max
-    return operator.add
-
-
-def merge_expositions(texts: Iterable[str]) -> list[Metric]:
-    """Counters, histograms and most gauges are summed over the workers; gauges every
-    worker reports alike take the maximum, start times the minimum."""
-    families: dict[str, Metric] = {}
-    values: dict[tuple[str, str, tuple[tuple[str, str], ...]], float] = {}
-    for text in texts:
-        for family in text_string_to_metric_families(text):
-            families.setdefault(family.name, Metric(family.name, family.documentation, family.type))
-            combine = _combiner(family)
-            for sample in family.samples:
-                key = (family.name, sample.name, tuple(sorted(sample.labels.items())))
-                previous = values.get(key)
-                values[key] = sample.value if previous is None else combine(previous, sample.value)
-    for (family_name, sample_name, labels), value in values.items():
-        families[family_name].add_sample(sample_name, dict(labels), value)
-    return list(families.values())
-
-
 class Supervisor:
     def __init__(self, config: Config, config_path: Path | None = None) -> None:
         self.config = config
@@ -248,13 +200,16 @@ class Supervisor:
             raise WorkerStartError(f"worker {index} did not start (exit code {process.exitcode})")
         return worker
 
-    async def _exposition(self) -> bytes:
+    def api_token(self) -> str:
+        return self._api_token
+
+    async def exposition(self) -> bytes:
         texts = await asyncio.gather(
             *(asyncio.to_thread(w.exchange, b"metrics") for w in self._workers)
         )
         families = merge_expositions(t.decode() for t in texts if t is not None)
         merged = CollectorRegistry()
-        merged.register(_Merged(families))
+        merged.register(Merged(families))
         return generate_latest(merged) + generate_latest(self._registry)
 
     async def ready(self) -> tuple[bool, str]:
@@ -390,18 +345,10 @@ class Supervisor:
                     if stop.is_set():
                         break
                     raise
-            if self.config.listen.http and not stop.is_set():
-                host, port = parse_host_port(self.config.listen.http, 9153)
-                self._status = StatusServer(
-                    self._exposition,
-                    self.ready,
-                    self.reload,
-                    lambda: self._api_token,
-                    check=self.check,
-                    stats=self.stats,
-                    pause=self.pause,
-                )
-                await self._status.start(host, port)
+            http = self.config.listen.http
+            if http is not None and not stop.is_set():
+                self._status = StatusServer(self)
+                await self._status.start(http.host, http.port)
             watcher = loop.create_task(self._watch())
             log.info("%d workers serving", len(self._workers))
             await stop.wait()

@@ -11,7 +11,6 @@ and counted while we keep waiting for the real answer until the timeout.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import secrets
 import socket
@@ -19,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from resolver.config import parse_host_port
+from resolver.config import Endpoint
 from resolver.dns import responses, wire
 from resolver.dns.model import Answer, Outcome, Query
 from resolver.metrics import Metrics
@@ -38,12 +37,8 @@ class Upstream:
     label: str  # "host:port", the metric label
 
     @classmethod
-    def parse(cls, spec: str) -> Upstream:
-        host, port = parse_host_port(spec, 53)
-        # The canonical text form, so it compares equal to the source address recvfrom gives.
-        host = str(ipaddress.ip_address(host))
-        label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return cls(host, port, label)
+    def at(cls, endpoint: Endpoint) -> Upstream:
+        return cls(endpoint.host, endpoint.port, str(endpoint))
 
     @property
     def family(self) -> socket.AddressFamily:
@@ -184,9 +179,8 @@ class Forwarder:
     async def _probe_one(self, server: Upstream) -> bool:
         """True if the upstream gives any genuine answer to our own question."""
         ident = secrets.randbits(16)
-        question = b"\x00" + wire.U16.pack(wire.TYPE_NS) + wire.U16.pack(wire.CLASS_IN)
-        message = wire.HEADER.pack(ident, wire.RD, 1, 0, 0, 0) + question
-        expected = _Expected(ident, b"\x00", question[1:])
+        message = wire.query_message(ident, wire.ROOT_NS)
+        expected = _Expected(ident, b"\x00", wire.ROOT_NS[1:])
         try:
             await self._exchange_udp(server, message, expected)
         except (OSError, TimeoutError):
@@ -302,10 +296,7 @@ class Forwarder:
     async def probe(self) -> bool:
         """True if any upstream answers a query for the root NS (for /readyz)."""
         query = Query(
-            raw=wire.HEADER.pack(0, 0, 1, 0, 0, 0)
-            + b"\x00"
-            + wire.U16.pack(wire.TYPE_NS)
-            + wire.U16.pack(1),
+            raw=wire.query_message(0, wire.ROOT_NS),
             id=0,
             flags=wire.RD,
             qdcount=1,

@@ -27,17 +27,12 @@ import dns.message
 import dns.query
 import yaml
 
-from tests.e2e.helpers import (
-    DEPLOY,
-    ListServer,
-    Process,
-    Prometheus,
-    http_get,
-    start_aiwall,
-    wait_until,
-)
+from tests.e2e.helpers import DEPLOY, Prometheus, http_get
 from tests.fakes.upstream import FakeUpstream
-from tests.support import free_port
+from tests.peers.aiwall import Aiwall
+from tests.peers.listserver import ListServer
+from tests.peers.ports import free_port
+from tests.peers.wait import wait_until
 
 REMOTE_LIST = "tracker.ai-extra.test\nassistant.ai-extra.test\n"
 # (name, weight): how often each blocked name is asked, relative to the others.
@@ -58,7 +53,7 @@ SERVFAIL = "broken.example.org"
 @dataclass
 class Stack:
     upstream: FakeUpstream
-    aiwall: Process
+    aiwall: Aiwall
     prometheus: Prometheus
     dns_port: int
     metrics_target: str
@@ -144,7 +139,7 @@ def observed_stack(workdir: Path, scrape_interval: str = "1s") -> Iterator[Stack
             },
             "state": {"directory": str(workdir / "state")},
         }
-        aiwall = start_aiwall(config, workdir)
+        aiwall = Aiwall(config, workdir)  # this checkout, with the shipped catalog
         try:
             target = f"127.0.0.1:{http_port}"
 

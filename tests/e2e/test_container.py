@@ -32,17 +32,11 @@ import dns.rdatatype
 import pytest
 import yaml
 
-from tests.e2e.helpers import (
-    E2E,
-    ListServer,
-    http_get,
-    lingering,
-    podman_argv,
-    podman_env,
-    wait_until,
-)
+from tests.e2e.helpers import E2E, http_get, lingering, podman_argv, podman_env
 from tests.fakes.upstream import DEFAULT_A, FakeUpstream
-from tests.support import free_port
+from tests.peers.listserver import ListServer
+from tests.peers.ports import free_port
+from tests.peers.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,8 @@
 """Every query of the Grafana dashboard returns data from a real Prometheus scraping a
 real aiwall, and the shipped alert rules evaluate on that data without error.
 
-CI-sized (about 15 s, not marked e2e): Prometheus from the Debian package, scraping every
+CI-sized (about 15 s, not marked e2e, marked slow: ``make test-slow`` and
+``make e2e-prometheus`` run it): Prometheus from the Debian package, scraping every
 second, and aiwall as ``python -m resolver serve``; see tests/e2e/stack.py.
 """
 
@@ -15,13 +16,17 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.dashboard import expand, load_dashboard, queries, render_preview
-from tests.e2e.helpers import PROMETHEUS, wait_until
+from tests.e2e.helpers import PROMETHEUS
 from tests.e2e.stack import Stack, Traffic, observed_stack
+from tests.peers.wait import wait_until
 
 RATE_INTERVAL = "5s"  # five scrapes: what Grafana's $__rate_interval gives at 1 s
 RANGE = "1m"
 SCRAPED = 'sum_over_time(up{job="aiwall"}[1m]) >= 3'
 DEADLINE = 20.0  # seconds of traffic before a panel with no data is a failure
+
+# A real Prometheus, a traffic thread and a matplotlib preview: a tool run, not a unit.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = ("aiwall", "dnsmasq", "unbound")
 MIXES = ("blocked", "cached", "miss")
 
 
+@pytest.mark.slow  # a tool run of tens of seconds: make test-slow
 def test_bench_smoke_produces_numbers_for_every_server_and_mix(tmp_path: Path) -> None:
     # The script installs dnsperf, NSD, dnsmasq and Unbound when missing (root), so the
     # first run on a fresh machine may spend minutes in apt-get; the smoke run takes ~25 s.

@@ -20,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from resolver.config import config_from_mapping, load_config, parse_host_port
+from resolver.config import config_from_mapping, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -105,7 +105,8 @@ def test_prometheus_config_passes_promtool_and_scrapes_the_compose_service() -> 
     compose = load_yaml(DEPLOY / "compose.yaml")
     assert host in compose["services"]
     container = load_config(DEPLOY / "container.yaml")
-    assert parse_host_port(container.listen.http, 0) == ("0.0.0.0", int(port))
+    assert container.listen.http is not None
+    assert (container.listen.http.host, container.listen.http.port) == ("0.0.0.0", int(port))
 
 
 # --- Grafana: dashboard and provisioning ------------------------------------------------
@@ -238,7 +239,7 @@ def test_compose_services_ports_volumes_and_paths() -> None:
     published = {":".join(p.rsplit(":", 2)[-2:]) for p in aiwall["ports"]}  # no bind address
     assert published == {"53:5353/udp", "53:5353/tcp"}
     container = load_config(DEPLOY / "container.yaml")
-    assert [parse_host_port(a, 53)[1] for a in container.listen.dns] == [5353]
+    assert [a.port for a in container.listen.dns] == [5353]
     mounts = compose_mounts("aiwall")
     assert mounts["./container.yaml"] == "/etc/aiwall/aiwall.yaml"
     assert mounts["aiwall-state"] == container.state.directory == "/var/lib/aiwall"
@@ -319,8 +320,8 @@ def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
 
 def test_container_config_is_valid_and_reachable_from_outside() -> None:
     config = load_config(DEPLOY / "container.yaml")
-    assert all(parse_host_port(a, 53)[0] in ("0.0.0.0", "::") for a in config.listen.dns)
-    assert parse_host_port(config.listen.http, 9153) == ("0.0.0.0", 9153)
+    assert all(a.wildcard for a in config.listen.dns)
+    assert str(config.listen.http) == "0.0.0.0:9153"
     result = run(
         sys.executable,
         "-m",
@@ -370,9 +371,10 @@ def test_systemd_config_uses_port_53_and_the_state_directory() -> None:
     installed = Path(shlex.split(s["ExecStart"][0])[3])
     assert installed == Path("/etc/aiwall/aiwall.yaml")
     config = load_config(DEPLOY / "systemd" / "aiwall.yaml")
-    assert {parse_host_port(a, 53)[1] for a in config.listen.dns} == {53}
+    assert {a.port for a in config.listen.dns} == {53}
     assert Path(config.state.directory) == Path("/var/lib") / s["StateDirectory"][0]
-    assert parse_host_port(config.listen.http, 9153)[0] == "127.0.0.1"
+    assert config.listen.http is not None
+    assert config.listen.http.host == "127.0.0.1"
 
 
 def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
@@ -485,8 +487,8 @@ def test_statefulset_is_replicated_probed_limited_and_locked_down(
     configmap = one(k8s, "ConfigMap")
     config = config_from_mapping(yaml.safe_load(configmap["data"]["aiwall.yaml"]))
     # The probes and Prometheus reach the HTTP listener: all interfaces, the "http" port.
-    assert parse_host_port(config.listen.http, 9153) == ("0.0.0.0", ports["http"][0])
-    dns_ports = {parse_host_port(a, 53) for a in config.listen.dns}
+    assert str(config.listen.http) == f"0.0.0.0:{ports['http'][0]}"
+    dns_ports = {(a.host, a.port) for a in config.listen.dns}
     assert dns_ports == {("0.0.0.0", ports["dns-udp"][0])}
     assert ports["dns-udp"] == (5353, "UDP")
     assert ports["dns-tcp"] == (5353, "TCP")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,10 +26,11 @@ import dns.rdatatype
 import pytest
 
 from resolver.config import load_config
-from resolver.policy.blocklist import PolicyEntry, Rule
 from resolver.policy.export import RESPONSES, ExportOptions, render
 from resolver.policy.loading import load_policy
+from resolver.policy.rules import PolicyEntry, Rule
 from tests.fakes.upstream import DEFAULT_A, FakeUpstream
+from tests.peers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SINK4 = "192.0.2.53"
@@ -148,14 +148,6 @@ def test_named_checkconf_loads_the_bind_snippet_and_its_policy_zone(shipped, tmp
 
 
 # --- the real programs -----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-        udp.bind(("127.0.0.1", 0))
-        port: int = udp.getsockname()[1]
-        tcp.bind(("127.0.0.1", port))
-        return port
 
 
 class Resolver:

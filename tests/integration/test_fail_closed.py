@@ -18,17 +18,11 @@ import dns.rcode
 import pytest
 import yaml
 
-from resolver.serve import server as server_module
-from tests.aiwall_process import AIWALL, Aiwall, query
-from tests.listserver import ListServer
+from resolver.policy import source as policy_source
+from tests.peers.aiwall import AIWALL, Aiwall, query
+from tests.peers.listserver import ListServer
+from tests.peers.wait import wait_until
 from tests.support import RunningServer, ask, free_port, make_config
-
-
-def wait_until(condition, timeout: float = 10.0, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(step)
 
 
 def base_config(upstream, port: int | None = None, **sections) -> dict:
@@ -175,13 +169,13 @@ def test_an_expired_exception_ends_even_if_the_lists_are_unreadable(
         # At midnight a cron job rewrites the lists: unreadable just when the rule ends.
         listed.unlink()
         wait_until(lambda: ask(server, "chat.deepseek.com").rcode() == dns.rcode.NXDOMAIN, 8)
-        check = server.call(server.server.api_check("chat.deepseek.com", ""))
+        check = server.call(server.server.check("chat.deepseek.com", ""))
         assert check["decision"] == "blocked"
         assert ask(server, "listed.test").rcode() == dns.rcode.NXDOMAIN
 
 
 def test_a_failed_rebuild_is_retried_and_alerted(upstream, catalog_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(server_module, "REBUILD_RETRY_FIRST", 0.3)
+    monkeypatch.setattr(policy_source, "REBUILD_RETRY_FIRST", 0.3)
     local = tmp_path / "local.txt"
     local.write_text("local.test\n")
     with ListServer({"/ai.txt": "first.test\n"}) as lists:

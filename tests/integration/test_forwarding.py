@@ -59,7 +59,8 @@ class _AuthoritativeFake(FakeUpstream):
 
 
 class _OrderWitness(FakeUpstream):
-    """A fake that notes, as each query arrives, how many queries ``earlier`` has seen."""
+    """A fake that notes, as each query arrives, how many queries for the same name
+    ``earlier`` has seen (the server's own probes of ``earlier`` ask another name)."""
 
     def __init__(self, earlier: FakeUpstream) -> None:
         super().__init__()
@@ -67,7 +68,8 @@ class _OrderWitness(FakeUpstream):
         self._earlier = earlier
 
     def _on_udp(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.earlier_seen.append(len(self._earlier.queries))
+        name = dns.message.from_wire(data).question[0].name.to_text(omit_final_dot=True)
+        self.earlier_seen.append(len(self._earlier.queries_for(name.lower())))
         super()._on_udp(data, addr)
 
 

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # a tool run of tens of seconds: make test-slow
 def test_hostile_packets_leave_the_server_answering_in_flat_memory(tmp_path: Path) -> None:
     report_path = tmp_path / "fuzz.json"
     done = subprocess.run(

@@ -13,6 +13,7 @@ import time
 import dns.rcode
 import pytest
 
+from tests.peers.wait import wait_until
 from tests.support import ask
 
 LAB = {
@@ -204,18 +205,11 @@ def test_a_full_state_disk_degrades_the_audit_trail_never_dns(start_server, full
     server = start_server(state={"directory": str(mount)}, audit={"flush_interval": 0.1})
     assert ask(server, "chat.deepseek.com").rcode() == dns.rcode.NXDOMAIN
     assert ask(server, "www.example.test").rcode() == dns.rcode.NOERROR
-    wait_for(lambda: server.metric("aiwall_audit_degraded", sink="sqlite") == 1)
+    wait_until(lambda: server.metric("aiwall_audit_degraded", sink="sqlite") == 1)
     assert server.call(server.server.ready())[0]
     # Space comes back: the attempts waiting in memory are written.
     filler.unlink()
-    wait_for(lambda: server.metric("aiwall_audit_degraded", sink="sqlite") == 0)
-    wait_for(lambda: server.metric("aiwall_audit_written_total", sink="sqlite") == 1)
+    wait_until(lambda: server.metric("aiwall_audit_degraded", sink="sqlite") == 0)
+    wait_until(lambda: server.metric("aiwall_audit_written_total", sink="sqlite") == 1)
     rows = sqlite3.connect(mount / "audit.db").execute("SELECT name FROM attempts").fetchall()
     assert rows == [("chat.deepseek.com",)]
-
-
-def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)

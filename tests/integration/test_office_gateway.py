@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.aiwall_process import Aiwall
+from tests.peers.aiwall import Aiwall
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_ADDRESSES = ["10.77.0.1", "10.77.0.53", "fd77::1", "fd77::53"]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,17 +9,13 @@ import dns.flags
 import dns.rcode
 import pytest
 
-from tests.support import RunningServer, ask, free_port, make_config
+from tests.peers.nsd import Nsd, nsd_binary
+from tests.support import RunningServer, ask, make_config
 
 BIG_TXT = " ".join(f'"{"x" * 200}-{i}"' for i in range(8))  # about 1.6 kB: beyond 1232 bytes
 
-ZONE = f"""\
-$TTL 300
-.                   IN SOA ns.root. hostmaster.root. 1 3600 600 86400 300
-.                   IN NS  ns.root.
-ns.root.            IN A   127.0.0.1
-*                   IN A   198.51.100.7
-*                   IN AAAA 2001:db8::7
+# Beside the wildcard; they make "test." an empty non-terminal (see tests/peers/nsd.py).
+RECORDS = f"""\
 tracker.cloak.test. IN CNAME chat.deepseek.com.
 big.test.           IN TXT {BIG_TXT}
 short.test.     5   IN A   192.0.2.5
@@ -32,55 +25,9 @@ nodata.test.        IN TXT "only text here"
 
 @pytest.fixture(scope="module")
 def nsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("nsd") or "/usr/sbin/nsd"
-    assert Path(binary).exists(), "nsd is installed by tests/tools/install-system-deps.sh"
-    directory = tmp_path_factory.mktemp("nsd")
-    (directory / "root.zone").write_text(ZONE)
-    port = free_port()
-    (directory / "nsd.conf").write_text(
-        f"""\
-server:
-  ip-address: 127.0.0.1@{port}
-  port: {port}
-  database: ""
-  username: ""
-  chroot: ""
-  zonesdir: "{directory}"
-  pidfile: "{directory}/nsd.pid"
-  xfrdfile: "{directory}/xfrd.state"
-  zonelistfile: "{directory}/zone.list"
-  server-count: 1
-  rrl-ratelimit: 0
-  verbosity: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "."
-  zonefile: "root.zone"
-"""
-    )
-    checkzone = str(Path(binary).with_name("nsd-checkzone"))
-    checked = subprocess.run(
-        [checkzone, ".", str(directory / "root.zone")], capture_output=True, text=True
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    proc = subprocess.Popen(
-        [binary, "-c", str(directory / "nsd.conf"), "-d"], stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        probe = subprocess.run(
-            ["dig", "@127.0.0.1", "-p", str(port), "+short", "+time=1", "+tries=1", "probe.test"],
-            capture_output=True,
-            text=True,
-        )
-        if "198.51.100.7" in probe.stdout:
-            break
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.1)
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    assert nsd_binary(), "nsd is installed by tests/tools/install-system-deps.sh"
+    with Nsd(tmp_path_factory.mktemp("nsd"), records=RECORDS) as upstream:
+        yield upstream.spec
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ def test_remote_lists_added_by_a_reload_are_fetched_without_hammering(start_from
     remote = {"url": "http://127.0.0.1:9/x.txt", "name": "x", "refresh": 1, "timeout": 1}
     rewrite(path, blocking={"remote_lists": [remote]})
     assert reload(server)[0] is True
-    assert [r.label for r in server.server.remote_lists] == ["x"]
+    assert [r.label for r in server.server.source.remote] == ["x"]
     time.sleep(1.5)
     failures = server.metric("aiwall_list_refresh_failures_total", source="remote:x")
     # One attempt at once and one a refresh period later, not one per event loop turn.

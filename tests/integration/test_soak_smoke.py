@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # a tool run of tens of seconds: make test-slow
 def test_overload_is_survived_and_recovered_from_at_once(tmp_path: Path) -> None:
     report_path = tmp_path / "soak.json"
     done = subprocess.run(

@@ -17,6 +17,7 @@ import dns.rcode
 import pytest
 
 from tests.fakes.upstream import DEFAULT_A, FakeUpstream
+from tests.peers.wait import wait_until
 from tests.support import ask
 
 SECOND_A = "192.0.2.2"
@@ -36,13 +37,6 @@ def second():
     with FakeUpstream() as fake:
         yield fake
         assert fake.errors == []
-
-
-def wait_until(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_a_dead_upstream_is_out_once_our_own_probe_fails(start_server, upstream, second):

@@ -23,7 +23,6 @@ short, zero) and some connections stop half-way.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import socket
 import struct
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.tools.harness import (
     ServerProcess,
     environment,
+    run_command,
     start_upstream,
     workdir,
 )
@@ -281,16 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--tcp-share", type=int, default=10, help="1 packet in N over TCP")
     parser.add_argument("--rss-growth-mb", type=float, default=48)
-    parser.add_argument("--fake-upstream", action="store_true", help="never use NSD")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--json", type=Path, help="also write the report here")
-    args = parser.parse_args(argv)
-    report = run(args)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0 if report["ok"] else 1
+    return run_command(parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,8 @@ test suite runs a short version (tests/integration/test_soak_smoke.py).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import random
-import re
 import shutil
 import socket
 import struct
@@ -36,12 +34,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.peers.dnsperf import DnsperfError, percentile
+from tests.peers.dnsperf import parse as parse_dnsperf
+from tests.peers.probe import probe
 from tests.tools.harness import (
     BLOCKED,
     LISTED,
     ServerProcess,
     environment,
-    probe,
+    run_command,
     start_upstream,
     workdir,
 )
@@ -111,22 +112,18 @@ def dnsperf(address: tuple[str, int], data: Path, seconds: float, rate: float | 
     # enough that timeouts, not the window, limit what is sent.
     command += ["-q", "200"] if rate is None else ["-q", "50000", "-Q", str(int(rate))]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
-    text = done.stdout
-
-    def number(label: str) -> float:
-        found = re.search(rf"{label}:\s+([\d.]+)", text)
-        return float(found.group(1)) if found else 0.0
-
-    latency = re.search(r"Average Latency \(s\):\s+([\d.]+) \(min [\d.]+, max ([\d.]+)\)", text)
+    try:
+        report = parse_dnsperf(done.stdout)
+    except DnsperfError:
+        return LoadResult()  # dnsperf failed: no answers, which the checks report
     return LoadResult(
-        sent=int(number("Queries sent")),
-        completed=int(number("Queries completed")),
-        lost=int(number("Queries lost")),
-        seconds=number("Run time \\(s\\)"),
-        latency_avg_ms=float(latency.group(1)) * 1000 if latency else 0.0,
-        latency_max_ms=float(latency.group(2)) * 1000 if latency else 0.0,
-        # -S 1 prints "<unix time>: <answers per second>" once a second.
-        per_second=[float(q) for q in re.findall(r"^\d+\.\d+: ([\d.]+)$", text, re.MULTILINE)],
+        sent=report.sent,
+        completed=report.completed,
+        lost=report.lost,
+        seconds=report.run_time,
+        latency_avg_ms=report.avg_latency_ms,
+        latency_max_ms=report.max_latency_ms,
+        per_second=report.per_second,
     )
 
 
@@ -239,7 +236,7 @@ class Monitor(threading.Thread):
             if self.server.alive:
                 self.rss.append(self.server.rss())
             got = probe(self.server.address, "h1.hot.soak.test", timeout=QUERY_TIMEOUT)
-            self.probes.append(got[1] if got is not None else None)
+            self.probes.append(got.seconds if got is not None else None)
             self.stop_event.wait(0.5)
 
 
@@ -253,7 +250,7 @@ def recovery(server: ServerProcess, count: int = 50) -> dict[str, float]:
         got = probe(server.address, f"after{index}.hot.soak.test", timeout=QUERY_TIMEOUT)
         if got is not None:
             answered += 1
-            slowest = max(slowest, got[1])
+            slowest = max(slowest, got.seconds)
             if first is None:
                 first = time.monotonic() - started
     return {
@@ -271,11 +268,6 @@ def udp_receive_buffer_errors() -> int:
     if len(udp) < 2 or "RcvbufErrors" not in udp[0]:
         return 0
     return int(udp[1][udp[0].index("RcvbufErrors")])
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(share * len(ordered)), len(ordered) - 1)] if ordered else 0.0
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -371,16 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generator", choices=["auto", "dnsperf", "python"], default="auto")
     parser.add_argument("--rss-growth-mb", type=float, default=64)
     parser.add_argument("--seed", type=int, default=20261122)
-    parser.add_argument("--fake-upstream", action="store_true", help="never use NSD")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--json", type=Path, help="also write the report here")
-    args = parser.parse_args(argv)
-    report = run(args)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0 if report["ok"] else 1
+    return run_command(parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,9 @@ import datetime
 import pytest
 
 from resolver.config import BlockingConfig, CatalogPolicy, CatalogSelector
-from resolver.policy.blocklist import (
-    ListError,
-    PolicyConflict,
-    build_blocklist,
-    parse_list_text,
-    read_list_file,
-)
+from resolver.policy.blocklist import PolicyConflict, build_blocklist
 from resolver.policy.catalog import Catalog, DataLocation, Domain, Service
+from resolver.policy.lists import ListError, parse_list_text, read_list_file
 
 
 def service(service_id: str, *domains: str, category: str = "chat_assistant") -> Service:

@@ -16,9 +16,8 @@ from resolver.policy.catalog import (
     Domain,
     default_catalog_dir,
     default_protected_path,
-    load_catalog,
-    load_protected,
 )
+from resolver.policy.catalog_files import load_catalog, load_protected
 
 VALID = """\
 id: example-ai
@@ -60,7 +59,7 @@ def load_error(directory: Path) -> str:
 def test_valid_service_loads_with_every_field(tmp_path: Path) -> None:
     write(tmp_path, VALID)
     catalog = load_catalog(tmp_path)
-    service = catalog.by_id("example-ai")
+    service = next(s for s in catalog.services if s.id == "example-ai")
     assert service is not None
     assert service.name == "Example AI"
     assert service.vendor_country == "US"
@@ -75,7 +74,7 @@ def test_valid_service_loads_with_every_field(tmp_path: Path) -> None:
     assert service.sources == ("https://example.com/docs",)
     assert service.verified == datetime.date(2026, 11, 22)
     assert service.notes == "a test service"
-    assert catalog.by_id("missing") is None
+    assert "missing" not in {s.id for s in catalog.services}
 
 
 def test_optional_keys_may_be_left_out(tmp_path: Path) -> None:

@@ -273,9 +273,9 @@ def test_opt_added_for_edns_queries(do):
 
 def test_ede_carried_in_the_opt():
     query = parse(make_raw(edns=True))
-    answer = forwarded(upstream_message(), ede=(wire.EDE_NETWORK_ERROR, "upstream down"))
+    answer = forwarded(upstream_message(), ede=(wire.EDE_NO_REACHABLE_AUTHORITY, "upstream down"))
     (error,) = reply(query, answer).extended_errors()
-    assert error.code == dns.edns.EDECode.NETWORK_ERROR
+    assert error.code == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
     assert error.text == "upstream down"
 
 

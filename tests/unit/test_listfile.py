@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from resolver.policy.listfile import Entry, normalise_name, parse_list
+from resolver.dns.names import normalise_name
+from resolver.policy.listfile import Entry
+from tests.unit.listing import parse_list
 
 
 def entries(text: str) -> list[Entry]:

@@ -4,7 +4,8 @@ import pytest
 
 from resolver.config import config_from_mapping
 from resolver.policy.blocklist import build_blocklist
-from resolver.policy.catalog import default_catalog_dir, load_catalog
+from resolver.policy.catalog import default_catalog_dir
+from resolver.policy.catalog_files import load_catalog
 from resolver.policy.selectors import SelectorError, select_services
 
 CATALOG = load_catalog(default_catalog_dir())

@@ -4,7 +4,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from resolver.metrics import Metrics
-from resolver.serve.workers import _Merged, merge_expositions
+from resolver.serve.merge import Merged, merge_expositions
 
 
 def worker_text(queries: int, start: float) -> str:
@@ -21,7 +21,7 @@ def worker_text(queries: int, start: float) -> str:
 
 def samples(families):
     registry = CollectorRegistry()
-    registry.register(_Merged(families))
+    registry.register(Merged(families))
     text = generate_latest(registry).decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value

@@ -4,8 +4,6 @@ log in a file the test can read at any time, real signals."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -18,12 +16,17 @@ import dns.message
 import dns.query
 import yaml
 
+from tests.peers.process import Process
+
+ROOT = Path(__file__).resolve().parents[2]
 AIWALL = [sys.executable, "-m", "resolver"]
 
 
-class Aiwall:
-    """One ``aiwall serve`` process. ``prefix`` runs it inside something else (for
-    example ``ip netns exec NAME``)."""
+class Aiwall(Process):
+    """One ``aiwall serve`` process from this checkout, with ``config`` written to
+    ``directory/NAME.yaml`` and its output in ``directory/NAME.log``. ``catalog_dir``
+    replaces the shipped catalog; ``prefix`` runs it inside something else (for example
+    ``ip netns exec NAME``)."""
 
     def __init__(
         self,
@@ -37,29 +40,27 @@ class Aiwall:
         self.config = config
         self.path = directory / f"{name}.yaml"
         self.path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        self.log_path = directory / f"{name}.log"
-        env = dict(os.environ)
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
         if catalog_dir is not None:
             env["AIWALL_CATALOG_DIR"] = str(catalog_dir)
-        root = Path(__file__).resolve().parents[1]
-        env["PYTHONPATH"] = str(root)
-        self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
+        super().__init__(
             [*prefix, *AIWALL, "serve", "--config", str(self.path)],
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-            cwd=root,
+            directory / f"{name}.log",
+            name=name,
             env=env,
+            cwd=ROOT,
         )
 
     @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def address(self) -> tuple[str, int]:
+        """The first DNS listener, as (host, port)."""
+        host, _, port = self.config["listen"]["dns"][0].rpartition(":")
+        return host.strip("[]"), int(port)
 
     def wait_log(self, text: str, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.log:
-            assert self.proc.poll() is None or text in self.log, (
+            assert self.alive or text in self.log, (
                 f"exited {self.proc.returncode} before logging {text!r}:\n{self.log}"
             )
             assert time.monotonic() < deadline, f"no log line with {text!r}:\n{self.log}"
@@ -79,6 +80,7 @@ class Aiwall:
             return int(error.code), error.read().decode()
 
     def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` on /metrics that carry ``labels``."""
         wanted = {f'{k}="{v}"' for k, v in labels.items()}
         total = 0.0
         for line in self.http("/metrics")[1].splitlines():
@@ -90,25 +92,12 @@ class Aiwall:
                 total += float(value)
         return total
 
-    def signal(self, number: int) -> None:
-        self.proc.send_signal(number)
+    def rss(self) -> int:
+        """Resident memory in bytes, the forked workers' included."""
+        return self.memory_kb()["rss_kb"] * 1024
 
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self._log.close()
-        return code
-
-    def __enter__(self) -> Aiwall:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def stop(self, timeout: float = 15.0) -> int | None:
+        return super().stop(timeout)
 
 
 def query(

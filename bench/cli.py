@@ -1,0 +1,275 @@
+"""Benchmark aiwall against dnsmasq and Unbound with dnsperf, all on loopback.
+
+The command line (``python bench/run.py``, ``make bench``) and one run from the start
+to the report: results.json, results.md and results.png in --output-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.charts import chart
+from bench.report import markdown, summarise, targets
+from bench.rounds import Bench
+from bench.servers import program_versions
+from bench.settings import (
+    ALL_MIXES,
+    ALL_SERVERS,
+    DNSPERF_CLIENTS,
+    DNSPERF_OUTSTANDING,
+    OTHER_LOAD_WARNING,
+    REPO,
+    BenchError,
+    Settings,
+)
+from bench.system import ensure_packages, find_binary, raise_interrupt
+from tests.peers.process import memory_kb
+
+
+def _choices(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    wrong = [v for v in values if v not in allowed]
+    if wrong or not values:
+        raise argparse.ArgumentTypeError(f"{what}: expected some of {','.join(allowed)}")
+    return values
+
+
+def parse_args(argv: Sequence[str] | None) -> Settings:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--names", type=int, help="synthetic blocked names (default 200000)")
+    parser.add_argument("--duration", type=float, help="seconds per full-load run (default 10)")
+    parser.add_argument(
+        "--latency-duration", type=float, help="seconds per 50%%-load run (default duration/2)"
+    )
+    parser.add_argument("--rounds", type=int, help="rounds of alternating runs (default 3)")
+    parser.add_argument("--mixes", default=",".join(ALL_MIXES))
+    parser.add_argument("--servers", default=",".join(ALL_SERVERS))
+    parser.add_argument("--output-dir", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--scale-sizes",
+        help="aiwall list-scale sizes, comma-separated, or 'none' (default 0,200000,1000000)",
+    )
+    parser.add_argument(
+        "--miss-queries", type=int, help="unique names per cache-miss run (default 2000000)"
+    )
+    parser.add_argument("--blocked-queries", type=int, default=100_000)
+    parser.add_argument("--cached-names", type=int, default=1000)
+    parser.add_argument(
+        "--aiwall-workers", type=int, help="add 'workers: N' to aiwall's config (default: absent)"
+    )
+    parser.add_argument(
+        "--aiwall-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a key of aiwall's config, e.g. audit.enabled=false (value read as JSON,"
+        " else a string); repeatable",
+    )
+    parser.add_argument(
+        "--pin",
+        metavar="SERVER_CPUS:LOADGEN_CPUS",
+        help="taskset the servers and dnsperf+NSD apart, e.g. 1:0 (default: no pinning)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help="dnsperf -t: seconds before a query counts as lost, and its latency in p99"
+        " (default 2; every time-limited run waits this long for its last answers)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="before each run, wait up to this many seconds for other jobs to leave the"
+        " CPUs (default 30; 0 = never wait)",
+    )
+    parser.add_argument(
+        "--aiwall-ref",
+        default="worktree",
+        help="the aiwall code to measure: 'worktree' (a copy of resolver/ taken at the start)"
+        " or a git commit, e.g. HEAD (from git archive, untouched by uncommitted edits)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        help="measure a run again when other processes used over"
+        f" {OTHER_LOAD_WARNING} cores during it (default 1)",
+    )
+    parser.add_argument(
+        "--unbound-threads", type=int, default=1, help="Unbound num-threads (default 1)"
+    )
+    parser.add_argument("--keep-workdir", action="store_true", help="keep configs and logs")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds: 1000 names, 1 s runs, 1 round, tiny list-scale sizes",
+    )
+    args = parser.parse_args(argv)
+    smoke = bool(args.smoke)
+
+    def pick(value: Any, full: Any, small: Any) -> Any:
+        return value if value is not None else (small if smoke else full)
+
+    duration = float(pick(args.duration, 10.0, 1.0))
+    sizes_text = pick(args.scale_sizes, "0,200000,1000000", "0,1000,2000")
+    try:
+        mixes = _choices(args.mixes, ALL_MIXES, "--mixes")
+        servers = _choices(args.servers, ALL_SERVERS, "--servers")
+        sizes = () if sizes_text == "none" else tuple(int(v) for v in sizes_text.split(","))
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        parser.error(str(error))
+    aiwall_set: list[tuple[str, Any]] = []
+    for item in args.aiwall_set:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--aiwall-set: expected KEY=VALUE, got {item!r}")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        aiwall_set.append((key, value))
+    pin = None
+    if args.pin:
+        server_cpus, sep, load_cpus = args.pin.partition(":")
+        if not sep or not server_cpus or not load_cpus:
+            parser.error("--pin: expected SERVER_CPUS:LOADGEN_CPUS, e.g. 1:0")
+        pin = (server_cpus, load_cpus)
+    if "aiwall" not in servers:
+        sizes = ()
+    return Settings(
+        names=int(pick(args.names, 200_000, 1000)),
+        duration=duration,
+        latency_duration=float(pick(args.latency_duration, max(1.0, duration / 2), 0.5)),
+        rounds=int(pick(args.rounds, 3, 1)),
+        mixes=mixes,
+        servers=servers,
+        output_dir=args.output_dir,
+        scale_sizes=tuple(dict.fromkeys(sizes)),
+        miss_queries=int(pick(args.miss_queries, 2_000_000, 200_000)),
+        blocked_queries=args.blocked_queries if not smoke else min(args.blocked_queries, 20_000),
+        cached_names=args.cached_names,
+        aiwall_workers=args.aiwall_workers,
+        aiwall_set=tuple(aiwall_set),
+        pin=pin,
+        timeout=float(pick(args.timeout, 2.0, 0.5)),
+        quiet_wait=float(pick(args.quiet_wait, 30.0, 0.0)),
+        aiwall_ref=args.aiwall_ref,
+        retries=int(pick(args.retries, 1, 0)),
+        unbound_threads=args.unbound_threads,
+        keep_workdir=args.keep_workdir,
+        smoke=smoke,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    workdir = Path(tempfile.mkdtemp(prefix="aiwall-bench-"))
+    (workdir / "logs").mkdir()
+    bench = Bench(settings, workdir)
+    started = time.monotonic()
+    try:
+        ensure_packages(["dnsperf", "nsd", *settings.servers])
+        if settings.pin and find_binary("taskset") is None:
+            raise BenchError("--pin needs taskset (util-linux)")
+        # Also without aiwall under test: its export gives everyone the catalog.
+        bench.servers.aiwall_version = bench.servers.snapshot_aiwall()
+        print(f"aiwall under test: {bench.servers.aiwall_version}", flush=True)
+        bench.servers.load_catalog()
+        upstream = bench.servers.start_upstream()
+        print(f"upstream: {upstream.version} on 127.0.0.1:{upstream.port}", flush=True)
+        servers = bench.compare()
+        scale: list[dict[str, Any]] = []
+        if settings.scale_sizes:
+            print("list scale (aiwall)", flush=True)
+            scale = bench.list_scale()
+        upstream_memory = memory_kb(upstream.proc.pid)
+        busy = bench.journal.busy_starts
+        if busy:
+            bench.journal.warn(
+                f"{len(busy)} runs started on a busy machine (up to"
+                f" {max(busy):.2f} cores) after waiting {settings.quiet_wait:g} s"
+            )
+        bench.procs.stop_all()
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        print(f"(configs and logs kept in {workdir})", file=sys.stderr)
+        settings.keep_workdir = True
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        bench.procs.stop_all()
+        signal.signal(signal.SIGTERM, previous)
+        if not settings.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    summary, ratios = summarise(bench.journal.runs, settings.servers, settings.mixes)
+    results: dict[str, Any] = {
+        "meta": {
+            "aiwall_commit": bench.servers.aiwall_version,
+            "aiwall_ref": settings.aiwall_ref,
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "host": f"{os.cpu_count()} CPUs, {platform.platform(terse=True)},"
+            f" Python {platform.python_version()}",
+            "versions": program_versions(servers, upstream.version),
+            "names": settings.names,
+            "catalog_names": len(bench.servers.catalog),
+            "duration": settings.duration,
+            "latency_duration": settings.latency_duration,
+            "rounds": settings.rounds,
+            "mixes": list(settings.mixes),
+            "servers": list(settings.servers),
+            "aiwall_workers": settings.aiwall_workers,
+            "aiwall_set": dict(settings.aiwall_set),
+            "unbound_threads": settings.unbound_threads,
+            "pin": list(settings.pin) if settings.pin else None,
+            "smoke": settings.smoke,
+            "dnsperf": {
+                "clients": DNSPERF_CLIENTS,
+                "threads": 1,
+                "outstanding": DNSPERF_OUTSTANDING,
+                "timeout": settings.timeout,
+            },
+            "upstream_peak_rss_kb": upstream_memory["peak_rss_kb"],
+            "other_cores_max": max(
+                (r["other_cores"] for r in bench.journal.runs if not r["discarded"]), default=0.0
+            ),
+            "retries": settings.retries,
+            "quiet_wait": settings.quiet_wait,
+            "discarded_runs": sum(r["discarded"] for r in bench.journal.runs),
+            "wall_seconds": round(time.monotonic() - started, 1),
+        },
+        "summary": summary,
+        "ratios": ratios,
+        "servers": servers,
+        "list_scale": scale,
+        "targets": targets(summary, ratios, scale),
+        "warnings": bench.journal.warnings,
+        "runs": bench.journal.runs,
+    }
+    out = settings.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    report = markdown(results)
+    results["chart"] = "results.png" if chart(results, out / "results.png") else None
+    if results["chart"] is None:
+        report += "\n(no chart: matplotlib is not installed; `pip install matplotlib`)\n"
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(report)
+    print()
+    print(report)
+    print(f"written: {out / 'results.json'}, {out / 'results.md'}", end="")
+    print(f", {out / 'results.png'}" if results["chart"] else "")
+    return 0

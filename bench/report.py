@@ -1,0 +1,229 @@
+"""What a run found: the journal of raw runs and warnings kept while it goes, the summary
+over the rounds, the targets, and the Markdown report."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.settings import DNSPERF_CLIENTS, DNSPERF_OUTSTANDING
+
+
+@dataclass
+class Journal:
+    """Kept while the run goes: every measured run (raw, noisy ones marked discarded),
+    the warnings, and the load seen by each run that started without the machine going
+    quiet first."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    busy_starts: list[float] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def median_or_none(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarise(runs: list[dict[str, Any]], servers: Sequence[str], mixes: Sequence[str]) -> Any:
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for server in servers:
+        for mix in mixes:
+            peak = [
+                r for r in runs if r["server"] == server and r["mix"] == mix and not r["discarded"]
+            ]
+            half = [r for r in peak if r["kind"] == "half"]
+            peak = [r for r in peak if r["kind"] == "peak"]
+            if not peak:
+                continue
+            qps = [r["qps"] for r in peak]
+            summary.setdefault(server, {})[mix] = {
+                "qps_median": statistics.median(qps),
+                "qps_min": min(qps),
+                "qps_max": max(qps),
+                "qps_runs": qps,
+                "avg_latency_at_peak_ms": median_or_none([r["avg_latency_ms"] for r in peak]),
+                "lost_at_peak": sum(r["lost"] for r in peak),
+                "server_cores_at_peak": median_or_none([r["server_cores"] for r in peak]),
+                "other_cores_max": max(r["other_cores"] for r in peak + half),
+                "half_load_qps": median_or_none([r["qps"] for r in half]),
+                "p50_ms": median_or_none([r["p50_ms"] for r in half]),
+                "p99_ms": median_or_none([r["p99_ms"] for r in half]),
+                "p99_ms_runs": [r["p99_ms"] for r in half],
+                "lost_at_half": sum(r["lost"] for r in half),
+            }
+    ratios: dict[str, dict[str, float]] = {}
+    for mix in mixes:
+        ours = summary.get("aiwall", {}).get(mix)
+        for other in servers:
+            theirs = summary.get(other, {}).get(mix)
+            if other == "aiwall" or ours is None or theirs is None or not theirs["qps_median"]:
+                continue
+            ratios.setdefault(mix, {})[f"aiwall/{other}"] = (
+                ours["qps_median"] / theirs["qps_median"]
+            )
+    return summary, ratios
+
+
+def targets(
+    summary: dict[str, Any], ratios: dict[str, Any], scale: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The lead's targets for issue 4, checked against what was measured (report only)."""
+    found: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, limit: float, at_least: bool, unit: str = "") -> None:
+        if value is None:
+            return
+        met = value >= limit if at_least else value <= limit
+        found.append(
+            {"target": name, "value": value, "limit": limit, "unit": unit, "met": bool(met)}
+        )
+
+    for mix, other, limit in (
+        ("blocked", "dnsmasq", 1.0),
+        ("blocked", "unbound", 0.8),
+        ("cached", "dnsmasq", 1.0),
+        ("miss", "dnsmasq", 0.8),
+    ):
+        value = ratios.get(mix, {}).get(f"aiwall/{other}")
+        add(f"{mix}: aiwall/{other} qps >= {limit:.1f}", value, limit, True, "x")
+    for mix, numbers in summary.get("aiwall", {}).items():
+        add(f"{mix}: aiwall p99 at 50% of its peak <= 2 ms", numbers["p99_ms"], 2.0, False, "ms")
+    if scale:
+        by_size = {row["extra_names"]: row for row in scale}
+        largest = max(by_size)
+        base = by_size.get(0)
+        add(
+            f"{largest:,}-name list: start to answering <= 3 s",
+            by_size[largest]["start_seconds"],
+            3.0,
+            False,
+            "s",
+        )
+        if base is not None and largest:
+            added = (by_size[largest]["rss_kb"] - base["rss_kb"]) / 1024
+            add(f"{largest:,}-name list: RSS added vs no list <= 100 MB", added, 100.0, False, "MB")
+        middle = [n for n in by_size if 0 < n < largest]
+        if middle and by_size[max(middle)]["blocked_qps"]:
+            ratio = by_size[largest]["blocked_qps"] / by_size[max(middle)]["blocked_qps"]
+            # Noise on this machine is a few percent: 0.9 is "did not grow", not a speed bar.
+            add(
+                f"lookup cost flat: blocked qps {largest:,} / {max(middle):,} names >= 0.9",
+                ratio,
+                0.9,
+                True,
+                "x",
+            )
+    return found
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    summary = results["summary"]
+    out = [
+        "# aiwall benchmark",
+        "",
+        f"- aiwall: `{meta['aiwall_commit']}`",
+        f"- peers: {', '.join(meta['versions'].values())}",
+        f"- {meta['date']}, {meta['host']}",
+        f"- block list: {meta['catalog_names']} catalog names + {meta['names']:,} synthetic names;"
+        f" {meta['rounds']} rounds x {meta['duration']:g} s per run, servers alternating;"
+        f" dnsperf -c {DNSPERF_CLIENTS} -T 1 -q {DNSPERF_OUTSTANDING} on loopback;"
+        f" aiwall workers: {meta['aiwall_workers'] or 'config default'},"
+        + "".join(f" {key}: {json.dumps(value)}," for key, value in meta["aiwall_set"].items())
+        + f" Unbound num-threads: {meta['unbound_threads']}"
+        + (f"; CPU pinning server:loadgen {':'.join(meta['pin'])}" if meta["pin"] else ""),
+        "- qps: median of the rounds at full load (min-max in brackets); p50/p99: at 50 % of"
+        " the server's own peak (dnsperf -Q), median of the rounds; a lost query counts as"
+        f" {meta['dnsperf']['timeout']:g} s. dnsperf counts the queries in flight when a timed"
+        " run stops as lost (about 35 per 10 s full-load run, for every server).",
+        f"- other processes on the machine used up to {meta['other_cores_max']:.2f} cores"
+        " during a kept run (0 = a quiet machine);"
+        f" {meta['discarded_runs']} noisy runs were measured again",
+        "",
+        "## Throughput and latency",
+        "",
+        "| mix | server | qps (median) | [min-max] | server CPU at peak | avg latency at peak"
+        " | p50 at 50% | p99 at 50% | lost |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mix in meta["mixes"]:
+        for server in meta["servers"]:
+            row = summary.get(server, {}).get(mix)
+            if row is None:
+                continue
+            out.append(
+                f"| {mix} | {server} | {fmt(row['qps_median'], 0)} |"
+                f" [{fmt(row['qps_min'], 0)}-{fmt(row['qps_max'], 0)}] |"
+                f" {fmt(row['server_cores_at_peak'])} cores |"
+                f" {fmt(row['avg_latency_at_peak_ms'])} ms | {fmt(row['p50_ms'])} ms |"
+                f" {fmt(row['p99_ms'])} ms | {row['lost_at_peak'] + row['lost_at_half']} |"
+            )
+    others = [s for s in meta["servers"] if s != "aiwall"]
+    if results["ratios"]:
+        out += [
+            "",
+            "## aiwall / other (median qps)",
+            "",
+            "| mix | " + " | ".join(f"aiwall/{o}" for o in others) + " |",
+            "|---|" + "---:|" * len(others),
+        ]
+        for mix, ratio in results["ratios"].items():
+            cells = [fmt(ratio.get(f"aiwall/{o}")) + "x" for o in others]
+            out.append(f"| {mix} | " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "## Start and memory (with the full list loaded)",
+        "",
+        "| server | version | processes | start to answering | peak RSS (VmHWM) after all runs"
+        " | RSS at end |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for server, info in results["servers"].items():
+        out.append(
+            f"| {server} | {info['version']} | {info['processes']} |"
+            f" {info['start_seconds']:.2f} s |"
+            f" {info['peak_rss_kb'] / 1024:.1f} MB | {info['rss_kb'] / 1024:.1f} MB |"
+        )
+    if results["list_scale"]:
+        out += [
+            "",
+            "## List scale (aiwall alone)",
+            "",
+            "| extra names | start to answering | RSS after load | VmHWM after load"
+            " | blocked qps |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for row in results["list_scale"]:
+            out.append(
+                f"| {row['extra_names']:,} | {row['start_seconds']:.2f} s |"
+                f" {row['rss_kb'] / 1024:.1f} MB | {row['peak_rss_kb'] / 1024:.1f} MB |"
+                f" {fmt(row['blocked_qps'], 0)} |"
+            )
+    if results["targets"]:
+        out += [
+            "",
+            "## Targets (reported, never enforced)",
+            "",
+            "| target | measured | met |",
+            "|---|---:|---|",
+        ]
+        for target in results["targets"]:
+            unit = target["unit"]
+            value = fmt(target["value"]) + (unit if unit == "x" else f" {unit}")
+            out.append(f"| {target['target']} | {value} | {'yes' if target['met'] else 'NO'} |")
+    if results["warnings"]:
+        out += ["", "## Warnings", ""] + [f"- {w}" for w in results["warnings"]]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,327 @@
+"""The servers of a run: the snapshot of aiwall's code, the block list every server gets,
+the NSD upstream they all forward to, and aiwall, dnsmasq and Unbound under test."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.report import Journal
+from bench.settings import (
+    PROBE_ALLOWED,
+    RCODE_NAMES,
+    REPO,
+    BenchError,
+    Settings,
+    blocked_name,
+)
+from bench.system import Processes, find_binary, git_describe, pinned, run_tool
+from tests.peers.nsd import Nsd, NsdError
+from tests.peers.ports import free_port
+from tests.peers.probe import probe
+from tests.peers.process import Process
+
+
+@dataclass
+class Running:
+    name: str
+    port: int
+    proc: Process
+    log: Path
+    start_seconds: float
+    version: str
+
+
+def write_lines(path: Path, lines: Iterable[str]) -> Path:
+    with path.open("w", encoding="ascii") as out:
+        batch: list[str] = []
+        for line in lines:
+            batch.append(line)
+            if len(batch) >= 65536:
+                out.write("\n".join(batch) + "\n")
+                batch.clear()
+        if batch:
+            out.write("\n".join(batch) + "\n")
+    return path
+
+
+def wait_answering(proc: Process, port: int, name: str, timeout: float) -> int:
+    """Poll until the server answers ``name``; return its rcode."""
+    reply = probe(
+        ("127.0.0.1", port), name, timeout=timeout, attempt=0.05, alive=lambda: proc.alive
+    )
+    if reply is not None:
+        return reply.rcode
+    if not proc.alive:
+        raise BenchError(f"{proc.name} exited with {proc.proc.returncode}:\n{proc.tail()}")
+    raise BenchError(f"{proc.name} did not answer on port {port} within {timeout:.0f} s")
+
+
+class Servers:
+    """Starts every server of the run; its children stop with ``procs``."""
+
+    def __init__(
+        self, settings: Settings, workdir: Path, procs: Processes, journal: Journal
+    ) -> None:
+        self.settings = settings
+        self.workdir = workdir
+        self.procs = procs
+        self.journal = journal
+        self.catalog: list[str] = []
+        self.upstream_port = 0
+        self.upstream_pid = 0
+        self.aiwall_version = "unknown"
+
+    def pinned(self, command: list[str], role: str) -> list[str]:
+        return pinned(self.settings, command, role)
+
+    @property
+    def aiwall_source(self) -> Path:
+        return self.workdir / "aiwall-src"
+
+    def aiwall_env(self) -> dict[str, str]:
+        # The snapshot first: ahead of an editable install of the live checkout.
+        path = os.environ.get("PYTHONPATH")
+        source = str(self.aiwall_source)
+        return dict(os.environ, PYTHONPATH=f"{source}{os.pathsep}{path}" if path else source)
+
+    def snapshot_aiwall(self) -> str:
+        """Copy the aiwall code under test into the workdir; return what it is.
+
+        Others edit resolver/ while a benchmark runs for minutes: every aiwall started by
+        this run must load the same code, the code the report names.
+        """
+        ref = self.settings.aiwall_ref
+        dest = self.aiwall_source
+        dest.mkdir()
+        if ref == "worktree":
+            described = git_describe()
+            for part in ("resolver", "blocklists"):
+                shutil.copytree(
+                    REPO / part, dest / part, ignore=shutil.ignore_patterns("__pycache__")
+                )
+        else:
+            described = run_tool(["git", "-C", str(REPO), "log", "--oneline", "-1", ref], 30)
+            described = described.split(" ", 1)[0]
+            try:
+                archive = subprocess.run(
+                    [
+                        "git",
+                        "-C",
+                        str(REPO),
+                        "archive",
+                        "--format=tar",
+                        ref,
+                        "resolver",
+                        "blocklists",
+                    ],
+                    capture_output=True,
+                    timeout=60,
+                    check=True,
+                )
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+                raise BenchError(f"git archive {ref} failed: {error}") from None
+            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+                tar.extractall(dest, filter="data")
+        # The same sys.path as the server gets: cwd first (as -m and -c both do), PYTHONPATH.
+        where = run_tool(
+            [sys.executable, "-c", "import resolver; print(resolver.__file__)"],
+            timeout=30,
+            cwd=dest,
+            env=self.aiwall_env(),
+        ).strip()
+        if not Path(where).is_relative_to(dest):
+            raise BenchError(f"python imports resolver from {where}, not from the snapshot")
+        return described
+
+    def load_catalog(self) -> None:
+        text = run_tool(
+            [sys.executable, "-m", "resolver", "export", "--format", "domains"],
+            timeout=120,
+            cwd=self.aiwall_source,
+            env=self.aiwall_env(),
+        )
+        names = [line.strip() for line in text.splitlines()]
+        self.catalog = [n for n in names if n and not n.startswith("#")]
+        # The other servers' syntax covers a name and its subdomains only; a future
+        # subdomains-only or exception entry would not mean the same there.
+        odd = [n for n in self.catalog if not re.fullmatch(r"[a-z0-9.-]+", n)]
+        if odd:
+            self.journal.warn(
+                f"skipping {len(odd)} catalog entries that are not plain names: {odd[:3]}"
+            )
+            self.catalog = [n for n in self.catalog if n not in odd]
+
+    def block_names(self, synthetic: int) -> Iterator[str]:
+        yield from self.catalog
+        for index in range(synthetic):
+            yield blocked_name(index)
+
+    # -- upstream --
+
+    def start_upstream(self) -> Running:
+        """NSD with a root zone of only the apex and the wildcard (tests/peers/nsd.py): any
+        other node could shadow the wildcard for names below it (RFC 4592). TTL 300 so the
+        forwarders cache what they get."""
+        directory = self.workdir / "nsd"
+        directory.mkdir()
+        log = self.workdir / "logs" / "nsd.log"
+        started = time.monotonic()
+        try:
+            nsd = Nsd(
+                directory,
+                ttl=300,
+                launch=lambda command: self.procs.start(self.pinned(command, "load"), log),
+            )
+        except NsdError as error:
+            raise BenchError(f"the NSD upstream: {error}") from None
+        self.upstream_port = nsd.port
+        self.upstream_pid = nsd.process.pid
+        elapsed = time.monotonic() - started
+        return Running("nsd", nsd.port, nsd.process, log, elapsed, nsd.version())
+
+    # -- servers under test --
+
+    def server_files(self, name: str, synthetic: int, tag: str) -> tuple[list[str], str, int]:
+        """Write the config and block list of one server; return its command, version, port."""
+        directory = self.workdir / f"{name}-{tag}"
+        directory.mkdir()
+        port = free_port()
+        names = self.block_names(synthetic)
+        if name == "aiwall":
+            write_lines(directory / "blocklist.txt", names)
+            # JSON is YAML; the catalog comes in through the list, like the other servers.
+            config: dict[str, Any] = {
+                "listen": {"dns": [f"127.0.0.1:{port}"], "http": ""},
+                "upstream": {"servers": [f"127.0.0.1:{self.upstream_port}"], "timeout": 2.0},
+                "blocking": {"catalog": "none", "lists": ["blocklist.txt"]},
+                "cache": {"size": 20000},
+                "logging": {"level": "warning"},
+                "state": {"directory": "state"},
+            }
+            if self.settings.aiwall_workers is not None:
+                config["workers"] = self.settings.aiwall_workers
+            for key, value in self.settings.aiwall_set:
+                *parents, leaf = key.split(".")
+                section = config
+                for part in parents:
+                    section = section.setdefault(part, {})
+                section[leaf] = value
+            conf = directory / "aiwall.yaml"
+            conf.write_text(json.dumps(config, indent=2) + "\n")
+            command = [sys.executable, "-m", "resolver", "serve", "--config", str(conf)]
+            version = "aiwall " + self.aiwall_version.split()[0]
+        elif name == "dnsmasq":
+            write_lines(directory / "blocklist.conf", (f"address=/{n}/" for n in names))
+            conf = directory / "dnsmasq.conf"
+            conf.write_text(
+                f"""\
+port={port}
+listen-address=127.0.0.1
+bind-interfaces
+no-resolv
+no-hosts
+no-poll
+server=127.0.0.1#{self.upstream_port}
+# Pi-hole's default cache size, and dnsmasq's own advice for the largest useful one.
+cache-size=10000
+# The default (150) would turn dnsperf's 200 outstanding queries into drops.
+dns-forward-max=1024
+pid-file=
+log-facility=-
+conf-file={directory / "blocklist.conf"}
+"""
+            )
+            binary = find_binary("dnsmasq")
+            assert binary is not None
+            command = [binary, "-k", "-C", str(conf)]
+            found = re.search(r"version (\S+)", run_tool([binary, "--version"], timeout=10))
+            version = f"dnsmasq {found.group(1) if found else '?'}"
+        elif name == "unbound":
+            write_lines(
+                directory / "blocklist.conf",
+                (f'    local-zone: "{n}." always_nxdomain' for n in names),
+            )
+            conf = directory / "unbound.conf"
+            conf.write_text(
+                f"""\
+server:
+    interface: 127.0.0.1@{port}
+    port: {port}
+    do-ip6: no
+    # One thread by default: one core, like dnsmasq (see --unbound-threads).
+    num-threads: {self.settings.unbound_threads}
+    username: ""
+    chroot: ""
+    directory: "{directory}"
+    pidfile: ""
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    do-not-query-localhost: no
+    # A plain forwarding cache: no DNSSEC validation, as aiwall and dnsmasq here.
+    module-config: "iterator"
+    # Twice Debian's defaults; ample for the cached mix, and bounded like the others.
+    msg-cache-size: 8m
+    rrset-cache-size: 16m
+    prefetch: no
+    include: "{directory / "blocklist.conf"}"
+remote-control:
+    control-enable: no
+forward-zone:
+    name: "."
+    forward-addr: 127.0.0.1@{self.upstream_port}
+"""
+            )
+            binary = find_binary("unbound")
+            assert binary is not None
+            command = [binary, "-d", "-c", str(conf)]
+            version = run_tool([binary, "-V"], timeout=10).splitlines()[0]
+            version = "Unbound " + version.removeprefix("Version ").strip()
+        else:
+            raise BenchError(f"unknown server {name!r}")
+        return command, version, port
+
+    def start_server(self, name: str, synthetic: int, tag: str) -> Running:
+        command, version, port = self.server_files(name, synthetic, tag)
+        log = self.workdir / "logs" / f"{name}-{tag}.log"
+        env = self.aiwall_env() if name == "aiwall" else None
+        # `python -m` puts the current directory first on sys.path, ahead of PYTHONPATH:
+        # run aiwall from inside the snapshot, or the live checkout would be imported.
+        cwd = self.aiwall_source if name == "aiwall" else None
+        # Time from the exec to the first answer: the whole list has been loaded by then,
+        # since all three load their lists before they open a port.
+        started = time.monotonic()
+        proc = self.procs.start(self.pinned(command, "server"), log, env=env, cwd=cwd)
+        listed = blocked_name(synthetic - 1) if synthetic else self.catalog[-1]
+        rcode = wait_answering(proc, port, listed, timeout=300)
+        start_seconds = time.monotonic() - started
+        if rcode != 3:
+            raise BenchError(f"{name} answered {RCODE_NAMES.get(rcode, rcode)} for {listed}")
+        rcode = wait_answering(proc, port, PROBE_ALLOWED, timeout=10)
+        if rcode != 0:
+            raise BenchError(f"{name} answered {RCODE_NAMES.get(rcode, rcode)} for an allowed name")
+        return Running(name, port, proc, log, start_seconds, version)
+
+    # -- dnsperf --
+
+
+def program_versions(servers: dict[str, Any], upstream: str) -> dict[str, str]:
+    versions = {name: info["version"] for name, info in servers.items()}
+    versions["upstream"] = upstream
+    binary = find_binary("dnsperf")
+    if binary:
+        found = re.search(r"Version (\S+)", run_tool([binary, "-h"], timeout=10))
+        versions["dnsperf"] = f"dnsperf {found.group(1) if found else '?'}"
+    return versions

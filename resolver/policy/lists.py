@@ -1,0 +1,146 @@
+"""List files and downloads, parsed once into the parts every group's policy shares.
+
+Parsing streams the lines (a million-name list is never read into memory whole) into
+hashed chunks, keeping a list's own exceptions (``@@``) and subdomain-only wildcards
+apart, and the counts its guard needs (how many lines were used and unreadable).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from resolver.policy.domainset import BULK_MASK, hashed_chunks
+from resolver.policy.listfile import scan_list
+from resolver.policy.rules import Rule
+
+log = logging.getLogger(__name__)
+
+
+class ListError(ValueError):
+    """A list could not be loaded; the previous policy must stay in force."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListText:
+    """One list and the name it is known by ("list:<file>", "remote:<name>"): its text,
+    or the file to stream it from (large lists are never read into memory whole).
+    ``origin`` is the config key that brought it in, for explanations."""
+
+    source: str
+    text: str = ""
+    path: Path | None = None
+    origin: str = ""
+
+    def lines(self) -> Iterator[str]:
+        if self.path is None:
+            yield from io.StringIO(self.text)
+            return
+        try:
+            with self.path.open(encoding="utf-8-sig", errors="replace") as stream:
+                yield from stream
+        except OSError as error:
+            raise ListError(f"{self.path}: cannot read list: {error.strerror}") from None
+
+
+def read_list_file(path: Path, origin: str = "") -> ListText:
+    if not os.access(path, os.R_OK) or not path.is_file():
+        raise ListError(f"{path}: cannot read list: not a readable file")
+    return ListText(f"list:{path.name}", path=path, origin=origin or f"blocking.lists: {path.name}")
+
+
+@dataclass(slots=True)
+class ListPart:
+    """One list, parsed once and shared by every group's policy (and every version of
+    it: see ``resolver.policy.loading``)."""
+
+    source: str
+    rule: Rule
+    chunks: list[set[int]] | None  # the hashed names (compact), or
+    names: list[str]  # the names themselves (exports)
+    wildcards: list[tuple[str, bool]]
+    allows: list[tuple[str, bool]]  # the list's own exceptions (@@): they cancel only it
+    origin: str = ""
+    lines_used: int = 0  # lines that gave at least one entry
+    lines_rejected: int = 0
+    _names_set: frozenset[str] | None = None
+
+    @property
+    def entries(self) -> int:
+        """Block entries and exceptions: what a shrink is measured on."""
+        hashed = sum(len(chunk) for chunk in self.chunks) if self.chunks is not None else 0
+        return hashed + len(self.names) + len(self.wildcards) + len(self.allows)
+
+    @property
+    def invalid_share(self) -> float:
+        total = self.lines_used + self.lines_rejected
+        return self.lines_rejected / total if total else 0.0
+
+    def blocks(self, name: str) -> bool:
+        """Whether this list alone, its own exceptions applied, blocks ``name``
+        (lowercase dotted): the most specific of its entries covering the name decides."""
+        exceptions = {n for n, _ in self.allows}
+        wildcards = {n for n, _ in self.wildcards}
+        labels = name.split(".")
+        for index in range(len(labels)):
+            suffix = ".".join(labels[index:])
+            if suffix in exceptions:
+                return False
+            if self._lists(suffix) or (index > 0 and suffix in wildcards):
+                return True
+        return False
+
+    def _lists(self, name: str) -> bool:
+        if self.chunks is not None:
+            key = hash(name.encode("ascii"))
+            if key in self.chunks[key & BULK_MASK]:
+                return True
+        if self.names:
+            if self._names_set is None:
+                self._names_set = frozenset(self.names)
+            return name in self._names_set
+        return False
+
+
+def parse_list_text(listed: ListText, *, compact: bool = True) -> ListPart:
+    """Parse one list; raises ListError when it is unusable (no entry at all)."""
+    label = listed.source.split(":", 1)[1]
+    origin = listed.origin or listed.source
+    rule = Rule("block", listed.source, listed.source, "custom", f"list {label}", origin)
+    rejected: list[tuple[int, str]] = []
+    part = ListPart(listed.source, rule, None, [], [], [], origin)
+    used = [0]
+
+    def plain_names() -> Iterator[str]:
+        # A generator, so a large list goes straight into the set, never into a list.
+        for entry in scan_list(listed.lines(), rejected, used):
+            if entry.allow:
+                part.allows.append((entry.name, entry.below_only))
+            elif entry.below_only:
+                part.wildcards.append((entry.name, True))
+            else:
+                yield entry.name
+
+    if compact:
+        part.chunks = hashed_chunks(plain_names())
+    else:
+        part.names = list(plain_names())
+    part.lines_used, part.lines_rejected = used[0], len(rejected)
+    if rejected:
+        number, line = rejected[0]
+        log.warning(
+            "list %s: ignored %d lines it could not read (first: line %d %r)",
+            listed.source,
+            len(rejected),
+            number,
+            line,
+        )
+    # An empty list is far more often a file caught mid-rewrite or a failed export than
+    # a decision to block nothing: refuse it, and the last good policy stays.
+    if not part.entries:
+        raise ListError(f"{listed.source}: no line is a domain, hosts or AdBlock entry")
+    return part
