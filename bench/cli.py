@@ -109,6 +109,13 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument(
         "--unbound-threads", type=int, default=1, help="Unbound num-threads (default 1)"
     )
+    parser.add_argument(
+        "--worker-counts",
+        help="aiwall worker counts compared side by side, or 'none' (default 1,2)",
+    )
+    parser.add_argument(
+        "--workers-names", type=int, help="synthetic names in the workers phase (default 1000000)"
+    )
     parser.add_argument("--keep-workdir", action="store_true", help="keep configs and logs")
     parser.add_argument(
         "--smoke",
@@ -123,7 +130,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
 
     duration = float(pick(args.duration, 10.0, 1.0))
     sizes_text = pick(args.scale_sizes, "0,200000,1000000", "0,1000,2000")
+    counts_text = pick(args.worker_counts, "1,2", "1,2")
     try:
+        counts = () if counts_text == "none" else tuple(int(v) for v in counts_text.split(","))
         mixes = _choices(args.mixes, ALL_MIXES, "--mixes")
         servers = _choices(args.servers, ALL_SERVERS, "--servers")
         sizes = () if sizes_text == "none" else tuple(int(v) for v in sizes_text.split(","))
@@ -146,7 +155,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
             parser.error("--pin: expected SERVER_CPUS:LOADGEN_CPUS, e.g. 1:0")
         pin = (server_cpus, load_cpus)
     if "aiwall" not in servers:
-        sizes = ()
+        sizes = counts = ()
     return Settings(
         names=int(pick(args.names, 200_000, 1000)),
         duration=duration,
@@ -169,6 +178,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         unbound_threads=args.unbound_threads,
         keep_workdir=args.keep_workdir,
         smoke=smoke,
+        worker_counts=tuple(dict.fromkeys(counts)),
+        workers_names=int(pick(args.workers_names, 1_000_000, 2000)),
     )
 
 
@@ -194,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.scale_sizes:
             print("list scale (aiwall)", flush=True)
             scale = bench.list_scale()
+        workers: dict[str, Any] = {}
+        if settings.worker_counts:
+            print(f"workers (aiwall with {settings.workers_names:,} names)", flush=True)
+            workers = bench.workers.run()
         upstream_memory = memory_kb(upstream.proc.pid)
         busy = bench.journal.busy_starts
         if busy:
@@ -256,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ratios": ratios,
         "servers": servers,
         "list_scale": scale,
-        "targets": targets(summary, ratios, scale),
+        "workers": workers,
+        "targets": targets(summary, ratios, scale, workers),
         "warnings": bench.journal.warnings,
         "runs": bench.journal.runs,
     }

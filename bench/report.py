@@ -74,9 +74,13 @@ def summarise(runs: list[dict[str, Any]], servers: Sequence[str], mixes: Sequenc
 
 
 def targets(
-    summary: dict[str, Any], ratios: dict[str, Any], scale: list[dict[str, Any]]
+    summary: dict[str, Any],
+    ratios: dict[str, Any],
+    scale: list[dict[str, Any]],
+    workers: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The lead's targets for issue 4, checked against what was measured (report only)."""
+    """The lead's targets for issues 4 and 12, checked against what was measured
+    (report only)."""
     found: list[dict[str, Any]] = []
 
     def add(name: str, value: float | None, limit: float, at_least: bool, unit: str = "") -> None:
@@ -122,7 +126,41 @@ def targets(
                 True,
                 "x",
             )
+    for row in (workers or {}).get("rows", [])[1:]:
+        count = row["workers"]
+        add(
+            f"{count} workers: PSS with the list loaded <= 1.3 x one worker's",
+            row["pss_idle_ratio"],
+            1.3,
+            False,
+            "x",
+        )
+        add(f"{count} workers: start <= 1.2 x one worker's", row["start_ratio"], 1.2, False, "x")
     return found
+
+
+def workers_table(workers: dict[str, Any], mixes: Sequence[str]) -> list[str]:
+    out = [
+        "",
+        f"## Workers (aiwall alone, {workers['names']:,} synthetic names)",
+        "",
+        "| workers | processes | start to every worker answering | PSS, list loaded"
+        " | PSS after the runs | cached-mix hit ratio | "
+        + " | ".join(f"{mix} qps" for mix in mixes)
+        + " |",
+        "|---:|---:|---:|---:|---:|---:|" + "---:|" * len(mixes),
+    ]
+    for row in workers["rows"]:
+        ratio = row["cached_hit_ratio"]
+        out.append(
+            f"| {row['workers']} | {row['processes']} | {row['start_seconds']:.2f} s"
+            f" ({row['start_ratio']:.2f}x) | {row['pss_idle_kb'] / 1024:.1f} MB"
+            f" ({row['pss_idle_ratio']:.2f}x) | {row['pss_kb'] / 1024:.1f} MB"
+            f" ({row['pss_ratio']:.2f}x) | {'-' if ratio is None else f'{ratio:.1%}'} | "
+            + " | ".join(fmt(row["qps"].get(mix), 0) for mix in mixes)
+            + " |"
+        )
+    return out
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -212,6 +250,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f" {row['rss_kb'] / 1024:.1f} MB | {row['peak_rss_kb'] / 1024:.1f} MB |"
                 f" {fmt(row['blocked_qps'], 0)} |"
             )
+    if results.get("workers"):
+        out += workers_table(results["workers"], meta["mixes"])
     if results["targets"]:
         out += [
             "",

@@ -12,6 +12,7 @@ from bench.report import Journal
 from bench.servers import Running, Servers
 from bench.settings import Settings
 from bench.system import Processes
+from bench.workers import WorkersPhase
 from tests.peers.process import descendants, memory_kb
 
 
@@ -25,6 +26,7 @@ class Bench:
         self.journal = Journal()
         self.servers = Servers(settings, workdir, self.procs, self.journal)
         self.load = Load(settings, workdir, self.servers, self.journal)
+        self.workers = WorkersPhase(settings, workdir, self.servers, self.load, self.procs)
 
     def compare(self) -> dict[str, Any]:
         s = self.settings

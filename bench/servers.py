@@ -32,6 +32,11 @@ from tests.peers.ports import free_port
 from tests.peers.probe import probe
 from tests.peers.process import Process
 
+# Names asked at start besides the last listed one: with several workers, a server
+# serves once every worker answers, and 32 names all miss one of two workers with odds
+# of 2 in 2^32.
+STARTED_PROBES = 32
+
 
 @dataclass
 class Running:
@@ -193,8 +198,11 @@ class Servers:
 
     # -- servers under test --
 
-    def server_files(self, name: str, synthetic: int, tag: str) -> tuple[list[str], str, int]:
-        """Write the config and block list of one server; return its command, version, port."""
+    def server_files(
+        self, name: str, synthetic: int, tag: str, aiwall: dict[str, Any] | None = None
+    ) -> tuple[list[str], str, int]:
+        """Write the config and block list of one server; return its command, version,
+        port. ``aiwall``: keys of aiwall's config set on top (the workers phase)."""
         directory = self.workdir / f"{name}-{tag}"
         directory.mkdir()
         port = free_port()
@@ -206,12 +214,16 @@ class Servers:
                 "listen": {"dns": [f"127.0.0.1:{port}"], "http": ""},
                 "upstream": {"servers": [f"127.0.0.1:{self.upstream_port}"], "timeout": 2.0},
                 "blocking": {"catalog": "none", "lists": ["blocklist.txt"]},
-                "cache": {"size": 20000},
                 "logging": {"level": "warning"},
                 "state": {"directory": "state"},
             }
             if self.settings.aiwall_workers is not None:
                 config["workers"] = self.settings.aiwall_workers
+            for key, value in (aiwall or {}).items():
+                if isinstance(value, dict):
+                    config.setdefault(key, {}).update(value)
+                else:
+                    config[key] = value
             for key, value in self.settings.aiwall_set:
                 *parents, leaf = key.split(".")
                 section = config
@@ -293,8 +305,10 @@ forward-zone:
             raise BenchError(f"unknown server {name!r}")
         return command, version, port
 
-    def start_server(self, name: str, synthetic: int, tag: str) -> Running:
-        command, version, port = self.server_files(name, synthetic, tag)
+    def start_server(
+        self, name: str, synthetic: int, tag: str, aiwall: dict[str, Any] | None = None
+    ) -> Running:
+        command, version, port = self.server_files(name, synthetic, tag, aiwall)
         log = self.workdir / "logs" / f"{name}-{tag}.log"
         env = self.aiwall_env() if name == "aiwall" else None
         # `python -m` puts the current directory first on sys.path, ahead of PYTHONPATH:
@@ -305,10 +319,15 @@ forward-zone:
         started = time.monotonic()
         proc = self.procs.start(self.pinned(command, "server"), log, env=env, cwd=cwd)
         listed = blocked_name(synthetic - 1) if synthetic else self.catalog[-1]
-        rcode = wait_answering(proc, port, listed, timeout=300)
+        # Names below the last listed one, each steered to some worker by its hash: the
+        # first answer to all of them is when every worker serves.
+        for probe_name in [listed, *(f"w{index}.{listed}" for index in range(STARTED_PROBES))]:
+            rcode = wait_answering(proc, port, probe_name, timeout=300)
+            if rcode != 3:
+                raise BenchError(
+                    f"{name} answered {RCODE_NAMES.get(rcode, rcode)} for {probe_name}"
+                )
         start_seconds = time.monotonic() - started
-        if rcode != 3:
-            raise BenchError(f"{name} answered {RCODE_NAMES.get(rcode, rcode)} for {listed}")
         rcode = wait_answering(proc, port, PROBE_ALLOWED, timeout=10)
         if rcode != 0:
             raise BenchError(f"{name} answered {RCODE_NAMES.get(rcode, rcode)} for an allowed name")

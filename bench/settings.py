@@ -64,3 +64,6 @@ class Settings:
     unbound_threads: int
     keep_workdir: bool
     smoke: bool
+    # The workers phase: aiwall with each of these worker counts, and this many names.
+    worker_counts: tuple[int, ...] = (1, 2)
+    workers_names: int = 1_000_000

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from resolver import __version__, yamltext
+from resolver import __version__, memory, yamltext
 from resolver.audit.report import FORMATS as REPORT_FORMATS
 from resolver.audit.report import GROUPINGS, ReportError, parse_since, summarise
 from resolver.audit.report import render as render_report
@@ -37,7 +37,7 @@ from resolver.policy.explain import explain
 from resolver.policy.export import FORMATS, ExportOptions, render
 from resolver.policy.loading import PolicyError, load_policy, remote_lists
 from resolver.serve.server import Server, serve_until_stopped
-from resolver.serve.workers import Supervisor, WorkerStartError
+from resolver.serve.supervisor import Supervisor, WorkerStartError
 from resolver.storage import write_atomically
 
 log = logging.getLogger("aiwall")
@@ -58,12 +58,13 @@ async def _serve(config: Config, path: Path | None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    memory.single_arena()  # before any thread: see resolver.memory
     config = _load(args.config)
     path = Path(args.config) if args.config else None
     setup_logging(config.logging)
     try:
         if config.worker_count > 1:
-            code = asyncio.run(Supervisor(config, path).run())
+            code = Supervisor(config, path).run()
         else:
             code = asyncio.run(_serve(config, path))
         # Stopped cleanly; a second SIGTERM while the interpreter winds down (the loop's

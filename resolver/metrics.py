@@ -161,6 +161,11 @@ class Metrics:
             registry=r,
         )
         self.cache_entries = Gauge("aiwall_cache_entries", "Answers held in the cache.", registry=r)
+        self.cache_bytes = Gauge(
+            "aiwall_cache_bytes",
+            "What the cached answers cost, counted as cache.max_bytes counts them.",
+            registry=r,
+        )
         self.upstream_duration = Histogram(
             "aiwall_upstream_request_duration_seconds",
             "Time from sending a query upstream to accepting its answer.",
@@ -260,6 +265,12 @@ class Metrics:
             "List updates rejected, the last good copy kept: network, timeout, http_status, "
             "parse, shrink, too_large (remote lists); parse, shrink, unreadable (local files).",
             ["source", "reason"],
+            registry=r,
+        )
+        self.policy_version = Gauge(
+            "aiwall_policy_version",
+            "The policy in force: a number the server raises at each build (start, reload, "
+            "list refresh); every worker reports the same one.",
             registry=r,
         )
         self.rebuild_failures = Counter(

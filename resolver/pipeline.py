@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from resolver.config import Config, DnsEndpoint, UpstreamServer, system_nameservers
@@ -18,7 +19,21 @@ from resolver.handlers.sanity import SanityHandler
 from resolver.metrics import Metrics
 from resolver.policy.domainset import DomainSet
 from resolver.policy.groups import ClientGroups
+from resolver.shared import BucketTable
 from resolver.upstream.forwarder import Forwarder, Upstream
+from resolver.upstream.health import Health
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessParts:
+    """What the pipeline of one process shares with the other workers of a server (a
+    single-process server has the defaults: nothing shared)."""
+
+    worker: int = 0  # this worker's index
+    workers: int = 1  # how many answer, splitting the cache's bytes between them
+    # How each upstream's health is known (default: this process's own probes).
+    health: Callable[[Upstream], Health] | None = None
+    buckets: BucketTable | None = None  # the rate limiter's shared buckets
 
 
 @dataclass(slots=True)
@@ -50,15 +65,19 @@ def build_pipeline(
     metrics: Metrics,
     cache: AnswerCache | None = None,
     attempts: Attempts | None = None,
+    parts: ProcessParts | None = None,
 ) -> Pipeline:
     """``cache``: the running cache, handed over by a config reload that kept its settings;
-    ``attempts``: where attempts on banned names are reported (the audit trail)."""
+    ``attempts``: where attempts on banned names are reported (the audit trail);
+    ``parts``: what this process shares with the other workers."""
+    parts = parts or ProcessParts()
     timeout = config.upstream.timeout
-    forwarder = Forwarder(upstream_servers(config.upstream.servers), timeout, metrics)
+    forwarder = Forwarder(upstream_servers(config.upstream.servers), timeout, metrics, parts.health)
     conditional: DomainSet[Forwarder] = DomainSet()
     for domain, servers in config.upstream.conditional.items():
         conditional.add(
-            wire.text_to_name(domain), Forwarder(upstream_servers(servers), timeout, metrics)
+            wire.text_to_name(domain),
+            Forwarder(upstream_servers(servers), timeout, metrics, parts.health),
         )
 
     # Built from the last stage back to the first; read bottom-up for the query's path.
@@ -66,7 +85,7 @@ def build_pipeline(
     forwarding = ForwardingHandler(forwarder, conditional)
     # 7. cache: after blocking, so a policy change applies at once to names already cached,
     #    and a banned name is never answered from a stale entry either.
-    answers = cache if cache is not None else AnswerCache(config.cache, metrics)
+    answers = cache if cache is not None else AnswerCache(config.cache, metrics, parts.workers)
     cache_handler = CacheHandler(answers, metrics, forwarding, config.cache)
     # 6. minimal ANY: after blocking, so a banned name's ANY stays blocked; before the cache
     #    and upstream, so ANY never costs a round trip nor relays a big answer (RFC 8482).
@@ -84,7 +103,7 @@ def build_pipeline(
     #    policy lookup, cache entry or upstream query.
     limited: Handler = blocking
     if config.ratelimit.rate > 0:
-        limited = RateLimitHandler(config.ratelimit, metrics, blocking)
+        limited = RateLimitHandler(config.ratelimit, metrics, blocking, buckets=parts.buckets)
     # 3. access: strangers are refused before they cost a lookup or learn the policy.
     access = AccessHandler(config.access.allow, limited, metrics)
     # 2. sanity: malformed and unsupported queries never reach policy code.

@@ -24,15 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from resolver.audit.attempts import QUEUE_LIMIT, AttemptBatcher, AttemptKey
 from resolver.config import AuditConfig, ConfigError, PrivacyConfig, read_key_file
 from resolver.dns import wire
 from resolver.metrics import QTYPE_LABELS, Metrics
 
 log = logging.getLogger(__name__)
-
-# Records waiting for the writer; beyond this (a writer stuck on a full disk) the oldest
-# are dropped and counted rather than letting memory grow without bound.
-QUEUE_LIMIT = 200_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
@@ -48,10 +45,6 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_time ON attempts (time);
 """
-# (client, group, name, qtype, service, category, action): attempts alike within one
-# flush interval are one row with a count, so a client retrying a banned name a thousand
-# times a second costs one row, not a thousand.
-AttemptKey = tuple[str, str, bytes | str, int | str, str, str, str]
 FIELDS = ("time", "client", "group", "name", "qtype", "service", "category", "action", "count")
 
 
@@ -196,10 +189,10 @@ class AuditLog:
     ) -> None:
         self.config = config
         self._metrics = metrics
-        # Attempts since the last flush: key -> [first seen, count].
-        self._pending: dict[AttemptKey, list[float]] = {}
-        self._pending_lock = threading.Lock()
-        self.dropped = 0
+        # Attempts since the last flush, this process's and its workers'.
+        self.attempts = AttemptBatcher()
+        self.record = self.attempts.record
+        self.absorb = self.attempts.absorb
         self._dropped_reported = 0
         key = None
         if privacy.pseudonymize:
@@ -231,28 +224,6 @@ class AuditLog:
     def degraded(self) -> list[str]:
         """The sinks that cannot be written now, with why."""
         return [f"{sink.name}: {sink.failing}" for sink in self.sinks if sink.failing]
-
-    def record(
-        self,
-        client: str,
-        group: str,
-        name: bytes | str,
-        qtype: int | str,
-        service: str,
-        category: str,
-        action: str,
-    ) -> None:
-        """Count one attempt; called on the answer path, so it only bumps a counter (a
-        wire-form name and a numeric type are turned into text by the writer)."""
-        key = (client, group, name, qtype, service, category, action)
-        with self._pending_lock:
-            seen = self._pending.get(key)
-            if seen is not None:
-                seen[1] += 1
-            elif len(self._pending) < QUEUE_LIMIT:
-                self._pending[key] = [time.time(), 1]
-            else:
-                self.dropped += 1
 
     def start(self) -> None:
         """Start the writer. A sink that cannot be prepared (a full disk, a read-only
@@ -302,9 +273,7 @@ class AuditLog:
 
     def flush(self) -> None:
         """Hand what was queued to every sink, and let each write its own backlog."""
-        with self._pending_lock:
-            batch, self._pending = self._pending, {}
-            dropped = self.dropped
+        batch, dropped = self.attempts.take()
         self._report_drops(dropped)
         rows = self._rows(batch) if batch else []
         for sink in self.sinks:

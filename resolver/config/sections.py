@@ -63,7 +63,10 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class CacheConfig:
-    size: int = 20_000  # entries; least recently used go first
+    # Bytes of cached answers in all (split between the workers, which each cache their
+    # own share of the names); least recently used go first; 0 turns the cache off.
+    # 64 MiB fits the shipped container and pod limits with room to spare.
+    max_bytes: int = 64 * 1024 * 1024
     min_ttl: int = 0
     max_ttl: int = 86_400
     max_negative_ttl: int = 3_600  # RFC 2308 8: negative answers are kept at most this long
@@ -75,7 +78,7 @@ class CacheConfig:
     stale_client_timeout: float = 1.8
 
     def validate(self, path: str) -> None:
-        check_range(f"{path}.size", self.size, 0, 10_000_000)
+        check_range(f"{path}.max_bytes", self.max_bytes, 0, 64 * 1024 * 1024 * 1024)
         check_range(f"{path}.min_ttl", self.min_ttl, 0, 86_400)
         check_range(f"{path}.max_ttl", self.max_ttl, 0, 604_800)
         check_range(f"{path}.max_negative_ttl", self.max_negative_ttl, 0, 86_400)
@@ -225,8 +228,9 @@ class Config:
     groups: tuple[GroupConfig, ...] = ()
     audit: AuditConfig = field(default_factory=AuditConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-    # Processes answering on the same ports (SO_REUSEPORT); 0 = one per CPU.
-    workers: int = 0
+    # Processes answering on the same ports as one server; 0 = one per usable CPU. One
+    # by default: see the README's "Scaling out" for what a second costs and buys.
+    workers: int = 1
     # Relative list paths are resolved against the config file's folder.
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
 

@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 CacheKey = tuple[bytes, int, int]
 
+# What an entry costs besides its message: the key, the entry object, its dict slot and
+# the copy served with TTLs counted down (measured with sys.getsizeof, rounded up).
+ENTRY_OVERHEAD = 400
+
 # RFC 8767 5 "failure recheck timer": after the upstreams failed for a name, its stale
 # answer is served without asking them again for this long, so a dead upstream is not
 # hammered with one query per client query.
@@ -61,13 +65,22 @@ class AnswerCache:
     ``stale``; ``get`` never returns them.
     """
 
-    def __init__(self, config: CacheConfig, metrics: Metrics) -> None:
+    def __init__(self, config: CacheConfig, metrics: Metrics, share: int = 1) -> None:
+        """``share``: the number of workers the cache's bytes are split between."""
         self._config = config
         self._metrics = metrics
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self.max_bytes = config.max_bytes // max(share, 1)
+        self.bytes = 0  # what the entries cost now (cost())
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @staticmethod
+    def cost(message: bytes) -> int:
+        """The bytes an entry for ``message`` is counted as: the message, the copy served
+        with counted-down TTLs, and ENTRY_OVERHEAD."""
+        return 2 * len(message) + ENTRY_OVERHEAD
 
     @property
     def config(self) -> CacheConfig:
@@ -82,7 +95,7 @@ class AnswerCache:
             return None
         if now >= entry.expires:
             if now >= entry.expires + self._config.max_stale:
-                del self._entries[key]
+                self._drop(key)
             return None
         self._entries.move_to_end(key)
         age = int(now - entry.stored)
@@ -143,8 +156,12 @@ class AnswerCache:
         entry = self._entries.get(key)
         return entry is not None and now < entry.recheck_after
 
+    def _drop(self, key: CacheKey) -> None:
+        entry = self._entries.pop(key)
+        self.bytes -= self.cost(entry.message)
+
     def put(self, key: CacheKey, answer: Answer, now: float) -> None:
-        if answer.cache_ttl is None or self._config.size == 0:
+        if answer.cache_ttl is None or self.max_bytes == 0:
             return
         ttl = self._clamp(answer.cache_ttl)
         message = answer.message
@@ -155,16 +172,19 @@ class AnswerCache:
             # Served from here, the SOA TTL tells downstream caches how long to keep the
             # negative answer (RFC 2308 5); it must not outlive our own entry.
             message = _capped_ttls(message, answer.ttl_offsets, ttl)
-        if ttl <= 0:
+        if ttl <= 0 or self.cost(message) > self.max_bytes:
             return
+        if key in self._entries:
+            self._drop(key)
         self._entries[key] = _Entry(
             message, answer.ttl_offsets, answer.rcode, answer.cnames, now, now + ttl
         )
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._config.size:
-            self._entries.popitem(last=False)
+        self.bytes += self.cost(message)
+        while self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
             self._metrics.cache_evictions.inc()
         self._metrics.cache_entries.set(len(self._entries))
+        self._metrics.cache_bytes.set(self.bytes)
 
 
 class CacheHandler:
@@ -181,7 +201,7 @@ class CacheHandler:
         self._metrics = metrics
         self._next = next_handler
         config = config if config is not None else cache.config
-        self._serve_stale = config.max_stale > 0 and config.size > 0
+        self._serve_stale = config.max_stale > 0 and config.max_bytes > 0
         self._client_timeout = config.stale_client_timeout
         # Upstream queries still running after their client got a stale answer: they
         # refresh the cache when they complete (held here: the loop keeps weak references).

@@ -17,6 +17,7 @@ from resolver.dns.names import normalise_name
 from resolver.policy.catalog import Catalog
 from resolver.policy.domainset import DomainSet, Match
 from resolver.policy.lists import ListError, ListPart
+from resolver.policy.nametable import NameTable, build_table
 from resolver.policy.rules import Decision, PolicyEntry, Rule
 from resolver.policy.selectors import select_services
 
@@ -68,8 +69,8 @@ def _add_names(
 
 
 def _apply_list(names: DomainSet[Rule], part: ListPart) -> int:
-    if part.chunks is not None:
-        added = names.add_bulk_chunks(part.chunks, part.rule)
+    if part.keys is not None:
+        added = len(part.keys)  # in the shared table (``build_blocklist``'s ``table``)
     else:
         added = _add_names(names, [(n, False) for n in part.names], part.rule, override=False)
     return added + _add_names(names, part.wildcards, part.rule, override=False)
@@ -203,6 +204,7 @@ def build_blocklist(
     now: float | None = None,
     catalog_path: str = "blocking.catalog",
     allow_path: str = "blocking.allow",
+    table: NameTable | None = None,
 ) -> Blocklist:
     """Compile the policy. Order matters: blocks first (the catalog claims its names so
     they keep their service label), then canaries, then the exceptions:
@@ -211,9 +213,10 @@ def build_blocklist(
     - ``allow`` (from the config) and the catalog's ``allow`` lift any block but a
       DNS-bypass service or a canary.
 
-    ``lists`` come parsed (``parse_list_text``) so groups share them; the paths are the
-    config keys the catalog policy and the allow list come from ("groups[1].catalog"),
-    for errors and explanations."""
+    ``lists`` come parsed (``parse_list_text``) so groups share them, with ``table``
+    (``list_table``) holding the names of the compact ones; the paths are the config
+    keys the catalog policy and the allow list come from ("groups[1].catalog"), for
+    errors and explanations."""
     blocklist = Blocklist()
     names = blocklist.names
     counts = blocklist.entries_by_source
@@ -222,6 +225,10 @@ def build_blocklist(
         if catalog is not None
         else _CatalogPart()
     )
+    if table is None:
+        table = list_table(lists)  # a single build; loading shares one table instead
+    if table is not None:
+        names.attach_table(table, [part.rule for part in lists if part.keys is not None])
     for part in lists:
         counts[part.source] = _apply_list(names, part)
     canaries = [normalise_name(n) or n for n in config.canaries]
@@ -239,3 +246,14 @@ def build_blocklist(
     for domains, rule in from_catalog.excepted:
         counts["allow"] += _add_names(names, domains, rule, override=True)
     return blocklist
+
+
+def list_table(lists: Sequence[ListPart]) -> NameTable | None:
+    """One table of the names of every compact list, each key tagged with the first list
+    that has it (its index among the compact lists, as ``build_blocklist`` attaches
+    their rules); None when no list is compact."""
+    compact = [part for part in lists if part.keys is not None]
+    if not compact:
+        return None
+    hint = sum(len(part.keys or ()) for part in compact)
+    return NameTable(build_table(((part.keys or (), i) for i, part in enumerate(compact)), hint))

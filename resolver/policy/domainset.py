@@ -8,14 +8,14 @@ lookup per label, whatever the list size, with no decoding to text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-Value = TypeVar("Value")
+from resolver.policy.nametable import NameTable
 
-BULK_CHUNKS = 256
-BULK_MASK = BULK_CHUNKS - 1
+Value = TypeVar("Value")
+_MASK64 = (1 << 64) - 1
 
 # Keys of "*.example.com" entries: the wildcard matches strictly below the name.
 _BELOW_ONLY = b"\x01*"
@@ -33,28 +33,45 @@ class DomainSet(Generic[Value]):
     def __init__(self) -> None:
         self._entries: dict[bytes, Value] = {}
         self._has_wildcards = False
-        # Large lists: the hashes of their names (dotted text form), per list. An int per
-        # name is a third of what a bytes key and its dict slot cost, which keeps a
-        # million-name list within about 60 MB. Each list is split in BULK_CHUNKS sets so
-        # that no single resize or free (C loops that never let the event loop thread
-        # run) takes more than a millisecond or so while a reload builds in a thread.
-        self._bulk: list[tuple[list[set[int]], Value]] = []
+        # Large lists: one table of their names' keys (``nametable``), shared by every
+        # group and version of a policy, and the value of each list by its index.
+        self._table: NameTable | None = None
+        self._table_values: list[Value] = []
 
     def __len__(self) -> int:
-        return len(self._entries) + sum(len(chunk) for chunks, _ in self._bulk for chunk in chunks)
+        return len(self._entries) + (len(self._table) if self._table is not None else 0)
 
-    def add_bulk_chunks(self, chunks: list[set[int]], value: Value) -> int:
-        """Add names already hashed by ``hashed_chunks`` (shared, not copied)."""
-        self._bulk.append((chunks, value))
-        return sum(len(chunk) for chunk in chunks)
+    def attach_table(self, table: NameTable, values: list[Value]) -> None:
+        """Check ``table`` after the exact entries of each label; a key's stored index
+        picks its value in ``values`` (shared, not copied)."""
+        self._table = table
+        self._table_values = values
 
     def release(self) -> None:
-        """Empty the large lists piece by piece (see BULK_CHUNKS); call it from a thread
-        on a set that has been swapped out."""
-        for chunks, _ in self._bulk:
-            for chunk in chunks:
-                chunk.clear()
-        self._bulk = []
+        """Let go of the large lists (the table is freed once no version holds it)."""
+        self._table = None
+        self._table_values = []
+
+    @property
+    def table(self) -> NameTable | None:
+        return self._table
+
+    def reattach(self, table: NameTable) -> None:
+        """After unpickling (``policy.published``): the table the values were made for."""
+        if self._table_values:
+            self._table = table
+
+    def __getstate__(self) -> dict[str, object]:
+        # The table is written and mapped on its own; everything else pickles as it is.
+        return {
+            "_entries": self._entries,
+            "_has_wildcards": self._has_wildcards,
+            "_table_values": self._table_values,
+        }
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._table = None
 
     def add(self, name: bytes, value: Value, *, below_only: bool = False) -> None:
         """Add a lowercase wire-form name; a later add of the same name replaces the value."""
@@ -78,8 +95,8 @@ class DomainSet(Generic[Value]):
     def match(self, name: bytes, labels: Sequence[int]) -> Match[Value] | None:
         """The most specific entry covering ``name``; ``labels`` are its label offsets."""
         entries = self._entries
-        bulk = self._bulk
-        dotted = _dotted(name, labels) if bulk else b""
+        table = self._table
+        dotted = _dotted(name, labels) if table is not None else b""
         for index, start in enumerate(labels):
             suffix = name[start:] if start else name
             value = entries.get(suffix)
@@ -89,22 +106,13 @@ class DomainSet(Generic[Value]):
                 value = entries.get(_BELOW_ONLY + suffix)
                 if value is not None:
                     return Match(value, index)
-            if bulk:
-                # Label i of the dotted form starts where label i's length byte was.
-                key = hash(dotted[start:])
-                for chunks, bulk_value in bulk:
-                    if key in chunks[key & BULK_MASK]:
-                        return Match(bulk_value, index)
+            if table is not None:
+                # Label i of the dotted form starts where label i's length byte was; the
+                # key is nametable.table_key, written out on this path.
+                found = table.get((hash(dotted[start:]) & _MASK64) or 1)
+                if found >= 0:
+                    return Match(self._table_values[found], index)
         return None
-
-
-def hashed_chunks(names: Iterable[str]) -> list[set[int]]:
-    """Lowercase dotted names as the hash sets ``add_bulk_chunks`` takes."""
-    chunks: list[set[int]] = [set() for _ in range(BULK_CHUNKS)]
-    for name in names:
-        key = hash(name.encode("ascii"))
-        chunks[key & BULK_MASK].add(key)
-    return chunks
 
 
 def _dotted(name: bytes, labels: Sequence[int]) -> bytes:

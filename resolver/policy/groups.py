@@ -69,5 +69,11 @@ class ClientGroups:
     def by_name(self, name: str) -> Group | None:
         return next((group for group in self.all if group.name == name), None)
 
+    def __getstate__(self) -> dict[str, object]:
+        # Block answers already built are a cache of this process's, not the policy's.
+        for group in self.all:
+            group.built.clear()
+        return dict(self.__dict__)
+
     def group_for(self, client: str) -> Group:
         return self._networks.lookup(client) if client else self.default

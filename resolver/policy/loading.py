@@ -12,8 +12,6 @@ kept in ``state.directory``, stays in force, and the rejection is counted and lo
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import hashlib
 import json
@@ -26,14 +24,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resolver import memory
 from resolver.config import BlockingConfig, Config, LocalListConfig
 from resolver.dns.responses import BlockAnswers
 from resolver.metrics import Metrics
-from resolver.policy.blocklist import build_blocklist
+from resolver.policy.blocklist import build_blocklist, list_table
 from resolver.policy.catalog import Catalog, CatalogError, default_catalog_dir
 from resolver.policy.catalog_files import load_catalog
 from resolver.policy.groups import ClientGroups, Group
 from resolver.policy.lists import ListError, ListPart, ListText, parse_list_text, read_list_file
+from resolver.policy.nametable import NameTable
 from resolver.policy.remote import RemoteList
 from resolver.policy.selectors import SelectorError, expiries
 
@@ -216,6 +216,7 @@ def _version(
     catalog: Catalog | None,
     parts: Sequence[ListPart],
     when: float,
+    table: NameTable | None,
 ) -> ClientGroups:
     built = [
         Group(
@@ -227,6 +228,7 @@ def _version(
                 now=when,
                 catalog_path=policy.catalog_path,
                 allow_path=policy.allow_path,
+                table=table,
             ),
             BlockAnswers(
                 policy.blocking.response,
@@ -327,12 +329,13 @@ def load_policy(
             remember=remember,
             fallback=fallback,
         )
-        current = _version(config, policies, catalog, parts, when)
+        table = list_table(parts)
+        current = _version(config, policies, catalog, parts, when, table)
         if chain:
             later = current
             for moment in expiries([p.blocking.catalog for p in policies], when):
                 later.valid_until = moment
-                later.successor = _version(config, policies, catalog, parts, moment)
+                later.successor = _version(config, policies, catalog, parts, moment, table)
                 later = later.successor
     except (CatalogError, ListError, SelectorError) as error:
         raise PolicyError(str(error)) from None
@@ -344,8 +347,10 @@ def retire(groups: ClientGroups | None) -> None:
     future GC passes, and hand the freed heap back to the OS. Runs in a thread."""
     if groups is not None:
         groups.release()
-    # Everything alive now is long-lived; the collector need not walk it again.
+    # Everything alive now is long-lived; the collector need not walk it again. Dead
+    # cycles go first (a build leaves some): frozen, they would never be freed, and
+    # each reload would add its own (measured: +4 MB over 25 reloads in the supervisor).
+    gc.collect()
     gc.freeze()
-    # Parsing a large list leaves tens of megabytes freed in malloc's arenas (glibc).
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    # Parsing a large list leaves tens of megabytes freed in malloc's heap (glibc).
+    memory.trim()

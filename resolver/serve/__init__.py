@@ -1,9 +1,16 @@
 """Running the server: sockets, listeners, the lifecycle, workers and the HTTP endpoint.
 
 Owns: binding the DNS ports once per address (``sockets``), the UDP and TCP listeners
-that turn bytes into queries for the pipeline (``transport``), a server's start, reload
-and stop (``server``), the supervisor and its worker processes (``workers``), and the
-HTTP listener for metrics, health and the API (``http``).
+that turn bytes into queries for the pipeline (``transport``), one process's data plane
+and its switch between policy versions (``dataplane``), a single-process server's start,
+reload and stop (``server``), and the HTTP listener for metrics, health and the API
+(``http``, over the ``control`` protocol).
+
+With several workers, one server still: the ``supervisor`` builds each policy version
+once and forks its workers (``fleet``, ``worker``), steers each question name to one
+worker (``steering``; TCP through ``relay``), probes the upstreams for all of them
+(``probing``), talks to them over a channel of numbered requests (``channel``), and
+merges their metrics so that no counter ever goes down (``merge``).
 
 The top of the tree: it may import every other package; none imports it.
 """

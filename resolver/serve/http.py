@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -49,6 +50,13 @@ class StatusServer:
         self._server = await asyncio.start_server(self._serve, host, port)
         bound = self._server.sockets[0].getsockname()
         return bound[0], bound[1]
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The listening sockets (a forked worker closes its copies)."""
+        if self._server is None:
+            return []
+        return [sock for sock in self._server.sockets if isinstance(sock, socket.socket)]
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -3,5 +3,6 @@
 Owns: the forwarder with its RFC 5452 checks (``forwarder``) and upstream health decided
 by the server's own probes (``health``).
 
-May import ``resolver.dns``, ``resolver.config`` and ``resolver.metrics``.
+May import ``resolver.dns``, ``resolver.config``, ``resolver.metrics`` and
+``resolver.shared`` (the health board the workers share).
 """

@@ -22,7 +22,7 @@ from resolver.config import Endpoint
 from resolver.dns import responses, wire
 from resolver.dns.model import Answer, Outcome, Query
 from resolver.metrics import Metrics
-from resolver.upstream.health import MAX_BACKOFF, UpstreamHealth
+from resolver.upstream.health import MAX_BACKOFF, Health, UpstreamHealth
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +102,19 @@ class Forwarder:
         servers: tuple[Upstream, ...],
         timeout: float,
         metrics: Metrics,
-        health: Callable[[], UpstreamHealth] = UpstreamHealth,
+        health: Callable[[Upstream], Health] | None = None,
+        on_change: Callable[[Upstream, bool], None] | None = None,
     ) -> None:
+        """``health``: how each upstream's health is known (default: this forwarder's
+        own probes); ``on_change``: told when a probe finds an upstream dead or back."""
         self.servers = servers
         self.timeout = timeout
         self._metrics = metrics
         self.last_success = 0.0  # monotonic time of the last usable answer (for /readyz)
-        self.health = {server: health() for server in servers}
+        self.health: dict[Upstream, Health] = {
+            server: health(server) if health is not None else UpstreamHealth() for server in servers
+        }
+        self._on_change = on_change
         self._checks: set[asyncio.Task[None]] = set()
         for server in servers:
             metrics.upstream_up.labels(server.label).set(1)
@@ -139,7 +145,25 @@ class Forwarder:
     def _alive(self, server: Upstream) -> None:
         if self.health[server].succeeded():
             log.info("upstream %s answers again", server.label)
-            self._metrics.upstream_up.labels(server.label).set(1)
+            self._changed(server, True)
+
+    def _changed(self, server: Upstream, up: bool) -> None:
+        self._metrics.upstream_up.labels(server.label).set(1 if up else 0)
+        if self._on_change is not None:
+            self._on_change(server, up)
+
+    def suspect(self, label: str) -> None:
+        """Another process's client question to ``label`` failed: probe it (once, if a
+        probe is not already on it). The supervisor's use."""
+        for server, health in self.health.items():
+            if server.label == label and health.suspect():
+                self._start_check(server)
+
+    def revived(self, label: str) -> None:
+        """Another process got a genuine answer from ``label``: it is alive."""
+        for server in self.health:
+            if server.label == label:
+                self._alive(server)
 
     def _start_check(self, server: Upstream) -> None:
         task = asyncio.get_running_loop().create_task(self._check(server))
@@ -150,6 +174,7 @@ class Forwarder:
         """Probe a suspect upstream with our own question until it answers; while it
         does not, it is out of rotation."""
         health = self.health[server]
+        assert isinstance(health, UpstreamHealth)  # only local health starts a probe
         try:
             while True:
                 alive = await self._probe_one(server)
@@ -159,7 +184,6 @@ class Forwarder:
                 if health.checked(alive):
                     if alive:
                         log.info("upstream %s answers again", server.label)
-                        self._metrics.upstream_up.labels(server.label).set(1)
                     else:
                         log.warning(
                             "upstream %s does not answer our probe: not used until it does "
@@ -167,7 +191,7 @@ class Forwarder:
                             server.label,
                             MAX_BACKOFF,
                         )
-                        self._metrics.upstream_up.labels(server.label).set(0)
+                    self._changed(server, alive)
                 if alive:
                     return
                 await asyncio.sleep(health.backoff)

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
+
+from resolver.shared import HealthBoard
 
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
@@ -68,3 +71,61 @@ class UpstreamHealth:
         self.up = True
         self.backoff = 0.0
         return changed
+
+
+class Health(Protocol):
+    """What the forwarder asks about one upstream: whether to use it, and what it tells
+    of the outcome of a client's question."""
+
+    @property
+    def up(self) -> bool: ...
+
+    def suspect(self) -> bool:
+        """A client attempt failed; True: run the probe here (``checked`` reports it)."""
+
+    def succeeded(self) -> bool:
+        """A genuine answer came; True when the upstream was down until now."""
+
+
+class SharedHealth:
+    """An upstream's health as the supervisor's probes decide it, read from the board
+    every worker shares: a dead upstream costs one probe for the whole server, however
+    many workers met its timeout. ``report`` tells the supervisor of a failed attempt,
+    ``revive`` of a genuine answer while the board shows it dead."""
+
+    def __init__(
+        self,
+        board: HealthBoard,
+        slot: int,
+        report: Callable[[], None],
+        revive: Callable[[], None] = lambda: None,
+        *,
+        recheck_after: float = RECHECK_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._board = board
+        self._slot = slot
+        self._report = report
+        self._revive = revive
+        self._recheck_after = recheck_after
+        self._clock = clock
+        self._reported = -recheck_after
+
+    @property
+    def up(self) -> bool:
+        return self._board.is_up(self._slot)
+
+    def suspect(self) -> bool:
+        """Tell the supervisor (at most once a RECHECK_AFTER); it probes, not us."""
+        now = self._clock()
+        if now - self._reported >= self._recheck_after:
+            self._reported = now
+            self._report()
+        return False
+
+    def succeeded(self) -> bool:
+        """A genuine answer from an upstream the board shows dead: tell the supervisor,
+        whose health of it (and the board) then comes back at once."""
+        if not self.up:
+            self._revive()
+        return False

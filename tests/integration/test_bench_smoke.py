@@ -54,6 +54,22 @@ def test_bench_smoke_produces_numbers_for_every_server_and_mix(tmp_path: Path) -
         assert row["rss_kb"] > 0
         assert row["start_seconds"] > 0
 
+    # Issue 12: 1 and 2 workers side by side, each with its start, memory, hit ratio
+    # and qps per mix; the second's ratios are against the first.
+    workers = results["workers"]["rows"]
+    assert [row["workers"] for row in workers] == [1, 2]
+    assert [row["processes"] for row in workers] == [1, 3]  # the supervisor and two
+    for row in workers:
+        assert row["start_seconds"] > 0
+        assert row["pss_idle_kb"] > 0
+        assert row["pss_kb"] > 0
+        assert 0.5 < row["cached_hit_ratio"] <= 1.0
+        assert set(row["qps"]) == set(MIXES)
+        assert all(qps > 0 for qps in row["qps"].values())
+    assert workers[0]["pss_idle_ratio"] == 1.0
+    assert workers[1]["pss_idle_ratio"] == workers[1]["pss_idle_kb"] / workers[0]["pss_idle_kb"]
+    assert any(t["target"].startswith("2 workers: PSS") for t in results["targets"])
+
     assert (tmp_path / "results.md").read_text().startswith("# aiwall benchmark")
     chart = tmp_path / "results.png"
     if importlib.util.find_spec("matplotlib") is None:

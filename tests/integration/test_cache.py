@@ -11,6 +11,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from resolver.handlers.cache import AnswerCache
 from tests.fakes.upstream import DEFAULT_A, DEFAULT_TTL
 from tests.support import RunningServer, ask
 
@@ -132,7 +133,9 @@ def test_servfail_is_not_cached(start_server, upstream):
 
 
 def test_lru_eviction_keeps_the_recently_used(start_server, upstream):
-    server = start_server(cache={"size": 2})
+    # Room for two answers of this size (an A record for an x.example.test name), not three.
+    one = AnswerCache.cost(b"\0" * 48)
+    server = start_server(cache={"max_bytes": 2 * one + one // 2})
     ask(server, "a.example.test")
     ask(server, "b.example.test")
     ask(server, "a.example.test")  # a is now more recent than b

@@ -72,7 +72,7 @@ def workers(upstream, catalog_dir, tmp_path):
 
 def worker_pids(proc: subprocess.Popen[str]) -> list[str]:
     return subprocess.run(
-        ["pgrep", "-P", str(proc.pid), "-f", "spawn_main"], capture_output=True, text=True
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
     ).stdout.split()
 
 

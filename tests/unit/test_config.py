@@ -59,7 +59,7 @@ def test_full_config_is_read():
                 "sinkhole_ipv6": "2001:db8::1",
                 "cname_inspection": False,
             },
-            "cache": {"size": 10, "min_ttl": 5, "max_ttl": 50},
+            "cache": {"max_bytes": 10, "min_ttl": 5, "max_ttl": 50},
             "access": {"allow": ["192.0.2.0/24", "2001:db8::/32", "10.1.2.3"]},
             "logging": {"level": "debug", "format": "json"},
         },
@@ -125,9 +125,9 @@ def test_bad_enum_value_names_the_expected_values():
 @pytest.mark.parametrize(
     ("raw", "path"),
     [
-        ({"cache": {"size": "5"}}, "cache.size"),
-        ({"cache": {"size": True}}, "cache.size"),
-        ({"cache": {"size": 1.5}}, "cache.size"),
+        ({"cache": {"max_bytes": "5"}}, "cache.max_bytes"),
+        ({"cache": {"max_bytes": True}}, "cache.max_bytes"),
+        ({"cache": {"max_bytes": 1.5}}, "cache.max_bytes"),
         ({"blocking": {"ttl": "300"}}, "blocking.ttl"),
         ({"listen": {"tcp_idle_timeout": "1"}}, "listen.tcp_idle_timeout"),
         ({"listen": {"tcp_idle_timeout": False}}, "listen.tcp_idle_timeout"),
@@ -209,7 +209,7 @@ def test_bad_sinkhole_addresses(key, value):
         ({"blocking": {"allow": ["ok.example", "not a name"]}}, "blocking.allow[1]"),
         ({"blocking": {"canaries": ["-bad.example"]}}, "blocking.canaries[0]"),
         ({"blocking": {"ttl": -1}}, "blocking.ttl"),
-        ({"cache": {"size": -1}}, "cache.size"),
+        ({"cache": {"max_bytes": -1}}, "cache.max_bytes"),
         ({"cache": {"min_ttl": 500, "max_ttl": 100}}, "cache.min_ttl"),
         ({"listen": {"tcp_idle_timeout": 0}}, "listen.tcp_idle_timeout"),
         ({"upstream": {"timeout": 60}}, "upstream.timeout"),
@@ -321,8 +321,8 @@ def test_load_config_empty_file_is_the_defaults(tmp_path):
 
 def test_load_config_bad_value_names_the_key(tmp_path):
     path = tmp_path / "aiwall.yaml"
-    path.write_text("cache:\n  size: lots\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"^cache\.size: expected a whole number"):
+    path.write_text("cache:\n  max_bytes: lots\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^cache\.max_bytes: expected a whole number"):
         load_config(path)
 
 

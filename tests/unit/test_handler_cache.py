@@ -15,9 +15,13 @@ from resolver.upstream.forwarder import _answer_from
 from tests.unit.handler_support import FakeNext, decode, make_query, resolve
 
 
-def upstream_answer(name: str, ttl: int = 300, rcode: int = 0):
+def upstream_answer(name: str, ttl: int = 300, rcode: int = 0, txt: int = 0):
     query = dns.message.make_query(name, "A")
     response = dns.message.make_response(query)
+    if txt:
+        # One big answer: TXT strings of 255 bytes adding up to about ``txt`` bytes.
+        strings = " ".join(f'"{"x" * 250}"' for _ in range(txt // 251))
+        response.answer.append(dns.rrset.from_text(name + ".", ttl, "IN", "TXT", strings))
     if rcode:
         response.set_rcode(rcode)
         response.authority.append(
@@ -85,7 +89,8 @@ def test_min_and_max_ttl_clamp_the_entry_and_the_served_ttl():
 
 def test_least_recently_used_entry_is_evicted_first():
     metrics = Metrics()
-    cache = AnswerCache(CacheConfig(size=2), metrics)
+    one = AnswerCache.cost(upstream_answer("a.").message)
+    cache = AnswerCache(CacheConfig(max_bytes=2 * one + one // 2), metrics)
     keys = [(bytes([1, c]) + b"\x00", 1, 0) for c in b"abc"]
     cache.put(keys[0], upstream_answer("a."), now=0)
     cache.put(keys[1], upstream_answer("b."), now=0)
@@ -258,3 +263,21 @@ def test_no_stale_wait_for_names_never_seen():
     following = SlowNext(upstream_answer(name), delay=0.1)
     handler = CacheHandler(AnswerCache(config, Metrics()), Metrics(), following, config)
     assert resolve(handler.handle(make_query(name))).outcome is Outcome.FORWARDED
+
+
+def test_the_cache_holds_bytes_not_entries():
+    # 20,000 entries of 60 KB answers once reached 1.4 GB: the bound is in bytes now.
+    metrics = Metrics()
+    cache = AnswerCache(CacheConfig(max_bytes=1024 * 1024), metrics)
+    big = upstream_answer("big.test", txt=60_000)
+    for index in range(100):
+        cache.put((bytes([4]) + b"n%03d" % index + b"\x00", 16, 0), big, now=0)
+        assert cache.bytes <= 1024 * 1024
+    assert len(cache) == 1024 * 1024 // AnswerCache.cost(big.message)
+    assert metrics.cache_evictions._value.get() == 100 - len(cache)
+
+
+def test_workers_split_the_bytes_between_them():
+    assert AnswerCache(CacheConfig(max_bytes=64 * 1024 * 1024), Metrics(), share=2).max_bytes == (
+        32 * 1024 * 1024
+    )

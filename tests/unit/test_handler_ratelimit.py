@@ -12,6 +12,7 @@ from resolver.dns.codec import encode_answer, parse_query
 from resolver.dns.model import Outcome
 from resolver.handlers.ratelimit import RateLimitHandler
 from resolver.metrics import Metrics
+from resolver.shared import BucketTable
 from tests.unit.handler_support import FakeNext, decode, make_query
 
 
@@ -24,10 +25,14 @@ class Clock:
 
 
 def limiter(
-    following: FakeNext, clock: Clock | None = None, metrics: Metrics | None = None, **options
+    following: FakeNext,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
+    buckets: BucketTable | None = None,
+    **options,
 ) -> RateLimitHandler:
     config = RateLimitConfig(**{"rate": 10.0, "burst": 5, "slip": 2, **options})
-    return RateLimitHandler(config, metrics or Metrics(), following, clock or Clock())
+    return RateLimitHandler(config, metrics or Metrics(), following, clock or Clock(), buckets)
 
 
 def outcomes(handler: RateLimitHandler, count: int, client: str = "192.0.2.1") -> list[Outcome]:
@@ -107,14 +112,22 @@ def test_tcp_is_not_limited():
     assert [handler.handle(tcp).outcome for _ in range(10)] == [Outcome.FORWARDED] * 10
 
 
-def test_tracked_prefixes_are_capped_and_the_oldest_forgotten():
-    handler = limiter(FakeNext(), burst=1, max_prefixes=100)
+def test_tracked_prefixes_share_a_fixed_table_and_a_flood_pushes_old_ones_out():
+    handler = limiter(FakeNext(), burst=1, max_prefixes=100)  # a table of 1,024 slots
     outcomes(handler, 2, "10.0.0.1")  # its bucket is empty now
-    for index in range(500):
+    for index in range(20_000):
         outcomes(handler, 1, f"10.{index // 256 + 1}.{index % 256}.1")
-    assert len(handler) == 100
-    # Forgotten, so it starts again with a full bucket: bounded memory over precision.
+    # Its slot was taken over, so it starts again with a full bucket: bounded memory
+    # over precision, as the single-process limiter always did.
     assert outcomes(handler, 1, "10.0.0.1") == [Outcome.FORWARDED]
+
+
+def test_workers_sharing_a_table_share_the_limit():
+    shared = BucketTable(1000)
+    first = limiter(FakeNext(), burst=4, buckets=shared)
+    second = limiter(FakeNext(), burst=4, buckets=shared)
+    got = outcomes(first, 2, "192.0.2.1") + outcomes(second, 4, "192.0.2.9")
+    assert got.count(Outcome.FORWARDED) == 4
 
 
 def test_a_query_without_an_address_is_not_limited():

@@ -12,14 +12,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "resolver"
-FOUNDATIONS = {"resolver.yamltext", "resolver.metrics", "resolver.logs", "resolver.storage"}
+FOUNDATIONS = {
+    "resolver.yamltext",
+    "resolver.metrics",
+    "resolver.logs",
+    "resolver.storage",
+    "resolver.shared",
+    "resolver.memory",
+}
 ALLOWED: dict[str, set[str]] = {
     "dns": set(),
     "config": {"resolver.dns", "resolver.yamltext"},
     "clients": set(),
+    "shared": set(),
+    "memory": set(),
     "metrics": {"resolver.dns"},
     "policy": {"resolver.dns", "resolver.config", "resolver.clients", *FOUNDATIONS},
-    "upstream": {"resolver.dns", "resolver.config", "resolver.metrics"},
+    "upstream": {"resolver.dns", "resolver.config", "resolver.metrics", "resolver.shared"},
     "audit": {"resolver.dns", "resolver.config", "resolver.metrics"},
     "handlers": {
         "resolver.dns",
