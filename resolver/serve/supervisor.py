@@ -24,6 +24,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ class Supervisor:
         )
         self._merged = MergedMetrics()
         self._stats = MergedStats()
+        self._paused_until = 0.0  # monotonic (one clock for every process of the host)
         self.fleet = Fleet(self.count, self._start_for, self._from_worker, self._died, self._own)
         self._sockets: list[DnsSockets] = []
         self._relay: list[socket.socket] = []
@@ -188,6 +190,7 @@ class Supervisor:
             board=self.upstreams.board,
             slots=dict(self.upstreams.slots),
             buckets=self.buckets,
+            paused_until=self._paused_until,
         )
 
     # --- supervising -----------------------------------------------------------------
@@ -387,8 +390,13 @@ class Supervisor:
             if a is not True
         ]
         if failed:
-            return False, f"not paused on {', '.join(failed)}"
-        # Audited once, here, by the owner of the trail.
+            # All or none: blocking goes back on wherever the pause did reach.
+            await self._ask_all("pause", 0)
+            self._paused_until = 0.0
+            return False, f"not paused: no answer from {', '.join(failed)}; blocking stays on"
+        # Kept for the workers forked later (a restart must not end the pause early),
+        # and audited once, here, by the owner of the trail.
+        self._paused_until = time.monotonic() + minutes * 60 if minutes else 0.0
         return True, audit_pause(self.audit, minutes)
 
 

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -63,6 +64,7 @@ class WorkerStart:
     board: HealthBoard
     slots: dict[str, int]  # upstream label -> its slot on the board
     buckets: BucketTable
+    paused_until: float = 0.0  # a pause in force when the worker is forked (monotonic)
 
 
 def run_in_child(start: WorkerStart, inherited: list[socket.socket]) -> NoReturn:
@@ -192,6 +194,8 @@ async def _serve(start: WorkerStart) -> None:
     # process group reaches it, and it tells every worker what to load.
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
     worker.data.install(start.config, start.built, start.version)
+    if start.paused_until > time.monotonic():
+        worker.data.pause(start.paused_until - time.monotonic())
     await worker.channel.start()
     await worker.data.listen(start.sockets)
     assert worker.relaying is not None

@@ -464,6 +464,25 @@ def test_attempts_and_a_pause_are_audited_once(
     assert server.log.count("blocking paused for 1 minutes") == 1
 
 
+def test_a_pause_holds_on_every_worker_and_outlives_a_restart(
+    start: Any, upstream: FakeUpstream
+) -> None:
+    server = start(config_for([upstream.server_spec], 2))
+    status, body = post(server, "/api/pause?minutes=1")
+    assert status == 200, body
+    victim = workers_of(server)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: server.metric("aiwall_worker_restarts_total") == 1, 20)
+    wait_until(lambda: stats(server)["workers_answering"] == 2, 20, "the new worker")
+    # Names on both workers, the new one included, are let through until the pause ends.
+    for index in range(20):
+        assert ask(server, f"p{index}.chat.deepseek.com").rcode() == dns.rcode.NOERROR
+    status, body = post(server, "/api/pause?minutes=0")
+    assert status == 200, body
+    for index in range(20):
+        assert ask(server, f"q{index}.chat.deepseek.com").rcode() == dns.rcode.NXDOMAIN
+
+
 # --- 5. memory over reloads ----------------------------------------------------------------
 
 
