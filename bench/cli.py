@@ -25,6 +25,7 @@ from bench.report import markdown, summarise, targets
 from bench.rounds import Bench
 from bench.servers import program_versions
 from bench.settings import (
+    AIWALL_VARIANTS,
     ALL_MIXES,
     ALL_SERVERS,
     DNSPERF_CLIENTS,
@@ -80,7 +81,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument(
         "--pin",
         metavar="SERVER_CPUS:LOADGEN_CPUS",
-        help="taskset the servers and dnsperf+NSD apart, e.g. 1:0 (default: no pinning)",
+        help="taskset the servers and dnsperf+NSD apart: SERVER_CPUS:LOADGEN_CPUS, or"
+        " 'none' (default 1:0 on a machine with 2 CPUs or more: one core per server)",
     )
     parser.add_argument(
         "--timeout",
@@ -149,12 +151,14 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
             value = text
         aiwall_set.append((key, value))
     pin = None
-    if args.pin:
+    if args.pin is None and (os.cpu_count() or 1) >= 2 and not smoke:
+        args.pin = "1:0"
+    if args.pin and args.pin != "none":
         server_cpus, sep, load_cpus = args.pin.partition(":")
         if not sep or not server_cpus or not load_cpus:
             parser.error("--pin: expected SERVER_CPUS:LOADGEN_CPUS, e.g. 1:0")
         pin = (server_cpus, load_cpus)
-    if "aiwall" not in servers:
+    if not any(server in AIWALL_VARIANTS for server in servers):
         sizes = counts = ()
     return Settings(
         names=int(pick(args.names, 200_000, 1000)),
@@ -272,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "servers": servers,
         "list_scale": scale,
         "workers": workers,
-        "targets": targets(summary, ratios, scale, workers),
+        "targets": targets(summary, ratios, scale, workers, servers),
         "warnings": bench.journal.warnings,
         "runs": bench.journal.runs,
     }

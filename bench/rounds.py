@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.load import Load
 from bench.report import Journal
-from bench.servers import Running, Servers
+from bench.servers import Running, Servers, metric
 from bench.settings import Settings
 from bench.system import Processes
 from bench.workers import WorkersPhase
@@ -67,6 +67,12 @@ class Bench:
         for name, server in servers.items():
             info[name] = {
                 "version": server.version,
+                # The event loop's worst stall over every run (issue 13: at most 5 ms).
+                "loop_stall_max_ms": (
+                    metric(server.http, "aiwall_loop_stall_max_seconds") * 1000
+                    if server.http
+                    else None
+                ),
                 "start_seconds": round(server.start_seconds, 3),
                 # aiwall with workers runs several; their memory is summed.
                 "processes": len(descendants(server.proc.pid)),

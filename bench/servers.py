@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from bench.report import Journal
 from bench.settings import (
+    AIWALL_VARIANTS,
     PROBE_ALLOWED,
     RCODE_NAMES,
     REPO,
@@ -46,6 +48,7 @@ class Running:
     log: Path
     start_seconds: float
     version: str
+    http: str = ""  # aiwall's /metrics (host:port)
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> Path:
@@ -59,6 +62,18 @@ def write_lines(path: Path, lines: Iterable[str]) -> Path:
         if batch:
             out.write("\n".join(batch) + "\n")
     return path
+
+
+def metric(http: str, name: str) -> float:
+    """The sum of a metric's samples on aiwall's /metrics (``http``: host:port)."""
+    with urllib.request.urlopen(f"http://{http}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample.partition("{")[0] == name:
+            total += float(value)
+    return total
 
 
 def wait_answering(proc: Process, port: int, name: str, timeout: float) -> int:
@@ -200,18 +215,21 @@ class Servers:
 
     def server_files(
         self, name: str, synthetic: int, tag: str, aiwall: dict[str, Any] | None = None
-    ) -> tuple[list[str], str, int]:
+    ) -> tuple[list[str], str, int, str]:
         """Write the config and block list of one server; return its command, version,
-        port. ``aiwall``: keys of aiwall's config set on top (the workers phase)."""
+        port and HTTP address (aiwall only). ``aiwall``: keys of aiwall's config set on
+        top (the workers phase)."""
+        http = ""
         directory = self.workdir / f"{name}-{tag}"
         directory.mkdir()
         port = free_port()
         names = self.block_names(synthetic)
-        if name == "aiwall":
+        if name in AIWALL_VARIANTS:
             write_lines(directory / "blocklist.txt", names)
             # JSON is YAML; the catalog comes in through the list, like the other servers.
+            # HTTP on, for the loop-stall figures read from /metrics after the runs.
             config: dict[str, Any] = {
-                "listen": {"dns": [f"127.0.0.1:{port}"], "http": ""},
+                "listen": {"dns": [f"127.0.0.1:{port}"], "http": f"127.0.0.1:{free_port()}"},
                 "upstream": {"servers": [f"127.0.0.1:{self.upstream_port}"], "timeout": 2.0},
                 "blocking": {"catalog": "none", "lists": ["blocklist.txt"]},
                 "logging": {"level": "warning"},
@@ -219,7 +237,7 @@ class Servers:
             }
             if self.settings.aiwall_workers is not None:
                 config["workers"] = self.settings.aiwall_workers
-            for key, value in (aiwall or {}).items():
+            for key, value in {**AIWALL_VARIANTS[name], **(aiwall or {})}.items():
                 if isinstance(value, dict):
                     config.setdefault(key, {}).update(value)
                 else:
@@ -232,8 +250,22 @@ class Servers:
                 section[leaf] = value
             conf = directory / "aiwall.yaml"
             conf.write_text(json.dumps(config, indent=2) + "\n")
+            http = config["listen"]["http"]
             command = [sys.executable, "-m", "resolver", "serve", "--config", str(conf)]
             version = "aiwall " + self.aiwall_version.split()[0]
+        elif name == "bare":
+            write_lines(directory / "blocklist.txt", names)
+            command = [
+                sys.executable,
+                str(REPO / "bench" / "bare.py"),
+                "--port",
+                str(port),
+                "--upstream",
+                f"127.0.0.1:{self.upstream_port}",
+                "--blocklist",
+                str(directory / "blocklist.txt"),
+            ]
+            version = "bare Python (bench/bare.py)"
         elif name == "dnsmasq":
             write_lines(directory / "blocklist.conf", (f"address=/{n}/" for n in names))
             conf = directory / "dnsmasq.conf"
@@ -303,17 +335,17 @@ forward-zone:
             version = "Unbound " + version.removeprefix("Version ").strip()
         else:
             raise BenchError(f"unknown server {name!r}")
-        return command, version, port
+        return command, version, port, http
 
     def start_server(
         self, name: str, synthetic: int, tag: str, aiwall: dict[str, Any] | None = None
     ) -> Running:
-        command, version, port = self.server_files(name, synthetic, tag, aiwall)
+        command, version, port, http = self.server_files(name, synthetic, tag, aiwall)
         log = self.workdir / "logs" / f"{name}-{tag}.log"
-        env = self.aiwall_env() if name == "aiwall" else None
+        env = self.aiwall_env() if name in AIWALL_VARIANTS else None
         # `python -m` puts the current directory first on sys.path, ahead of PYTHONPATH:
         # run aiwall from inside the snapshot, or the live checkout would be imported.
-        cwd = self.aiwall_source if name == "aiwall" else None
+        cwd = self.aiwall_source if name in AIWALL_VARIANTS else None
         # Time from the exec to the first answer: the whole list has been loaded by then,
         # since all three load their lists before they open a port.
         started = time.monotonic()
@@ -331,7 +363,7 @@ forward-zone:
         rcode = wait_answering(proc, port, PROBE_ALLOWED, timeout=10)
         if rcode != 0:
             raise BenchError(f"{name} answered {RCODE_NAMES.get(rcode, rcode)} for an allowed name")
-        return Running(name, port, proc, log, start_seconds, version)
+        return Running(name, port, proc, log, start_seconds, version, http)
 
     # -- dnsperf --
 

@@ -8,7 +8,28 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-ALL_SERVERS = ("aiwall", "dnsmasq", "unbound")
+# aiwall as configured by default (audit trail on), and variants of it: what the audit
+# trail costs, and what client groups cost (issue 13 wants the same figures with three).
+AIWALL_VARIANTS: dict[str, dict[str, Any]] = {
+    "aiwall": {},
+    "aiwall-noaudit": {"audit": {"enabled": False}},
+    "aiwall-groups": {
+        "groups": [
+            {
+                "name": "research",
+                "clients": ["10.20.0.0/16"],
+                "catalog": {"block": {"categories": ["chat_assistant"]}},
+            },
+            {"name": "plant", "clients": ["10.99.0.0/16"], "response": "refused"},
+            # The load generator's own group: it asks from 127.0.0.1.
+            {"name": "office", "clients": ["127.0.0.0/8"], "response": "nxdomain"},
+        ]
+    },
+}
+# "bare": bench/bare.py, the ceiling of a pure-Python server (a dict of ready answers).
+ALL_SERVERS = (*AIWALL_VARIANTS, "bare", "dnsmasq", "unbound")
+# The peer aiwall's targets are set against (issue 13: per core, within reach of it).
+REFERENCE = "unbound"
 ALL_MIXES = ("blocked", "cached", "miss")
 # The NXDOMAIN every blocked name gets, and NOERROR for every name the wildcard answers.
 EXPECTED_RCODE = {"blocked": "NXDOMAIN", "cached": "NOERROR", "miss": "NOERROR"}

@@ -16,12 +16,11 @@ the big list (1M synthetic names by default) and HTTP on, and the phase measures
 from __future__ import annotations
 
 import statistics
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from bench.load import Load
-from bench.servers import Servers
+from bench.servers import Servers, metric
 from bench.settings import Settings
 from bench.system import Processes
 from tests.peers.ports import free_port
@@ -39,18 +38,6 @@ def pss_kb(pid: int) -> int:
         for line in rollup.splitlines():
             if line.startswith("Pss:"):
                 total += int(line.split()[1])
-    return total
-
-
-def counter(http: str, name: str) -> float:
-    """The sum of a counter's samples on aiwall's /metrics."""
-    with urllib.request.urlopen(f"http://{http}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        sample, _, value = line.rpartition(" ")
-        if sample.partition("{")[0] == name:
-            total += float(value)
     return total
 
 
@@ -117,8 +104,8 @@ class WorkersPhase:
     @staticmethod
     def _cache_counts(http: str) -> tuple[float, float]:
         return (
-            counter(http, "aiwall_cache_hits_total"),
-            counter(http, "aiwall_cache_misses_total"),
+            metric(http, "aiwall_cache_hits_total"),
+            metric(http, "aiwall_cache_misses_total"),
         )
 
     @staticmethod

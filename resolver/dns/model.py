@@ -78,6 +78,10 @@ class Answer:
     # cached (None: not cacheable, e.g. SERVFAIL or a negative answer without SOA).
     ttl_offsets: tuple[int, ...] = field(default=())
     cache_ttl: int | None = None
+    # Until when (monotonic) this very answer may be given again to the same question
+    # from the same client group without asking the pipeline (``serve.fastpath``);
+    # 0: never. Set by the stage that knows: the cache, the blocking handler.
+    reuse_until: float = 0.0
 
 
 Resolution: TypeAlias = Answer | Awaitable[Answer]

@@ -6,6 +6,7 @@ paused server) lets the query through but reports what would have been blocked.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -28,6 +29,20 @@ def _ignore(query: Query, group: str, service: str, category: str, action: str) 
     """No audit trail configured."""
 
 
+def _monotonic_deadline(wall_clock: float | None) -> float:
+    """A wall-clock deadline (a temporary rule's end) on the monotonic clock."""
+    if wall_clock is None:
+        return math.inf
+    return time.monotonic() + (wall_clock - time.time())
+
+
+def _once(result: Resolution) -> Resolution:
+    """An answer that must not be given again without the pipeline."""
+    if isinstance(result, Answer):
+        result.reuse_until = 0.0
+    return result
+
+
 class BlockingHandler:
     name = "blocking"
 
@@ -46,10 +61,13 @@ class BlockingHandler:
         self._inspect = cname_inspection
         self._attempts = attempts
         self.paused_until = 0.0  # monotonic time; blocking is off before it
+        # No answer decided under this policy may be reused past its next change.
+        self._reuse_cap = _monotonic_deadline(groups.valid_until)
 
     def replace_groups(self, groups: ClientGroups) -> None:
         """Swap in a freshly built policy; one assignment, so no query sees a mix."""
         self.groups = groups.in_force(time.time())
+        self._reuse_cap = _monotonic_deadline(self.groups.valid_until)
 
     def current(self) -> ClientGroups:
         """The policy in force now: past a temporary rule's end, the next version."""
@@ -60,6 +78,7 @@ class BlockingHandler:
 
     def _advance(self) -> ClientGroups:
         groups = self.groups = self.groups.in_force(time.time())
+        self._reuse_cap = _monotonic_deadline(groups.valid_until)
         if self.on_expiry is not None:
             self.on_expiry(groups)
         return groups
@@ -84,16 +103,24 @@ class BlockingHandler:
         decided = verdict(rule, group.mode, self.paused)
         if decided is Verdict.ALLOW:
             # An explicitly allowed name stays allowed wherever its CNAMEs lead.
-            return self._next.handle(query)
+            return self._capped(self._next.handle(query))
         if decided is not Verdict.BLOCK:
+            # Reported or paused: every attempt is recorded, so no answer is reused.
             self._attempts(query, group.name, rule.service, rule.category, decided.value)
-            return self._next.handle(query)
+            return _once(self._next.handle(query))
         answer = self._block(query, group, rule, found.label, rule.description)
+        if not self.paused_until:
+            answer.reuse_until = self._reuse_cap
         if len(group.built) >= BUILT_ANSWERS_LIMIT:
             group.built.clear()
         group.built[query.qname, query.qtype] = answer
         self._attempts(query, group.name, rule.service, rule.category, "blocked")
         return answer
+
+    def _capped(self, result: Resolution) -> Resolution:
+        if isinstance(result, Answer) and result.reuse_until > self._reuse_cap:
+            result.reuse_until = self._reuse_cap
+        return result
 
     @property
     def paused(self) -> bool:
@@ -105,7 +132,7 @@ class BlockingHandler:
         return False
 
     def _forward(self, query: Query, group: Group) -> Resolution:
-        result = self._next.handle(query)
+        result = self._capped(self._next.handle(query))
         if not self._inspect:
             return result
         if isinstance(result, Answer):
@@ -132,6 +159,7 @@ class BlockingHandler:
             decided = verdict(rule, group.mode, self.paused)
             self._attempts(query, group.name, rule.service, rule.category, decided.value)
             if decided is not Verdict.BLOCK:
+                answer.reuse_until = 0.0  # every attempt is recorded
                 return answer
             reason = f"{rule.description} (via CNAME {wire.name_to_text(target)})"
             # The SOA is owned by the question name: the blocked target is not its parent.

@@ -110,6 +110,9 @@ class AnswerCache:
             outcome=Outcome.CACHED,
             rcode=entry.rcode,
             cnames=entry.cnames,
+            # The same bytes serve until the next whole second of age (TTLs count down
+            # by the second), and never past expiry.
+            reuse_until=min(entry.stored + age + 1, entry.expires),
         )
 
     def _stale_entry(self, key: CacheKey, now: float) -> _Entry | None:

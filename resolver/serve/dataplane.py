@@ -25,7 +25,9 @@ from resolver.policy.catalog_files import load_catalog
 from resolver.policy.explain import explain
 from resolver.policy.groups import ClientGroups
 from resolver.policy.loading import BuiltPolicy
+from resolver.serve.fastpath import AuditRecord, FastPath
 from resolver.serve.sockets import DnsSockets
+from resolver.serve.stalls import LoopWatch
 from resolver.serve.transport import QueryRunner, TcpConnection, TcpConnections, UdpListener
 
 log = logging.getLogger(__name__)
@@ -70,10 +72,12 @@ class DataPlane:
         attempts: Attempts,
         parts: ProcessParts | None = None,
         runner: Callable[[Pipeline], QueryRunner] | None = None,
+        audit: AuditRecord | None = None,
     ) -> None:
         """``parts``: what this process shares with others (the worker index, the health
         board, the rate-limit buckets); ``runner``: how queries reach the pipeline
-        (a worker's runner relays TCP questions it does not own)."""
+        (a worker's runner relays TCP questions it does not own); ``audit``: where the
+        fast path records blocked attempts (None: no audit trail)."""
         self.config = config
         self.metrics = metrics
         self._attempts = attempts
@@ -89,6 +93,8 @@ class DataPlane:
             config.listen.tcp_max_connections, config.listen.tcp_idle_timeout, metrics
         )
         self._expiry_timer: asyncio.TimerHandle | None = None
+        self._watch = LoopWatch(metrics)
+        self.fast = FastPath(metrics, self._group_of, audit)
 
     # --- versions ------------------------------------------------------------------
 
@@ -115,6 +121,8 @@ class DataPlane:
                 self.runner.head = self.pipeline.head
         assert self.pipeline is not None
         self.config = prepared.config
+        self.fast.clear()
+        self.fast.enabled = prepared.config.ratelimit.rate == 0
         blocking = self.pipeline.blocking
         blocking.replace_groups(prepared.built.groups)
         blocking.on_expiry = self._policy_changed
@@ -127,7 +135,12 @@ class DataPlane:
     def install(self, config: Config, built: BuiltPolicy, version: int) -> ClientGroups | None:
         return self.commit(self.prepare(config, built, version))
 
+    def _group_of(self, client: str) -> object:
+        assert self.pipeline is not None
+        return self.pipeline.blocking.current().group_for(client)
+
     def _policy_changed(self, groups: ClientGroups) -> None:
+        self.fast.clear()
         if self.pipeline is not None and groups is not self.pipeline.blocking.groups:
             log.warning("a temporary policy rule (until: ...) has expired; the next applies")
         self.metrics.set_list_sizes(groups.entries_by_source, groups.loaded_at)
@@ -160,16 +173,18 @@ class DataPlane:
                 backlog=256,
             )
             udp = sockets.udp[index if len(sockets.udp) > 1 else 0]
-            listener = UdpListener(udp, runner, wildcard=sockets.wildcard)
+            listener = UdpListener(udp, runner, wildcard=sockets.wildcard, fast=self.fast)
             listener.start(loop)
             self._listeners.udp.append(listener)
             self._listeners.tcp.append(tcp)
             self.dns_endpoints.append(Endpoint(sockets.host, sockets.port))
+        self._watch.start(loop)
 
     async def stop(self) -> None:
         """Stop taking queries, let the answers in flight reach their clients, close."""
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
+        self._watch.stop()
         for listener in self._listeners.udp:
             listener.accepting = False
         for tcp in self._listeners.tcp:
@@ -226,3 +241,4 @@ class DataPlane:
     def pause(self, seconds: float) -> None:
         assert self.pipeline is not None
         self.pipeline.blocking.pause(seconds)
+        self.fast.clear()  # blocked answers kept before must not outlive the change

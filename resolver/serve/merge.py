@@ -25,6 +25,7 @@ _SAME_IN_EVERY_WORKER = (
     "python_info",
     "process_max_fds",
     "aiwall_upstream_up",
+    "aiwall_loop_stall_max",  # the worst of any worker's
 )
 
 

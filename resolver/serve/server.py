@@ -51,12 +51,17 @@ class Server:
         self._reload_lock = asyncio.Lock()
         self._api_token = config.api_token()
         self.metrics = metrics if metrics is not None else Metrics()
-        self.data = DataPlane(config, self.metrics, self.record_attempt)
-        self.http_endpoint: Endpoint | None = None
-        self._status: StatusServer | None = None
         self.audit = AuditLog(
             config.audit, config.privacy, config.state_dir, self.metrics, config.base_dir
         )
+        self.data = DataPlane(
+            config,
+            self.metrics,
+            self.record_attempt,
+            audit=self.audit.record if self.audit.enabled else None,
+        )
+        self.http_endpoint: Endpoint | None = None
+        self._status: StatusServer | None = None
         self.source = PolicySource(config, self.metrics, catalog_dir)
         self._background: set[asyncio.Task[object]] = set()
         self._starting = True

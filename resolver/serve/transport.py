@@ -19,6 +19,7 @@ from resolver.dns import responses, wire
 from resolver.dns.codec import encode_answer, parse_query
 from resolver.dns.model import Answer, Handler, Outcome, Query
 from resolver.metrics import Metrics
+from resolver.serve.fastpath import FastPath
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,16 @@ class UdpListener:
     address and sends the answer from it.
     """
 
-    def __init__(self, sock: socket.socket, runner: QueryRunner, *, wildcard: bool = False) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        runner: QueryRunner,
+        *,
+        wildcard: bool = False,
+        fast: FastPath | None = None,
+    ) -> None:
         sock.setblocking(False)
+        self._fast = fast
         if wildcard:
             enable_destination_info(sock)
         self._sock = sock
@@ -150,6 +159,7 @@ class UdpListener:
         recvmsg = self._sock.recvmsg
         wildcard = self._wildcard
         runner = self._runner
+        fast = self._fast
         context: Any
         for _ in range(UDP_BATCH):
             try:
@@ -167,6 +177,11 @@ class UdpListener:
                 continue
             if not self.accepting:
                 continue
+            if fast is not None and fast.enabled:
+                ready = fast.answer(data, addr[0])
+                if ready is not None:
+                    self._send_bytes(ready, context)
+                    continue
             query = parse_query(data, "udp", addr[0])
             if query is None:
                 self._dropped.inc()
@@ -179,6 +194,11 @@ class UdpListener:
         if answer.outcome is Outcome.DROPPED or self._sock.fileno() < 0:
             return
         data = encode_answer(query, answer, udp=True)
+        if answer.reuse_until and self._fast is not None and self._fast.enabled:
+            self._fast.keep(query, answer, data)
+        self._send_bytes(data, context)
+
+    def _send_bytes(self, data: bytes, context: Any) -> None:
         try:
             if self._wildcard:
                 addr, ancillary = context

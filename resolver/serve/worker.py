@@ -108,7 +108,9 @@ class _Worker:
             health=self.health_of,
             buckets=start.buckets,
         )
-        self.data = DataPlane(start.config, self.metrics, self.record, parts, self.runner_for)
+        self.data = DataPlane(
+            start.config, self.metrics, self.record, parts, self.runner_for, self.audit
+        )
         self.relaying: RelayingRunner | None = None
 
     def runner_for(self, pipeline: Pipeline) -> RelayingRunner:
@@ -129,11 +131,22 @@ class _Worker:
 
     def record(self, query: Query, group: str, service: str, category: str, action: str) -> None:
         self.metrics.count_attempt(query, group, service, category, action)
+        self.audit(query.client, group, query.qname, query.qtype, service, category, action)
+
+    def audit(
+        self,
+        client: str,
+        group: str,
+        name: bytes,
+        qtype: int,
+        service: str,
+        category: str,
+        action: str,
+    ) -> None:
+        """An attempt for the supervisor's audit trail (the fast path's way in too)."""
         if not self.data.config.audit.enabled:
             return
-        self.batcher.record(
-            query.client, group, query.qname, query.qtype, service, category, action
-        )
+        self.batcher.record(client, group, name, qtype, service, category, action)
         if len(self.batcher) >= AUDIT_NOTE_ROWS:
             self.send_attempts()
 

@@ -1,0 +1,136 @@
+"""FastPath on its own: what it keeps, for whom, for how long, and the effects it
+repeats for every answer it gives (no sockets)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from resolver.dns import responses, wire
+from resolver.dns.codec import encode_answer
+from resolver.dns.model import Answer, Outcome, Query
+from resolver.metrics import Metrics
+from resolver.serve import fastpath
+from resolver.serve.fastpath import FastPath
+from tests.unit.handler_support import make_query
+
+OFFICE, LAB = object(), object()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(fastpath.time, "monotonic", fake)
+    return fake
+
+
+def blocked(query: Query, until: float) -> Answer:
+    answer = responses.error(query, wire.NXDOMAIN, Outcome.BLOCKED)
+    answer.service, answer.category, answer.group = "deepseek", "chat_assistant", "office"
+    answer.reuse_until = until
+    return answer
+
+
+def kept(fast: FastPath, query: Query, answer: Answer) -> bytes:
+    sent = encode_answer(query, answer, udp=True)
+    fast.keep(query, answer, sent)
+    return sent
+
+
+def with_id(data: bytes, query_id: int) -> bytes:
+    return query_id.to_bytes(2, "big") + data[2:]
+
+
+def make(audit: list[tuple[Any, ...]] | None = None, limit: int = 100) -> FastPath:
+    groups = {"127.0.0.3": LAB}
+    record = None if audit is None else (lambda *row: audit.append(row))
+    return FastPath(Metrics(), lambda client: groups.get(client, OFFICE), record, limit)
+
+
+def test_a_kept_blocked_answer_is_given_with_the_new_id_and_every_effect(clock: Clock) -> None:
+    audit: list[tuple[Any, ...]] = []
+    fast = make(audit)
+    query = make_query("chat.deepseek.com")
+    sent = kept(fast, query, blocked(query, math.inf))
+    again = fast.answer(with_id(query.raw, 4242), "127.0.0.1")
+    assert again == with_id(sent, 4242)
+    metrics = fast._metrics
+    assert metrics.queries.value(("udp", wire.TYPE_A)) == 1
+    assert metrics.responses.value((Outcome.BLOCKED, wire.NXDOMAIN)) == 1
+    assert metrics.blocked.value(("deepseek", "chat_assistant", "office")) == 1
+    assert metrics.cache_hits.value() == 0
+    assert audit == [
+        ("127.0.0.1", "office", query.qname, wire.TYPE_A, "deepseek", "chat_assistant", "blocked")
+    ]
+
+
+def test_a_cached_answer_counts_as_a_cache_hit_and_expires(clock: Clock) -> None:
+    fast = make([])
+    query = make_query("example.test")
+    answer = responses.error(query, wire.NOERROR, Outcome.CACHED)
+    answer.reuse_until = clock.now + 0.5
+    kept(fast, query, answer)
+    assert fast.answer(query.raw, "127.0.0.1") is not None
+    assert fast._metrics.cache_hits.value() == 1
+    clock.now += 0.5
+    assert fast.answer(query.raw, "127.0.0.1") is None
+    assert fast._metrics.cache_hits.value() == 1  # nothing counted for what it did not answer
+
+
+def test_answers_not_marked_for_reuse_and_tcp_questions_are_not_kept(clock: Clock) -> None:
+    fast = make()
+    forwarded = make_query("example.test")
+    kept(fast, forwarded, responses.error(forwarded, wire.NOERROR, Outcome.FORWARDED))
+    stale = make_query("stale.test")
+    kept(fast, stale, blocked(stale, clock.now))
+    tcp = make_query("chat.deepseek.com")
+    tcp.protocol = "tcp"
+    kept(fast, tcp, blocked(tcp, math.inf))
+    for query in (forwarded, stale, tcp):
+        assert fast.answer(query.raw, "127.0.0.1") is None
+
+
+def test_another_group_never_gets_an_answer_kept_for_the_first(clock: Clock) -> None:
+    fast = make()
+    query = make_query("chat.deepseek.com")
+    kept(fast, query, blocked(query, math.inf))
+    assert fast.answer(query.raw, "127.0.0.3") is None  # the lab group
+    lab_query = make_query("chat.deepseek.com", client="127.0.0.3")
+    lab_query.raw = query.raw
+    allowed = responses.error(lab_query, wire.NOERROR, Outcome.CACHED)
+    allowed.reuse_until = math.inf
+    lab_sent = kept(fast, lab_query, allowed)
+    assert fast.answer(query.raw, "127.0.0.3") == with_id(lab_sent, query.id)
+    office = fast.answer(query.raw, "127.0.0.1")
+    assert office is not None
+    assert office[2:] != lab_sent[2:]
+
+
+def test_clear_forgets_everything(clock: Clock) -> None:
+    fast = make()
+    query = make_query("chat.deepseek.com")
+    kept(fast, query, blocked(query, math.inf))
+    fast.clear()
+    assert fast.answer(query.raw, "127.0.0.1") is None
+
+
+def test_the_tables_are_bounded(clock: Clock) -> None:
+    fast = make(limit=3)
+    queries = [make_query(f"n{i}.deepseek.com") for i in range(4)]
+    for query in queries:
+        kept(fast, query, blocked(query, math.inf))
+    assert fast._size <= 3
+    clients = [make_query("x.deepseek.com", client=f"10.0.0.{i}") for i in range(5)]
+    for query in clients:
+        kept(fast, query, blocked(query, math.inf))
+    assert len(fast._clients) <= 3
