@@ -1,7 +1,9 @@
 """The audit trail of attempts on banned names, and the reports read from it.
 
-Owns: the attempts gathered between writes (``attempts``), the writer thread with one
-backlog per sink (``trail``), and the summaries ``aiwall report`` prints (``report``).
+Owns: the attempts gathered between writes (``attempts``), the sinks with one backlog
+each (``trail``), the writer process that owns them and the server's side of the pipe
+to it (``writer``), and the summaries ``aiwall report`` prints (``report``).
 
-May import ``resolver.dns``, ``resolver.config`` and ``resolver.metrics``.
+May import ``resolver.dns``, ``resolver.config``, ``resolver.metrics`` and
+``resolver.logs``.
 """

@@ -21,18 +21,20 @@ QUEUE_LIMIT = 200_000
 AttemptKey = tuple[str, str, bytes | str, int | str, str, str, str]
 
 
-def gather(
-    pending: dict[AttemptKey, list[float]], key: AttemptKey, first: float, count: int
-) -> int:
+# (first seen, count). A tuple of numbers, replaced rather than changed: the garbage
+# collector stops tracking it, so a second's attempts never lengthen its pauses.
+Seen = tuple[float, int]
+
+
+def gather(pending: dict[AttemptKey, Seen], key: AttemptKey, first: float, count: int) -> int:
     """Add ``count`` attempts alike to ``pending``; returns how many found it full (at
     QUEUE_LIMIT distinct attempts) and were dropped."""
     seen = pending.get(key)
     if seen is not None:
-        seen[0] = min(seen[0], first)
-        seen[1] += count
+        pending[key] = (min(seen[0], first), seen[1] + count)
         return 0
     if len(pending) < QUEUE_LIMIT:
-        pending[key] = [first, count]
+        pending[key] = (first, count)
         return 0
     return count
 
@@ -45,7 +47,7 @@ class AttemptBatcher:
     batches it receives to its own (``absorb``) and writes each attempt once."""
 
     def __init__(self) -> None:
-        self._pending: dict[AttemptKey, list[float]] = {}
+        self._pending: dict[AttemptKey, Seen] = {}
         self._lock = threading.Lock()
         self.dropped = 0  # attempts that found it full, since the start
 
@@ -65,14 +67,14 @@ class AttemptBatcher:
         with self._lock:
             self.dropped += gather(self._pending, key, time.time(), 1)
 
-    def absorb(self, batch: dict[AttemptKey, list[float]], dropped: int = 0) -> None:
+    def absorb(self, batch: dict[AttemptKey, Seen], dropped: int = 0) -> None:
         """Attempts another process gathered, and how many it had to drop."""
         with self._lock:
             for key, (first, count) in batch.items():
                 self.dropped += gather(self._pending, key, first, int(count))
             self.dropped += dropped
 
-    def take(self) -> tuple[dict[AttemptKey, list[float]], int]:
+    def take(self) -> tuple[dict[AttemptKey, Seen], int]:
         """What was gathered since the last take, and the drops so far."""
         with self._lock:
             batch, self._pending = self._pending, {}

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from resolver.audit.attempts import QUEUE_LIMIT, AttemptBatcher, AttemptKey
+from resolver.audit.attempts import QUEUE_LIMIT, AttemptBatcher, AttemptKey, Seen
 from resolver.config import AuditConfig, ConfigError, PrivacyConfig, read_key_file
 from resolver.dns import wire
 from resolver.metrics import QTYPE_LABELS, Metrics
@@ -178,7 +178,15 @@ class JsonLinesSink(Sink):
                 stream.write(lines)
 
 
+def sink_names(config: AuditConfig) -> list[str]:
+    """The sinks a config writes to, in order."""
+    return [name for name, on in (("sqlite", config.sqlite), ("jsonl", config.jsonl)) if on]
+
+
 class AuditLog:
+    """The sinks and their backlogs: what the writer process runs (``audit.writer``),
+    and what tests drive directly with ``flush``."""
+
     def __init__(
         self,
         config: AuditConfig,
@@ -194,6 +202,8 @@ class AuditLog:
         self.record = self.attempts.record
         self.absorb = self.attempts.absorb
         self._dropped_reported = 0
+        self._dropped_total = 0  # attempts this log could not keep (see take_dropped)
+        self._dropped_taken = 0
         key = None
         if privacy.pseudonymize:
             if privacy.key_file:
@@ -225,17 +235,27 @@ class AuditLog:
         """The sinks that cannot be written now, with why."""
         return [f"{sink.name}: {sink.failing}" for sink in self.sinks if sink.failing]
 
-    def start(self) -> None:
-        """Start the writer. A sink that cannot be prepared (a full disk, a read-only
-        folder) is reported degraded and tried again at every flush: DNS never waits
-        for the audit trail."""
-        if not self.enabled:
-            return
+    def prepare(self) -> None:
+        """Make the SQLite table. A sink that cannot be prepared (a full disk, a
+        read-only folder) is reported degraded and tried again at every flush."""
         if self.sqlite is not None:
             try:
                 self.sqlite.prepare()
             except (OSError, sqlite3.Error) as error:
                 self._failed(self.sqlite, error)
+
+    def take_dropped(self) -> int:
+        """Attempts dropped since the last call."""
+        new = self._dropped_total - self._dropped_taken
+        self._dropped_taken = self._dropped_total
+        return new
+
+    def start(self) -> None:
+        """Start a writer thread in this process (tests; the server uses
+        ``audit.writer``, a process of its own)."""
+        if not self.enabled:
+            return
+        self.prepare()
         self._thread = threading.Thread(target=self._run, name="aiwall-audit", daemon=True)
         self._thread.start()
 
@@ -253,7 +273,7 @@ class AuditLog:
             self.flush()
         self.flush()
 
-    def _rows(self, batch: dict[AttemptKey, list[float]]) -> list[Attempt]:
+    def _rows(self, batch: dict[AttemptKey, Seen]) -> list[Attempt]:
         return [
             Attempt(
                 first,
@@ -321,6 +341,7 @@ class AuditLog:
             self._count_dropped(new)
 
     def _count_dropped(self, count: int) -> None:
+        self._dropped_total += count
         log.error("audit log: %d attempts not recorded: the queue was full", count)
         if self._metrics is not None:
             self._metrics.audit_dropped.inc(count)

@@ -16,10 +16,6 @@ from resolver.policy.groups import ClientGroups, Group
 from resolver.policy.rules import Rule
 from resolver.policy.verdict import Verdict, verdict
 
-# Enough for every banned name an office asks for in a day; a flood of random names only
-# costs a cleared dict.
-BUILT_ANSWERS_LIMIT = 16_384
-
 # (query, group, service, category, action) for every attempt on a banned name, with
 # action "blocked", "report" (a report-only rule) or "paused": the audit trail's input.
 Attempts = Callable[[Query, str, str, str, str], None]
@@ -92,10 +88,6 @@ class BlockingHandler:
             # A temporary rule ran out: the next version was built with this one.
             groups = self._advance()
         group = groups.group_for(query.client)
-        built = group.built.get((query.qname, query.qtype))
-        if built is not None and not self.paused_until:
-            self._attempts(query, group.name, built.service, built.category, "blocked")
-            return built
         found = group.blocklist.match(query.qname, query.labels)
         if found is None:
             return self._forward(query, group)
@@ -111,9 +103,6 @@ class BlockingHandler:
         answer = self._block(query, group, rule, found.label, rule.description)
         if not self.paused_until:
             answer.reuse_until = self._reuse_cap
-        if len(group.built) >= BUILT_ANSWERS_LIMIT:
-            group.built.clear()
-        group.built[query.qname, query.qtype] = answer
         self._attempts(query, group.name, rule.service, rule.category, "blocked")
         return answer
 

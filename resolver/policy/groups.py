@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from resolver.clients import NetworkMap
 from resolver.config import ClientNetwork
-from resolver.dns.model import Answer
 from resolver.dns.responses import BlockAnswers
 from resolver.policy.blocklist import Blocklist
 
@@ -17,10 +16,6 @@ class Group:
     blocklist: Blocklist
     answers: BlockAnswers
     mode: str  # "enforce" or "report"
-    # Block answers already built for this group, by (name, type): the same banned names
-    # are asked over and over, and an answer depends on nothing else (the codec adds each
-    # client's ID, flags and question case).
-    built: dict[tuple[bytes, int], Answer] = field(default_factory=dict)
 
 
 class ClientGroups:
@@ -68,12 +63,6 @@ class ClientGroups:
 
     def by_name(self, name: str) -> Group | None:
         return next((group for group in self.all if group.name == name), None)
-
-    def __getstate__(self) -> dict[str, object]:
-        # Block answers already built are a cache of this process's, not the policy's.
-        for group in self.all:
-            group.built.clear()
-        return dict(self.__dict__)
 
     def group_for(self, client: str) -> Group:
         return self._networks.lookup(client) if client else self.default

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from resolver.audit.trail import AuditLog
+from resolver.audit.writer import AuditWriter
 from resolver.config import RESTART_KEYS, Config, ConfigError, load_config
 from resolver.dns.model import Query
 from resolver.metrics import Metrics
@@ -51,8 +51,13 @@ class Server:
         self._reload_lock = asyncio.Lock()
         self._api_token = config.api_token()
         self.metrics = metrics if metrics is not None else Metrics()
-        self.audit = AuditLog(
-            config.audit, config.privacy, config.state_dir, self.metrics, config.base_dir
+        self.audit = AuditWriter(
+            config.audit,
+            config.privacy,
+            config.state_dir,
+            self.metrics,
+            config.base_dir,
+            config.logging,
         )
         self.data = DataPlane(
             config,
@@ -253,7 +258,7 @@ def pause_refused(config: Config, minutes: float) -> str:
     return ""
 
 
-def audit_pause(audit: AuditLog, minutes: float) -> str:
+def audit_pause(audit: AuditWriter, minutes: float) -> str:
     """Log and audit a pause, once, by the process that owns the trail."""
     log.warning("blocking paused for %g minutes through the API", minutes)
     if audit.enabled:

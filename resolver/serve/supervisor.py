@@ -30,7 +30,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from resolver.audit.trail import AuditLog
+from resolver.audit.writer import AuditWriter
 from resolver.config import Config, ConfigError
 from resolver.metrics import Metrics
 from resolver.policy.loading import BuiltPolicy, PolicyError, retire
@@ -67,8 +67,13 @@ class Supervisor:
         self.count = config.worker_count
         self.metrics = Metrics()
         self.source = PolicySource(config, self.metrics, catalog_dir)
-        self.audit = AuditLog(
-            config.audit, config.privacy, config.state_dir, self.metrics, config.base_dir
+        self.audit = AuditWriter(
+            config.audit,
+            config.privacy,
+            config.state_dir,
+            self.metrics,
+            config.base_dir,
+            config.logging,
         )
         self.upstreams = SharedUpstreams(config, self.metrics)
         self.buckets = BucketTable(config.ratelimit.max_prefixes)

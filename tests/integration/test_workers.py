@@ -71,9 +71,15 @@ def workers(upstream, catalog_dir, tmp_path):
 
 
 def worker_pids(proc: subprocess.Popen[str]) -> list[str]:
-    return subprocess.run(
+    """The supervisor's workers: its children but the audit trail's writer process."""
+    children = subprocess.run(
         ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
     ).stdout.split()
+    return [
+        pid
+        for pid in children
+        if b"resolver.audit.writer" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
 
 
 def answers(url: str) -> bool:

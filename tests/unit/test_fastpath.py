@@ -129,8 +129,8 @@ def test_the_tables_are_bounded(clock: Clock) -> None:
     queries = [make_query(f"n{i}.deepseek.com") for i in range(4)]
     for query in queries:
         kept(fast, query, blocked(query, math.inf))
-    assert fast._size <= 3
+    assert len(fast) <= 3
     clients = [make_query("x.deepseek.com", client=f"10.0.0.{i}") for i in range(5)]
     for query in clients:
         kept(fast, query, blocked(query, math.inf))
-    assert len(fast._clients) <= 3
+    assert fast.clients <= 3

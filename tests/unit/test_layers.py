@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": {"resolver.dns"},
     "policy": {"resolver.dns", "resolver.config", "resolver.clients", *FOUNDATIONS},
     "upstream": {"resolver.dns", "resolver.config", "resolver.metrics", "resolver.shared"},
-    "audit": {"resolver.dns", "resolver.config", "resolver.metrics"},
+    "audit": {"resolver.dns", "resolver.config", "resolver.metrics", "resolver.logs"},
     "handlers": {
         "resolver.dns",
         "resolver.config",

@@ -1,0 +1,342 @@
+"""The audit trail written by a process of its own, so DNS never waits for it.
+
+Turning a second's attempts into rows (names to text, pseudonyms, JSON) and handing them
+to SQLite is Python work: in a thread of the answering process it held the interpreter
+lock for up to ~100 ms per flush under load, and every query in that time waited (a p99
+of 67 ms at half load, against 0.3 ms with the trail off; ``make bench``, issue 13). So
+the answering process only gathers attempts (``attempts.AttemptBatcher``) and, once per
+``flush_interval``, a thread of it hands them over a pipe, in small pickled chunks, to a
+writer process (``python -m resolver.audit.writer``) that owns the sinks (``trail``).
+
+Nothing is lost without being counted: the writer reports after every flush what each
+sink has written and why it fails, if it does (the ``aiwall_audit_*`` metrics come from
+there); if the writer dies, attempts it had not confirmed are counted as dropped, the
+trail reports itself degraded, and a new writer is started at the next interval.
+Closing sends what is left and waits for the writer to write it out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from resolver.audit.attempts import AttemptBatcher, AttemptKey, Seen
+from resolver.audit.trail import AuditLog, sink_names
+from resolver.config import AuditConfig, LoggingConfig, PrivacyConfig
+from resolver.logs import setup_logging
+from resolver.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# Keys per pickled chunk: each holds the interpreter lock for well under a millisecond;
+# between two, the handing-over thread sleeps PAUSE seconds.
+CHUNK = 500
+PAUSE = 0.001
+_FRAME = struct.Struct("!I")
+# How long closing waits for the writer to write out what it was sent.
+CLOSE_TIMEOUT = 30.0
+
+
+def _chunks(batch: dict[AttemptKey, Seen]) -> Iterator[dict[AttemptKey, Seen]]:
+    items = iter(batch.items())
+    while chunk := dict(itertools.islice(items, CHUNK)):
+        yield chunk
+
+
+def _send(stream: IO[bytes], message: tuple[Any, ...]) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_FRAME.pack(len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> tuple[Any, ...] | None:
+    head = stream.read(_FRAME.size)
+    if len(head) < _FRAME.size:
+        return None
+    (size,) = _FRAME.unpack(head)
+    message = pickle.loads(stream.read(size))
+    assert isinstance(message, tuple)
+    return message
+
+
+class AuditWriter:
+    """The answering process's side of the audit trail: what the server and the
+    supervisor use (``record``, ``absorb``, ``degraded``, ``start``, ``close``)."""
+
+    def __init__(
+        self,
+        config: AuditConfig,
+        privacy: PrivacyConfig,
+        state_dir: Path,
+        metrics: Metrics | None = None,
+        base_dir: Path = Path("."),
+        logging_config: LoggingConfig | None = None,
+    ) -> None:
+        # Built here too, unstarted: a bad key file is a config error at start, not a
+        # writer that keeps dying.
+        self._trail = AuditLog(config, privacy, state_dir, None, base_dir)
+        self.config = config
+        self._setup = (config, privacy, state_dir, base_dir, logging_config or LoggingConfig())
+        self._metrics = metrics
+        self.attempts = AttemptBatcher()
+        self.record = self.attempts.record
+        self.absorb = self.attempts.absorb
+        self._sinks = sink_names(config)
+        self.enabled = config.enabled and bool(self._sinks)
+        self._failing: dict[str, str] = {}
+        self._written: dict[str, int] = dict.fromkeys(self._sinks, 0)
+        self._reported: dict[str, int] = {}  # the current writer's own totals
+        self._writer_down = ""
+        self._dropped_reported = 0  # the batcher's drops already counted
+        self._process: subprocess.Popen[bytes] | None = None
+        self._reports = -1  # the descriptor the writer reports on
+        self._partial = b""  # a report not read whole yet
+        self._in_flight: deque[int] = deque()  # attempts per flush not yet confirmed
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if metrics is not None:
+            for sink in self._sinks:
+                metrics.audit_degraded.labels(sink).set(0)
+                metrics.audit_written.labels(sink)
+
+    # --- what the server reads ----------------------------------------------------
+
+    @property
+    def degraded(self) -> list[str]:
+        """The sinks that cannot be written now, with why."""
+        if self._writer_down:
+            return [f"{sink}: {self._writer_down}" for sink in self._sinks]
+        return [f"{sink}: {reason}" for sink, reason in self._failing.items() if reason]
+
+    @property
+    def written(self) -> int:
+        """Attempts written to every sink, as the writer last reported."""
+        return min(self._written.values(), default=0)
+
+    # --- life ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        # The table exists once the server answers, for ``aiwall report`` and the tests;
+        # a sink that cannot be prepared is the writer's to report (degraded).
+        self._trail.prepare()
+        self._spawn()
+        self._thread = threading.Thread(target=self._run, name="aiwall-audit", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Hand over everything gathered, let the writer write it out, then stop it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(CLOSE_TIMEOUT)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.config.flush_interval):
+            self._hand_over()
+        self._hand_over(closing=True)
+
+    def _spawn(self) -> None:
+        # Reports come back on a pipe of their own: the writer's stdout stays the
+        # server's, where ``audit.jsonl: "-"`` writes.
+        reports, theirs = os.pipe()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "resolver.audit.writer", str(theirs)],
+                stdin=subprocess.PIPE,
+                pass_fds=(theirs,),
+            )
+        finally:
+            os.close(theirs)
+        self._reports = reports
+        self._partial = b""
+        self._reported = {}
+        assert self._process.stdin is not None
+        _send(self._process.stdin, ("setup", *self._setup))
+
+    # --- handing over ----------------------------------------------------------------
+
+    def _hand_over(self, closing: bool = False) -> None:
+        batch, dropped = self.attempts.take()
+        self._count_dropped(dropped - self._dropped_reported)
+        self._dropped_reported = dropped
+        if self._process is None or self._process.poll() is not None:
+            self._writer_died()
+            if closing and not batch:
+                return
+            try:
+                self._spawn()
+            except OSError as error:
+                log.error("audit log: cannot start the writer process: %s", error)
+                self._count_dropped(int(sum(count for _, count in batch.values())))
+                return
+        process = self._process
+        assert process is not None
+        assert process.stdin is not None
+        # Unconfirmed until the writer reports the flush that follows them.
+        self._in_flight.append(int(sum(count for _, count in batch.values())))
+        try:
+            for chunk in _chunks(batch):
+                _send(process.stdin, ("attempts", chunk))
+                # Hand the interpreter back between chunks: a thread that keeps it makes
+                # the event loop wait up to the switch interval (5 ms) after every
+                # system call, which was the trail's cost to DNS (stalls of 20-36 ms).
+                time.sleep(PAUSE)
+            _send(process.stdin, ("close",) if closing else ("flush",))
+        except OSError:  # BrokenPipeError: the writer is gone
+            self._writer_died()
+            return
+        self._read_reports(wait=CLOSE_TIMEOUT if closing else 0.0)
+        if closing:
+            self._finish(process)
+
+    def _read_reports(self, wait: float) -> None:
+        """Take the writer's reports so far (one line each); when closing, wait up to
+        ``wait`` seconds for its last."""
+        fd = self._reports
+        while True:
+            line, _, rest = self._partial.partition(b"\n")
+            if _:
+                self._partial = rest
+                report = json.loads(line)
+                self._apply(report)
+                if report["last"]:
+                    return
+                continue
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                return
+            data = os.read(fd, 65536)
+            if not data:
+                self._writer_died()
+                return
+            self._partial += data
+
+    def _apply(self, report: dict[str, Any]) -> None:
+        if self._in_flight:
+            self._in_flight.popleft()
+        self._writer_down = ""
+        metrics = self._metrics
+        for sink, written in report["written"].items():
+            # A writer reports its own totals; a new one starts again from 0.
+            new = written - self._reported.get(sink, 0)
+            self._reported[sink] = written
+            self._written[sink] = self._written.get(sink, 0) + new
+            if metrics is not None and new > 0:
+                metrics.audit_written.labels(sink).inc(new)
+        for sink, reason in report["failing"].items():
+            self._failing[sink] = reason
+            if metrics is not None:
+                metrics.audit_degraded.labels(sink).set(1 if reason else 0)
+        self._count_dropped(report["dropped"])
+
+    def _writer_died(self) -> None:
+        process = self._process
+        if process is not None:
+            code = process.poll()
+            log.error("audit log: the writer process exited (code %s); a new one follows", code)
+            self._writer_down = f"the writer process exited (code {code})"
+            self._process = None
+            os.close(self._reports)
+            self._reports = -1
+            self._partial = b""
+            for sink in self._sinks:
+                if self._metrics is not None:
+                    self._metrics.audit_degraded.labels(sink).set(1)
+        # What it had been sent but not confirmed is lost with it: counted, not hidden.
+        self._count_dropped(sum(self._in_flight))
+        self._in_flight.clear()
+
+    def _finish(self, process: subprocess.Popen[bytes]) -> None:
+        try:
+            process.wait(CLOSE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log.error("audit log: the writer did not finish in %g s; stopped", CLOSE_TIMEOUT)
+            process.kill()
+            process.wait()
+        if process.stdin is not None:
+            process.stdin.close()
+        if self._reports >= 0:
+            os.close(self._reports)
+            self._reports = -1
+        self._process = None
+
+    def _count_dropped(self, count: int) -> None:
+        if count <= 0:
+            return
+        log.error("audit log: %d attempts not recorded", count)
+        if self._metrics is not None:
+            self._metrics.audit_dropped.inc(count)
+
+
+# --- the writer process ---------------------------------------------------------------
+
+
+def _report(trail: AuditLog, last: bool = False) -> str:
+    dropped = trail.take_dropped()
+    report = {
+        "written": {sink.name: sink.written for sink in trail.sinks},
+        "failing": {sink.name: sink.failing for sink in trail.sinks},
+        "dropped": dropped,
+        "last": last,
+    }
+    return json.dumps(report) + "\n"
+
+
+def child_main(commands: IO[bytes], reports: IO[str]) -> int:
+    """Read attempts from ``commands`` and write them to the sinks at each "flush";
+    report to ``reports`` after each. Ends at "close" or when the server is gone."""
+    # The server decides when the trail ends ("close", or its end of the pipe closing):
+    # a Ctrl-C or a service manager's SIGTERM reaches the whole process group, and the
+    # writer must still write out what the server hands over while it stops.
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
+    # Background work: on a small gateway it shares a core with the answering process,
+    # which must win every time it has a query.
+    os.nice(19)
+    setup = _receive(commands)
+    if setup is None or setup[0] != "setup":
+        return 2
+    _, config, privacy, state_dir, base_dir, logging_config = setup
+    setup_logging(logging_config)
+    trail = AuditLog(config, privacy, state_dir, None, base_dir)
+    trail.prepare()
+    while True:
+        message = _receive(commands)
+        if message is not None and message[0] == "attempts":
+            trail.absorb(message[1])
+            continue
+        last = message is None or message[0] == "close"
+        trail.flush()
+        try:
+            reports.write(_report(trail, last=last))
+            reports.flush()
+        except BrokenPipeError:
+            return 0  # the server is gone: what it sent is written, nobody to tell
+        if last:
+            return 0
+
+
+if __name__ == "__main__":
+    # stdin: the server's pickled commands; the descriptor named: a JSON report per flush.
+    report_stream = os.fdopen(int(sys.argv[1]), "w", encoding="utf-8")
+    code = child_main(sys.stdin.buffer, report_stream)
+    with contextlib.suppress(BrokenPipeError):
+        report_stream.close()
+    sys.exit(code)
