@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from resolver import __version__, memory, yamltext
+from resolver import __version__, catalog_cli, memory, yamltext
 from resolver.audit.report import FORMATS as REPORT_FORMATS
 from resolver.audit.report import GROUPINGS, ReportError, parse_since, summarise
 from resolver.audit.report import render as render_report
@@ -290,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     linting.add_argument("--catalog", help="catalog folder (default: the shipped one)")
     linting.add_argument("--protected", help="protected list (default: the shipped one)")
     linting.set_defaults(run=cmd_catalog_lint)
+    catalog_cli.add_commands(catalog_commands)  # keygen, bundle, diff: the signed feed
 
     health = commands.add_parser("healthcheck", help="query a running server; exit 0 if it answers")
     health.add_argument("--config", "-c")

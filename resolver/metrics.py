@@ -260,6 +260,14 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.list_skipped = Gauge(
+            "aiwall_list_skipped_lines",
+            "Lines of each list in force that gave no entry, by class: regex, cosmetic, "
+            "pattern, modifier, forward, unsupported (not for DNS); invalid_name, "
+            "other_format, unreadable (these count against max_invalid).",
+            ["source", "class"],
+            registry=r,
+        )
         self.list_refresh_failures = Counter(
             "aiwall_list_refresh_failures_total",
             "List updates rejected, the last good copy kept: network, timeout, http_status, "
@@ -353,6 +361,14 @@ class Metrics:
             self.upstream_rejected.labels(label, reason)
         self.upstream_duration.labels(label)
         self.upstream_skipped.labels(label)
+
+    def set_list_skipped(self, skipped: dict[str, dict[str, int]]) -> None:
+        """The skipped lines of the lists just loaded (sources and classes are bounded
+        by the config and the parser)."""
+        self.list_skipped.clear()
+        for source, counts in skipped.items():
+            for kind, count in counts.items():
+                self.list_skipped.labels(source, kind).set(count)
 
     def set_list_sizes(self, sizes: dict[str, int], loaded_at: float) -> None:
         self.list_entries.clear()

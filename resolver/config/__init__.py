@@ -18,6 +18,7 @@ from resolver.config.blocking import (
     RemoteListConfig,
     ResponseMode,
 )
+from resolver.config.feed import CatalogConfig, CatalogSourceConfig, decode_public_key
 from resolver.config.loader import config_from_mapping, load_config
 from resolver.config.sections import (
     DEFAULT_CLIENT_NETWORKS,
@@ -58,8 +59,10 @@ __all__ = [
     "AuditConfig",
     "BlockingConfig",
     "CacheConfig",
+    "CatalogConfig",
     "CatalogPolicy",
     "CatalogSelector",
+    "CatalogSourceConfig",
     "ClientNetwork",
     "Config",
     "ConfigError",
@@ -80,6 +83,7 @@ __all__ = [
     "UpstreamServer",
     "available_cpus",
     "config_from_mapping",
+    "decode_public_key",
     "load_config",
     "read_key_file",
     "system_nameservers",

@@ -17,6 +17,12 @@ from resolver.config.values import (
 )
 
 ResponseMode = Literal["nxdomain", "sinkhole", "nodata", "refused"]
+# How a list file is written (resolver.policy.listformats says what each form means):
+# "auto" reads every form on any line, telling the ones that differ (``*.name``,
+# ``.name``) from the file; a named format reads only its own lines.
+ListFormat = Literal[
+    "auto", "plain", "wildcard", "hosts", "adblock", "dnsmasq", "unbound", "rpz", "surge"
+]
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,7 @@ class LocalListConfig:
     path: str = ""
     max_shrink: float = 0.5  # 1 turns the shrink guard off
     max_invalid: float = 0.5  # 1 accepts a file however much of it is unreadable
+    format: ListFormat = "auto"
 
     @classmethod
     def from_scalar(cls, value: object, path: str) -> LocalListConfig:
@@ -140,6 +147,7 @@ class RemoteListConfig:
     required: bool = False
     # A copy shipped beside the config, used until the first download succeeds.
     seed: str = ""
+    format: ListFormat = "auto"
 
     def validate(self, path: str) -> None:
         if not self.url.startswith(("http://", "https://")):

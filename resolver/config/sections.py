@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from resolver.config.blocking import BlockingConfig, GroupConfig, RemoteListConfig
+from resolver.config.feed import CatalogConfig
 from resolver.config.system import available_cpus
 from resolver.config.values import (
     ClientNetwork,
@@ -228,6 +229,8 @@ class Config:
     groups: tuple[GroupConfig, ...] = ()
     audit: AuditConfig = field(default_factory=AuditConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    # Signed catalog bundles that replace the shipped catalog between releases.
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
     # Processes answering on the same ports as one server; 0 = one per usable CPU. One
     # by default: see the README's "Scaling out" for what a second costs and buys.
     workers: int = 1

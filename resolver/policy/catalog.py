@@ -118,8 +118,19 @@ class Service:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """A signed bundle a catalog was made from (``catalog.sources``)."""
+
+    source: str  # the source's label
+    serial: int  # 0: no bundle yet, the shipped catalog stands in for this source
+    created: float  # when the bundle was signed (Unix time; 0 with serial 0)
+
+
+@dataclass(frozen=True, slots=True)
 class Catalog:
     services: tuple[Service, ...]
+    # Empty for the shipped catalog (or a folder); else one per configured source.
+    origins: tuple[Origin, ...] = ()
 
 
 # --- locations -------------------------------------------------------------------------

@@ -54,11 +54,11 @@ _LOCATION_KEYS = frozenset({"country", "source"})
 class _Reader:
     """Type-checked access to one parsed file, raising errors that carry file and key path."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, where: Path | str) -> None:
+        self.where = where  # the file, or where in a bundle
 
     def fail(self, key: str, problem: str) -> CatalogError:
-        return CatalogError(f"{self.path}: {key}: {problem}")
+        return CatalogError(f"{self.where}: {key}: {problem}")
 
     def mapping(self, value: object, key: str, allowed: frozenset[str]) -> Mapping[str, object]:
         if not isinstance(value, dict):
@@ -131,7 +131,8 @@ def _read_text(path: Path) -> str:
         raise CatalogError(f"{path}: not UTF-8 text") from None
 
 
-def _parse_file(path: Path) -> object:
+def parse_service_file(path: Path) -> object:
+    """A service file as YAML parses it (dates kept as text), before any check."""
     text = _read_text(path)
     try:
         return yamltext.load(text)
@@ -146,13 +147,20 @@ def _parse_file(path: Path) -> object:
 
 
 def _load_service(path: Path) -> Service:
-    reader = _Reader(path)
-    data = reader.mapping(_parse_file(path), "(file)", _SERVICE_KEYS)
+    return service_from_mapping(parse_service_file(path), path, stem=path.stem)
+
+
+def service_from_mapping(raw: object, where: Path | str, *, stem: str | None = None) -> Service:
+    """One service as its YAML file parses (a catalog bundle carries the same mappings),
+    held to the same rules; ``where`` starts every error, ``stem`` is the file's name
+    that the id must equal. Raises CatalogError."""
+    reader = _Reader(where)
+    data = reader.mapping(raw, "(file)", _SERVICE_KEYS)
     service_id = reader.text(reader.require(data, "id"), "id")
     if not ID.match(service_id):
         raise reader.fail("id", f"{service_id!r} must be lowercase letters, digits and '-'")
-    if service_id != path.stem:
-        raise reader.fail("id", f"{service_id!r} must equal the file name stem {path.stem!r}")
+    if stem is not None and service_id != stem:
+        raise reader.fail("id", f"{service_id!r} must equal the file name stem {stem!r}")
     vendor_country = reader.text(reader.require(data, "vendor_country"), "vendor_country")
     if vendor_country != UNKNOWN and not is_country(vendor_country):
         raise reader.fail(
@@ -264,6 +272,11 @@ def _load_location(reader: _Reader, value: object) -> DataLocation:
 
 def load_catalog(directory: Path) -> Catalog:
     """Every ``*.yaml`` service file in ``directory``, validated; raises CatalogError."""
+    return Catalog(tuple(_load_service(path) for path in service_files(directory)))
+
+
+def service_files(directory: Path) -> list[Path]:
+    """The service files of a catalog folder, in order; raises CatalogError."""
     if not directory.is_dir():
         raise CatalogError(f"{directory}: catalog directory not found")
     stray = sorted(p.name for p in directory.glob("*.yml"))
@@ -273,7 +286,7 @@ def load_catalog(directory: Path) -> Catalog:
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise CatalogError(f"{directory}: no service files (*.yaml) found")
-    return Catalog(tuple(_load_service(path) for path in files))
+    return files
 
 
 def load_protected(path: Path) -> frozenset[str]:

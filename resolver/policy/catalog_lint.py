@@ -43,6 +43,15 @@ def lint(catalog: Catalog, protected: frozenset[str]) -> list[str]:
     return problems
 
 
+def collisions(catalog: Catalog, protected: frozenset[str]) -> list[str]:
+    """The problems that make a catalog unsafe to apply, whatever its metadata: a
+    service id or name claimed twice, and names that would block protected ones. A
+    catalog fetched at run time is held to these (its publisher ran the whole lint)."""
+    problems: list[str] = []
+    owners = _owners(catalog, problems)
+    return problems + _protected(protected, owners)
+
+
 def _owners(catalog: Catalog, problems: list[str]) -> dict[str, str]:
     """Catalog name -> the first service that lists it; ids and names claimed twice
     are reported into ``problems``."""

@@ -3,7 +3,7 @@
 Parsing streams the lines (a million-name list is never read into memory whole) into
 the sorted table keys of its names (``nametable``), keeping a list's own exceptions
 (``@@``) and subdomain-only wildcards apart, and the counts its guard needs (how many
-lines were used and unreadable).
+lines were used and unreadable) with the lines skipped, by class (``listfile``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from resolver.policy.listfile import scan_list
+from resolver.policy.listfile import ScanReport, scan_names
+from resolver.policy.listformats import NOT_FOR_DNS, UNREADABLE
 from resolver.policy.nametable import KEY_MASK, table_key
 from resolver.policy.rules import Rule
 
@@ -38,6 +39,7 @@ class ListText:
     text: str = ""
     path: Path | None = None
     origin: str = ""
+    list_format: str = "auto"  # the list's ``format`` key
 
     def lines(self) -> Iterator[str]:
         if self.path is None:
@@ -50,10 +52,11 @@ class ListText:
             raise ListError(f"{self.path}: cannot read list: {error.strerror}") from None
 
 
-def read_list_file(path: Path, origin: str = "") -> ListText:
+def read_list_file(path: Path, origin: str = "", list_format: str = "auto") -> ListText:
     if not os.access(path, os.R_OK) or not path.is_file():
         raise ListError(f"{path}: cannot read list: not a readable file")
-    return ListText(f"list:{path.name}", path=path, origin=origin or f"blocking.lists: {path.name}")
+    origin = origin or f"blocking.lists: {path.name}"
+    return ListText(f"list:{path.name}", path=path, origin=origin, list_format=list_format)
 
 
 @dataclass(slots=True)
@@ -69,7 +72,9 @@ class ListPart:
     allows: list[tuple[str, bool]]  # the list's own exceptions (@@): they cancel only it
     origin: str = ""
     lines_used: int = 0  # lines that gave at least one entry
-    lines_rejected: int = 0
+    lines_rejected: int = 0  # lines nothing could read (``listformats.UNREADABLE``)
+    skipped: dict[str, int] = field(default_factory=dict)  # lines skipped, by class
+    skip_summary: str = ""  # the unreadable classes, with their first line numbers
     _names_set: frozenset[str] | None = None
     _sorted_keys: array[int] | None = None  # made on the first membership test
 
@@ -116,19 +121,42 @@ class ListPart:
         return False
 
 
+def _log_skips(listed: ListText, report: ScanReport) -> None:
+    if not report.skipped:
+        return
+    level = logging.WARNING if report.unreadable else logging.INFO
+    log.log(
+        level,
+        "list %s (read as %s): skipped %d lines: %s",
+        listed.source,
+        report.read_as,
+        report.skipped,
+        report.summary(),
+    )
+
+
+def _take_back(part: ListPart, retracted: frozenset[tuple[str, bool, bool]]) -> set[str]:
+    """Drop what the list's own later rules took back ($badfilter, $important); the
+    names of the plain blocks to drop are returned."""
+    part.allows = [(n, b) for n, b in part.allows if (n, b, True) not in retracted]
+    part.wildcards = [(n, b) for n, b in part.wildcards if (n, b, False) not in retracted]
+    return {name for name, below, allow in retracted if not below and not allow}
+
+
 def parse_list_text(listed: ListText, *, compact: bool = True) -> ListPart:
     """Parse one list; raises ListError when it is unusable (no entry at all)."""
     label = listed.source.split(":", 1)[1]
     origin = listed.origin or listed.source
     rule = Rule("block", listed.source, listed.source, "custom", f"list {label}", origin)
-    rejected: list[tuple[int, str]] = []
+    report = ScanReport()
     part = ListPart(listed.source, rule, None, [], [], [], origin)
-    used = [0]
 
     def plain_names() -> Iterator[str]:
         # A generator, so a large list goes straight into the keys, never into a list.
-        for entry in scan_list(listed.lines(), rejected, used):
-            if entry.allow:
+        for entry in scan_names(listed.lines, report, listed.list_format):
+            if isinstance(entry, str):
+                yield entry
+            elif entry.allow:
                 part.allows.append((entry.name, entry.below_only))
             elif entry.below_only:
                 part.wildcards.append((entry.name, True))
@@ -138,22 +166,25 @@ def parse_list_text(listed: ListText, *, compact: bool = True) -> ListPart:
     if compact:
         # table_key inlined: a call per name costs a tenth of a second per million.
         keys = {hash(name.encode("ascii")) & KEY_MASK or 1 for name in plain_names()}
+        if report.retracted:
+            keys -= {table_key(name.encode("ascii")) for name in _take_back(part, report.retracted)}
         part.keys = array("Q", keys)
         del keys
     else:
         part.names = list(plain_names())
-    part.lines_used, part.lines_rejected = used[0], len(rejected)
-    if rejected:
-        number, line = rejected[0]
-        log.warning(
-            "list %s: ignored %d lines it could not read (first: line %d %r)",
-            listed.source,
-            len(rejected),
-            number,
-            line,
-        )
+        if report.retracted:
+            dropped = _take_back(part, report.retracted)
+            part.names = [name for name in part.names if name not in dropped]
+    part.lines_used, part.lines_rejected = report.used, report.unreadable
+    part.skipped = dict(report.counts)
+    part.skip_summary = report.summary(UNREADABLE)
+    _log_skips(listed, report)
     # An empty list is far more often a file caught mid-rewrite or a failed export than
     # a decision to block nothing: refuse it, and the last good policy stays.
     if not part.entries:
-        raise ListError(f"{listed.source}: no line is a domain, hosts or AdBlock entry")
+        found = report.summary(NOT_FOR_DNS + UNREADABLE)
+        raise ListError(
+            f"{listed.source}: no line is a list entry (read as {report.read_as}"
+            + (f"; skipped: {found})" if found else ")")
+        )
     return part

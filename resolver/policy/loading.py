@@ -29,8 +29,8 @@ from resolver.config import BlockingConfig, Config, LocalListConfig
 from resolver.dns.responses import BlockAnswers
 from resolver.metrics import Metrics
 from resolver.policy.blocklist import build_blocklist, list_table
-from resolver.policy.catalog import Catalog, CatalogError, default_catalog_dir
-from resolver.policy.catalog_files import load_catalog
+from resolver.policy.catalog import Catalog, CatalogError
+from resolver.policy.feed import catalog_in_force
 from resolver.policy.groups import ClientGroups, Group
 from resolver.policy.lists import ListError, ListPart, ListText, parse_list_text, read_list_file
 from resolver.policy.nametable import NameTable
@@ -57,6 +57,8 @@ class BuiltPolicy:
     catalog: Catalog | None
     # Lists whose new content was not believed (the last good copy is in force instead).
     warnings: list[str] = field(default_factory=list)
+    # Lines each list skipped, by class (resolver.policy.listformats.SKIP_CLASSES).
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 # --- local lists -----------------------------------------------------------------------
@@ -67,7 +69,7 @@ def _guard_problem(part: ListPart, previous: int | None, local: LocalListConfig)
     if part.invalid_share > local.max_invalid:
         return (
             f"{part.lines_rejected} of {part.lines_rejected + part.lines_used} lines are "
-            f"unreadable, more than max_invalid ({local.max_invalid:g})"
+            f"unreadable, more than max_invalid ({local.max_invalid:g}): {part.skip_summary}"
         )
     if previous is not None and part.entries < previous * (1 - local.max_shrink):
         return (
@@ -155,7 +157,7 @@ def load_local_list(
     copy = LocalCopy(path, state_dir)
     previous = copy.entries()
     try:
-        listed = read_list_file(path, origin)
+        listed = read_list_file(path, origin, local.format)
     except ListError as error:
         problem, reason = str(error), "unreadable"
     else:
@@ -179,7 +181,9 @@ def load_local_list(
     message = f"list {path}: rejected ({problem}); its last good copy is used ({hint})"
     log.error("%s", message)
     warnings.append(message)
-    kept = ListText(source, path=copy.copy, origin=f"{origin}, last good copy")
+    kept = ListText(
+        source, path=copy.copy, origin=f"{origin}, last good copy", list_format=local.format
+    )
     return parse_list_text(kept, compact=compact)
 
 
@@ -289,7 +293,10 @@ def read_lists(
             continue
         origin = f"blocking.remote_lists: {source.label}" + (" (seed)" if copy.seed else "")
         parts.append(
-            parse_list_text(ListText(source.source, copy.text, origin=origin), compact=compact)
+            parse_list_text(
+                ListText(source.source, copy.text, origin=origin, list_format=source.config.format),
+                compact=compact,
+            )
         )
     return parts
 
@@ -319,7 +326,8 @@ def load_policy(
             not p.blocking.catalog.block.empty or not p.blocking.catalog.report.empty
             for p in policies
         ):
-            catalog = load_catalog(catalog_dir or default_catalog_dir())
+            # The shipped catalog, or the signed bundles of catalog.sources (policy.feed).
+            catalog = catalog_in_force(config, catalog_dir)
         parts = read_lists(
             config,
             remote,
@@ -339,7 +347,7 @@ def load_policy(
                 later = later.successor
     except (CatalogError, ListError, SelectorError) as error:
         raise PolicyError(str(error)) from None
-    return BuiltPolicy(current, catalog, warnings)
+    return BuiltPolicy(current, catalog, warnings, {part.source: part.skipped for part in parts})
 
 
 def retire(groups: ClientGroups | None) -> None:

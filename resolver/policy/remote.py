@@ -10,7 +10,6 @@ and it is read at start before any port opens.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import socket
@@ -24,7 +23,8 @@ from typing import Any
 from resolver import __version__
 from resolver.config import RemoteListConfig
 from resolver.metrics import Metrics
-from resolver.policy.listfile import scan_list
+from resolver.policy.listfile import count_entries
+from resolver.policy.listformats import UNREADABLE
 from resolver.storage import write_atomically
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,49 @@ class LastGood:
 
 
 class RefreshRejected(Exception):
-    """A download that must not replace the last good copy; ``reason`` is a metric label."""
+    """A download that must not replace the last good copy; ``reason`` is a metric label
+    (``status``: the HTTP status when that was the reason)."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, status: int = 0) -> None:
         super().__init__(detail)
         self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    body: bytes
+    etag: str
+    last_modified: str
+
+
+def download(
+    url: str, timeout: float, limit: int, *, etag: str = "", last_modified: str = ""
+) -> Download | None:
+    """GET ``url``, the whole of it within ``timeout`` and at most ``limit`` bytes;
+    None when the server answers 304 to the validators given. Raises RefreshRejected
+    (network, timeout, http_status, too_large). Blocking: run it in a thread."""
+    request = urllib.request.Request(url, headers={"User-Agent": f"aiwall/{__version__}"})
+    if etag:
+        request.add_header("If-None-Match", etag)
+    if last_modified:
+        request.add_header("If-Modified-Since", last_modified)
+    deadline = time.monotonic() + timeout
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = _read_before(response, deadline, limit)
+            headers = response.headers
+    except urllib.error.HTTPError as error:
+        if error.code == 304 and (etag or last_modified):
+            return None
+        raise RefreshRejected("http_status", f"HTTP {error.code}", error.code) from None
+    except _Deadline:
+        raise RefreshRejected("timeout", f"not downloaded within timeout ({timeout:g} s)") from None
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        raise RefreshRejected("network", str(error)) from None
+    if len(body) > limit:
+        raise RefreshRejected("too_large", f"more than max_bytes ({limit} bytes)")
+    return Download(body, headers.get("ETag", ""), headers.get("Last-Modified", ""))
 
 
 class RemoteList:
@@ -91,7 +129,8 @@ class RemoteList:
         except (OSError, UnicodeDecodeError) as error:
             log.error("list %s: cannot read the seed %s: %s", self.label, self._seed, error)
             return None
-        return LastGood(text, _usable_entries(text), 0.0, "", "", seed=True)
+        entries = count_entries(text, self.config.format)[0]
+        return LastGood(text, entries, 0.0, "", "", seed=True)
 
     @property
     def missing(self) -> bool:
@@ -124,46 +163,28 @@ class RemoteList:
         return True
 
     def _fetch(self, previous: LastGood | None) -> tuple[str, str, str] | None:
-        request = urllib.request.Request(
-            self.config.url, headers={"User-Agent": f"aiwall/{__version__}"}
+        held = previous if previous is not None and not previous.seed else None
+        got = download(
+            self.config.url,
+            self.config.timeout,
+            self.config.max_bytes,
+            etag=held.etag if held is not None else "",
+            last_modified=held.last_modified if held is not None else "",
         )
-        if previous is not None and not previous.seed:
-            if previous.etag:
-                request.add_header("If-None-Match", previous.etag)
-            if previous.last_modified:
-                request.add_header("If-Modified-Since", previous.last_modified)
-        deadline = time.monotonic() + self.config.timeout
-        limit = self.config.max_bytes
-        try:
-            with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
-                body = _read_before(response, deadline, limit)
-                etag = response.headers.get("ETag", "")
-                last_modified = response.headers.get("Last-Modified", "")
-        except urllib.error.HTTPError as error:
-            if error.code == 304 and previous is not None and not previous.seed:
-                return None
-            raise RefreshRejected("http_status", f"HTTP {error.code}") from None
-        except _Deadline:
-            raise RefreshRejected(
-                "timeout", f"not downloaded within timeout ({self.config.timeout:g} s)"
-            ) from None
-        except (urllib.error.URLError, OSError, TimeoutError) as error:
-            raise RefreshRejected("network", str(error)) from None
-        if len(body) > limit:
-            raise RefreshRejected("too_large", f"more than max_bytes ({limit} bytes)")
-        return body.decode("utf-8", errors="replace"), etag, last_modified
+        if got is None:
+            return None
+        return got.body.decode("utf-8", errors="replace"), got.etag, got.last_modified
 
     def _check(self, text: str, previous: LastGood | None) -> int:
-        rejected: list[tuple[int, str]] = []
-        used = [0]
-        entries = sum(1 for _ in scan_list(io.StringIO(text), rejected, used))
+        entries, report = count_entries(text, self.config.format)
         if entries == 0:
-            raise RefreshRejected("parse", "no line is a domain, hosts or AdBlock entry")
-        lines = len(rejected) + used[0]
-        if lines and len(rejected) / lines > self.config.max_invalid:
+            raise RefreshRejected("parse", f"no line is a list entry (read as {report.read_as})")
+        lines = report.unreadable + report.used
+        if lines and report.unreadable / lines > self.config.max_invalid:
             raise RefreshRejected(
                 "parse",
-                f"{len(rejected)} of {lines} lines are unreadable, beyond max_invalid",
+                f"{report.unreadable} of {lines} lines are unreadable, beyond max_invalid "
+                f"({report.summary(UNREADABLE)})",
             )
         if previous is not None and entries < previous.entries * (1 - self.config.max_shrink):
             raise RefreshRejected(
@@ -216,7 +237,3 @@ def _socket_of(response: Any) -> socket.socket | None:
     raw = getattr(getattr(response, "fp", None), "raw", None)
     sock = getattr(raw, "_sock", None)
     return sock if isinstance(sock, socket.socket) else None
-
-
-def _usable_entries(text: str) -> int:
-    return sum(1 for _ in scan_list(io.StringIO(text), []))

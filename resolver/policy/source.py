@@ -1,15 +1,17 @@
 """Where a running server's policy comes from, and keeping it current.
 
-``PolicySource`` owns the remote lists of one config: it fetches those with no copy
-before the server opens its ports (waiting for the ``required`` ones), refreshes each
-on its interval, builds whole policies (never from a list file caught mid-rewrite), and
-asks for a rebuild whenever a refresh brings a new copy, trying again with back-off
-while the rebuild fails.
+``PolicySource`` owns the remote lists and the catalog sources of one config: it
+fetches those with no copy before the server opens its ports (waiting for the
+``required`` lists; a catalog source that fails leaves the shipped catalog in force),
+refreshes each on its interval, builds whole policies (never from a list file caught
+mid-rewrite), and asks for a rebuild whenever a refresh brings a new copy or bundle,
+trying again with back-off while the rebuild fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from resolver.config import Config
 from resolver.metrics import Metrics
+from resolver.policy.feed import CatalogFeeds
 from resolver.policy.loading import BuiltPolicy, PolicyError, load_policy, remote_lists
 from resolver.policy.remote import RemoteList
 from resolver.policy.steadyread import ListsChanging, build_when_steady
@@ -39,6 +42,7 @@ class PolicySource:
         self._metrics = metrics
         self._catalog_dir = catalog_dir
         self.remote = remote_lists(config, metrics)
+        self.feeds = CatalogFeeds(config, catalog_dir, metrics)
         self._refreshers: list[asyncio.Task[None]] = []
         self._rebuild_task: asyncio.Task[None] | None = None
         metrics.preset_lists(
@@ -52,8 +56,9 @@ class PolicySource:
 
     def for_config(self, config: Config) -> PolicySource:
         """The source for a changed config: this one if its lists are the same."""
-        same = (config.blocking.remote_lists, config.state_dir) == (
+        same = (config.blocking.remote_lists, config.catalog, config.state_dir) == (
             self.config.blocking.remote_lists,
+            self.config.catalog,
             self.config.state_dir,
         )
         if same:
@@ -64,7 +69,9 @@ class PolicySource:
     async def fetch_missing(self) -> None:
         """A remote list with no copy at all is fetched before the ports open; a
         ``required`` one is waited for (retrying, and saying so), the others are
-        fetched later while /readyz says what is missing."""
+        fetched later while /readyz says what is missing. A catalog source with no
+        bundle yet is asked once; if that fails, the shipped catalog stands in."""
+        await self._fetch_first_bundles()
         delay = 1.0
         while True:
             for source in [source for source in self.remote if source.missing]:
@@ -87,6 +94,12 @@ class PolicySource:
             await asyncio.sleep(delay)
             delay = min(delay * 2, REMOTE_RETRY_SECONDS)
 
+    async def _fetch_first_bundles(self) -> None:
+        for feed in self.feeds.feeds:
+            if feed.last_good() is None:
+                log.warning("catalog %s: no bundle yet; fetching %s", feed.label, feed.config.url)
+                await asyncio.to_thread(self.feeds.refresh, feed)
+
     def build(self, *, starting: bool) -> BuiltPolicy:
         """The whole policy of this source's config. At start (no policy yet), a list the
         guard rejects is replaced by its last good copy; afterwards the whole build is
@@ -94,7 +107,7 @@ class PolicySource:
         config = self.config
         try:
             # A list rewritten in place while being read must never load half of it.
-            return build_when_steady(
+            built = build_when_steady(
                 config.list_paths(),
                 lambda: load_policy(
                     config,
@@ -107,10 +120,31 @@ class PolicySource:
             )
         except ListsChanging as error:
             raise PolicyError(str(error)) from None
+        self.feeds.observe(built.catalog)
+        self._metrics.set_list_skipped(built.skipped)
+        return built
 
     def start_refreshing(self, rebuild: Rebuild) -> None:
         self._refreshers = [
-            asyncio.create_task(self._keep_fresh(source, rebuild)) for source in self.remote
+            asyncio.create_task(
+                self._keep_fresh(
+                    functools.partial(_fetched_at, source),
+                    source.config.refresh,
+                    source.refresh,
+                    rebuild,
+                )
+            )
+            for source in self.remote
+        ] + [
+            asyncio.create_task(
+                self._keep_fresh(
+                    feed.fetched_at,
+                    feed.config.refresh,
+                    functools.partial(self.feeds.refresh, feed),
+                    rebuild,
+                )
+            )
+            for feed in self.feeds.feeds
         ]
 
     def stop(self) -> None:
@@ -119,20 +153,25 @@ class PolicySource:
         if self._rebuild_task is not None:
             self._rebuild_task.cancel()
 
-    async def _keep_fresh(self, source: RemoteList, rebuild: Rebuild) -> None:
-        """Refresh one remote list forever; a new copy rebuilds the policy."""
+    async def _keep_fresh(
+        self,
+        fetched_at: Callable[[], float],
+        period: float,
+        refresh: Callable[[], bool],
+        rebuild: Rebuild,
+    ) -> None:
+        """Refresh one remote list or catalog source forever; a new copy rebuilds the
+        policy."""
         attempted = 0.0
         while True:
-            copy = source.last_good()
-            fetched = copy.fetched_at if copy is not None else 0.0
-            due = fetched + source.config.refresh
-            if attempted > due - source.config.refresh:
+            due = fetched_at() + period
+            if attempted > due - period:
                 # The last attempt failed (fetched_at did not move): wait before the next
                 # one instead of asking a list server that is down in a tight loop.
-                due = max(due, attempted + min(source.config.refresh, REMOTE_RETRY_SECONDS))
+                due = max(due, attempted + min(period, REMOTE_RETRY_SECONDS))
             await asyncio.sleep(max(due - time.time(), 0))
             attempted = time.time()
-            if await asyncio.to_thread(source.refresh):
+            if await asyncio.to_thread(refresh):
                 self._rebuild_soon(rebuild)
 
     def _rebuild_soon(self, rebuild: Rebuild) -> None:
@@ -152,3 +191,8 @@ class PolicySource:
                 delay = min(delay * 2, REBUILD_RETRY_MAX)
         finally:
             self._metrics.rebuild_pending.set(0)
+
+
+def _fetched_at(source: RemoteList) -> float:
+    copy = source.last_good()
+    return copy.fetched_at if copy is not None else 0.0

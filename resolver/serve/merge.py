@@ -73,6 +73,8 @@ SUPERVISOR_OWNS = (
     "aiwall_upstream_probes",
     "aiwall_list_refresh_failures",
     "aiwall_list_last_success_timestamp_seconds",
+    "aiwall_list_skipped_lines",  # counted where the lists are read
+    "aiwall_catalog_",  # the signed catalog feed (policy.feed)
     "aiwall_reloads",
     "aiwall_policy_rebuild_",
     "aiwall_policy_version",

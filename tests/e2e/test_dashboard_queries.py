@@ -144,6 +144,7 @@ def test_alert_rules_evaluate_without_error(stack: Stack) -> None:
         "AiwallListRefreshStale",
         "AiwallListShrinkRejected",
         "AiwallBypassAttemptsRising",
+        "AiwallCatalogStale",
     }
     for name, rule in found.items():
         assert rule["health"] == "ok", f"{name}: {rule.get('lastError')}"
@@ -151,6 +152,8 @@ def test_alert_rules_evaluate_without_error(stack: Stack) -> None:
     assert found["AiwallDown"]["state"] == "inactive"
     assert found["AiwallListRefreshStale"]["state"] == "inactive"
     assert found["AiwallListShrinkRejected"]["state"] == "inactive"
+    # No catalog feed configured, and the shipped catalog was verified this year.
+    assert found["AiwallCatalogStale"]["state"] == "inactive"
 
 
 def test_preview_renders_every_panel(stack: Stack, tmp_path: Path) -> None:

@@ -65,20 +65,29 @@ ff02::1 ip6-allnodes
     assert entries(text) == [Entry("claude.ai")]
 
 
+def rule(name: str, **flags: bool) -> Entry:
+    return Entry(name, rule=True, **flags)
+
+
 def test_adblock_rules():
     text = "||deepseek.com^\n||Claude.AI^|\n||chat.openai.com.^"
-    assert entries(text) == [Entry("deepseek.com"), Entry("claude.ai"), Entry("chat.openai.com")]
+    assert entries(text) == [rule("deepseek.com"), rule("claude.ai"), rule("chat.openai.com")]
 
 
 def test_adblock_exception_is_an_allow_entry():
-    assert entries("@@||docs.example.com^") == [Entry("docs.example.com", allow=True)]
-    assert entries("@@||docs.example.com^|") == [Entry("docs.example.com", allow=True)]
+    assert entries("@@||docs.example.com^") == [rule("docs.example.com", allow=True)]
+    assert entries("@@||docs.example.com^|") == [rule("docs.example.com", allow=True)]
 
 
-def test_wildcard_is_below_only():
-    assert entries("*.deepseek.com\n*.Example.ORG.") == [
+def test_wildcard_is_below_only_in_a_list_of_mostly_names():
+    # In a list written mostly as names (aiwall's own "domains" export), "*.name" is
+    # the subdomains only; a list of mostly "*.name" is a wildcard list (test_list_formats).
+    assert entries("*.deepseek.com\n*.Example.ORG.\nclaude.ai\nmistral.ai\nkimi.com") == [
         Entry("deepseek.com", below_only=True),
         Entry("example.org", below_only=True),
+        Entry("claude.ai"),
+        Entry("mistral.ai"),
+        Entry("kimi.com"),
     ]
 
 
@@ -94,14 +103,14 @@ deepseek.com # the main site
 0.0.0.0 claude.ai\t# tab comment
 ||mistral.ai^ # rule comment
 """
-    assert entries(text) == [Entry("deepseek.com"), Entry("claude.ai"), Entry("mistral.ai")]
+    assert entries(text) == [Entry("deepseek.com"), Entry("claude.ai"), rule("mistral.ai")]
 
 
 def test_windows_line_endings():
     assert entries("deepseek.com\r\nclaude.ai\r\n") == [Entry("deepseek.com"), Entry("claude.ai")]
 
 
-def test_rejected_lines_keep_their_numbers_and_text():
+def test_skipped_lines_keep_their_numbers_text_and_class():
     text = """\
 ! header
 deepseek.com
@@ -117,18 +126,30 @@ not_a-valid-!name
 claude.ai
 """
     parsed = parse_list(text)
-    assert parsed.entries == [Entry("deepseek.com"), Entry("claude.ai")]
+    assert [(e.name, e.allow) for e in parsed.entries] == [
+        ("deepseek.com", False),
+        ("mistral.ai", False),  # "||x" without "^": the name and its subdomains
+        ("plain.example.com", True),  # an unanchored exception, read as the name
+        ("good.example", False),  # the good name of a line with a bad one
+        ("claude.ai", False),
+    ]
     assert parsed.rejected == [
         (3, "/deepseek\\.(com|ai)/"),
         (4, "||claude.ai^$third-party"),
         (5, "example.com##.ad-banner"),
-        (6, "||mistral.ai"),
-        (7, "@@plain.example.com"),
         (8, "two words here"),
         (9, "0.0.0.0 good.example bad..example"),
         (10, "*.com"),
         (11, "not_a-valid-!name"),
     ]
+    assert parsed.skipped("regex") == [3]
+    assert parsed.skipped("modifier") == [4]
+    assert parsed.skipped("cosmetic") == [5]
+    assert parsed.skipped("unreadable") == [8]
+    assert parsed.skipped("invalid_name") == [9, 10, 11]
+    # The regex, modifier and cosmetic lines are not for DNS, not unreadable; the line
+    # with one good name is used; "two words", "*.com" and the bad name are unreadable.
+    assert (parsed.report.used, parsed.report.unreadable) == (5, 3)
 
 
 def test_rejected_line_text_is_capped():
