@@ -46,6 +46,18 @@ bench: install
 	$(BIN)/pip install --quiet matplotlib
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# Instructions per query over a fixed replay, counted by valgrind (bench/instructions.py):
+# compared with bench/instructions.json (CI: tests/integration/test_instruction_guard.py),
+# or written to it when a change makes the hot path dearer on purpose.
+.PHONY: instructions instructions-baseline
+instructions: install
+	tests/tools/install-system-deps.sh
+	$(BIN)/python bench/instructions.py
+
+instructions-baseline: install
+	tests/tools/install-system-deps.sh
+	$(BIN)/python bench/instructions.py --update
+
 # A few seconds per server: checks the harness, not the speed.
 bench-smoke: install
 	$(BIN)/pip install --quiet matplotlib

@@ -24,7 +24,8 @@ def rows(state: Path) -> int:
 
 def record(writer: AuditWriter, first: int, count: int) -> None:
     for i in range(first, first + count):
-        writer.record("192.0.2.1", "default", f"n{i}.deepseek.com", 1, "deepseek", "chat", "blocked")
+        name = f"n{i}.deepseek.com"
+        writer.record("192.0.2.1", "default", name, 1, "deepseek", "chat", "blocked")
 
 
 def test_attempts_are_written_by_another_process_and_counted(tmp_path: Path) -> None:
@@ -72,7 +73,8 @@ def test_jsonl_to_stdout_still_reaches_the_servers_stdout(tmp_path: Path) -> Non
         from pathlib import Path
         from resolver.audit.writer import AuditWriter
         from resolver.config import AuditConfig, PrivacyConfig
-        writer = AuditWriter(AuditConfig(sqlite="", jsonl="-"), PrivacyConfig(), Path({str(tmp_path)!r}))
+        config = AuditConfig(sqlite="", jsonl="-")
+        writer = AuditWriter(config, PrivacyConfig(), Path({str(tmp_path)!r}))
         writer.start()
         writer.record("192.0.2.1", "default", "chat.deepseek.com", 1, "deepseek", "chat", "blocked")
         writer.close()

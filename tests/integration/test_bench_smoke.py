@@ -58,7 +58,9 @@ def test_bench_smoke_produces_numbers_for_every_server_and_mix(tmp_path: Path) -
     # and qps per mix; the second's ratios are against the first.
     workers = results["workers"]["rows"]
     assert [row["workers"] for row in workers] == [1, 2]
-    assert [row["processes"] for row in workers] == [1, 3]  # the supervisor and two
+    # Each with the audit trail's writer process: 1 + 1, then the supervisor, two
+    # workers and the writer.
+    assert [row["processes"] for row in workers] == [2, 4]
     for row in workers:
         assert row["start_seconds"] > 0
         assert row["pss_idle_kb"] > 0

@@ -12,6 +12,8 @@ command -v unbound-checkconf >/dev/null || [ -x /usr/sbin/unbound-checkconf ] ||
 command -v named-checkzone >/dev/null || [ -x /usr/bin/named-checkzone ] || missing+=(bind9-utils)
 # promtool (alert rules and their unit tests) and Prometheus (the dashboard queries test).
 command -v promtool >/dev/null || [ -x /usr/bin/promtool ] || missing+=(prometheus)
+# valgrind counts instructions per query for the CI's cost guard (bench/instructions.py).
+command -v valgrind >/dev/null || missing+=(valgrind)
 # systemd-analyze verifies deploy/systemd/aiwall.service.
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 [ ${#missing[@]} -eq 0 ] && exit 0
