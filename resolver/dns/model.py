@@ -82,6 +82,10 @@ class Answer:
     # from the same client group without asking the pipeline (``serve.fastpath``);
     # 0: never. Set by the stage that knows: the cache, the blocking handler.
     reuse_until: float = 0.0
+    # A cached answer: (stored, age) when its TTLs count down from ``stored``
+    # (monotonic) and the message shows them at ``age`` whole seconds, with
+    # ``ttl_offsets`` where they sit; the fast path then counts them down itself.
+    countdown: tuple[float, int] | None = None
 
 
 Resolution: TypeAlias = Answer | Awaitable[Answer]

@@ -119,9 +119,11 @@ class AnswerCache:
             outcome=Outcome.CACHED,
             rcode=rcode,
             cnames=cnames,
-            # The same bytes serve until the next whole second of age (TTLs count down
-            # by the second), and never past expiry.
-            reuse_until=min(stored + age + 1, expires),
+            # Reusable until expiry by whoever counts the TTLs down by the second from
+            # ``stored`` (the fast path does; without that, until the next second).
+            ttl_offsets=offsets,
+            reuse_until=expires,
+            countdown=(stored, age),
         )
 
     def _stale_entry(self, key: CacheKey, now: float) -> _Entry | None:

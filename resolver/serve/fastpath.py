@@ -11,8 +11,10 @@ What may be kept, and for how long, is decided where the answer was made (the
 ``reuse_until`` of an Answer, monotonic time; 0 = never):
 - a blocked answer, by the blocking handler: until the policy changes (a reload, a
   temporary rule running out, a pause: ``clear``), never while paused;
-- a cached answer, by the cache: until its TTLs would be counted down again (the next
-  whole second of its age) or it expires.
+- a cached answer, by the cache: until it expires. The fast path counts its TTLs down
+  itself, once per whole second of age, as the cache would (so the names cached
+  together do not all go back through the pipeline at the same second); an answer
+  whose TTLs it cannot find (truncated) is kept until the next second only.
 Anything else (forwarded, stale, refused, rate-limited answers...) takes the pipeline
 every time. A client's group is looked up once and kept until the policy changes.
 Bounded: past ``limit`` answers or clients, the table starts again empty.
@@ -21,6 +23,7 @@ Bounded: past ``limit`` answers or clients, the table starts again empty.
 from __future__ import annotations
 
 import math
+import struct
 import time
 from collections.abc import Callable
 
@@ -48,6 +51,25 @@ def _qname(key: bytes) -> bytes:
     return key[10 : end + 1]
 
 
+_COUNTDOWN = struct.Struct("!dI")  # stored (monotonic), age shown (whole seconds)
+_OFFSET = struct.Struct("!H")
+_TTL = struct.Struct("!I")
+_TC = 0x02  # in the flags' first byte
+
+
+def _countdown(answer: Answer, sent: bytes) -> bytes | None:
+    """How the fast path counts a cached answer's TTLs down: (stored, age shown, where
+    the TTLs sit in the answer without its ID), packed; None when it cannot (not a
+    cached answer, or sent truncated, so the records are not where they were)."""
+    if answer.countdown is None or not answer.ttl_offsets:
+        return None
+    if sent[2] & _TC or len(sent) < len(answer.message):
+        return None
+    stored, age = answer.countdown
+    offsets = b"".join(_OFFSET.pack(offset - 2) for offset in answer.ttl_offsets)
+    return _COUNTDOWN.pack(stored, age) + offsets
+
+
 class FastPath:
     """The tables hold only bytes and integers (the answer; its deadline and effects
     packed in one int), so the garbage collector never tracks nor walks them: kept as
@@ -70,6 +92,9 @@ class FastPath:
         # question bytes -> deadline in ms << 16 | index into _effects.
         self._answers: dict[int, dict[bytes, bytes]] = {}
         self._deadlines: dict[int, dict[bytes, int]] = {}
+        # Per group, for cached answers: question bytes -> packed (stored, age, offsets)
+        # of their TTLs (see _countdown).
+        self._countdowns: dict[int, dict[bytes, bytes]] = {}
         self._groups: dict[str, int] = {}  # client -> its group's id
         self._effects: list[_Effects] = []
         self._effect_index: dict[_Effects, int] = {}
@@ -88,6 +113,7 @@ class FastPath:
         """The policy changed: nothing kept may be served again."""
         self._answers = {}
         self._deadlines = {}
+        self._countdowns = {}
         self._groups = {}
         self._effects = []
         self._effect_index = {}
@@ -105,6 +131,7 @@ class FastPath:
         packed = deadlines[key]
         if packed >> 16 <= time.monotonic() * 1000:
             del self._answers[group][key], deadlines[key]
+            self._countdowns[group].pop(key, None)
             return None
         qtype, outcome, rcode, cached, blocked = self._effects[packed & 0xFFFF]
         metrics = self._metrics
@@ -112,6 +139,9 @@ class FastPath:
         metrics.responses.inc((outcome, rcode))
         if cached:
             metrics.cache_hits.inc()
+            countdown = self._countdowns[group].get(key)
+            if countdown is not None:
+                payload = self._count_down(group, key, payload, countdown)
         elif blocked is not None:
             metrics.blocked.inc(blocked)
             if self._audit is not None:
@@ -134,18 +164,47 @@ class FastPath:
             group = self._groups[query.client] = id(self._group_of(query.client))
             self._answers.setdefault(group, {})
             self._deadlines.setdefault(group, {})
+            self._countdowns.setdefault(group, {})
         answers, deadlines = self._answers[group], self._deadlines[group]
+        countdowns = self._countdowns[group]
         if len(answers) >= self._limit:
             answers.clear()
             deadlines.clear()
+            countdowns.clear()
         effect = self._effect(query, answer)
         if effect < 0:
             return
+        key = query.raw[2:]
         until = answer.reuse_until
+        countdown = _countdown(answer, sent)
+        if countdown is not None:
+            countdowns[key] = countdown
+        else:
+            countdowns.pop(key, None)
+            if answer.countdown is not None:
+                # TTLs it cannot count down: until they would change.
+                stored, age = answer.countdown
+                until = min(until, stored + age + 1)
         # Rounded down: a kept answer may stop a little early, never late.
         deadline = _NEVER if until == math.inf else int(until * 1000)
-        answers[query.raw[2:]] = sent[2:]
-        deadlines[query.raw[2:]] = deadline << 16 | effect
+        answers[key] = sent[2:]
+        deadlines[key] = deadline << 16 | effect
+
+    def _count_down(self, group: int, key: bytes, payload: bytes, countdown: bytes) -> bytes:
+        """The kept answer with its TTLs at the current whole second of age (RFC 1035
+        7.4: a cached record's TTL counts down), kept for the hits that follow."""
+        stored, shown = _COUNTDOWN.unpack_from(countdown)
+        age = int(time.monotonic() - stored)
+        if age == shown:
+            return payload
+        patched = bytearray(payload)
+        for (offset,) in _OFFSET.iter_unpack(countdown[_COUNTDOWN.size :]):
+            ttl = _TTL.unpack_from(patched, offset)[0] + shown
+            _TTL.pack_into(patched, offset, max(ttl - age, 0))
+        payload = bytes(patched)
+        self._answers[group][key] = payload
+        self._countdowns[group][key] = _COUNTDOWN.pack(stored, age) + countdown[_COUNTDOWN.size :]
+        return payload
 
     def _effect(self, query: Query, answer: Answer) -> int:
         blocked = None

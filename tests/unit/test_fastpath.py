@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import dns.message
+import dns.rrset
 import pytest
 
 from resolver.dns import responses, wire
@@ -134,3 +136,46 @@ def test_the_tables_are_bounded(clock: Clock) -> None:
     for query in clients:
         kept(fast, query, blocked(query, math.inf))
     assert fast.clients <= 3
+
+
+def test_a_cached_answer_counts_its_ttls_down_itself(clock: Clock) -> None:
+    fast = make()
+    query = make_query("example.test")
+    upstream = dns.message.make_response(dns.message.from_wire(query.raw))
+    upstream.answer.append(dns.rrset.from_text("example.test.", 300, "IN", "A", "192.0.2.1"))
+    upstream.use_edns(False)  # an Answer's message has no OPT: the codec adds it
+    message = upstream.to_wire()
+    ttl_at = message.index(bytes.fromhex("0000012c"))  # 300
+    stored = clock.now - 0.5
+    answer = Answer(
+        message,
+        Outcome.CACHED,
+        wire.NOERROR,
+        ttl_offsets=(ttl_at,),
+        reuse_until=clock.now + 300,
+        countdown=(stored, 0),
+    )
+    kept(fast, query, answer)
+    clock.now += 0.4  # the same whole second of age
+    same = dns.message.from_wire(fast.answer(query.raw, "127.0.0.1") or b"")
+    assert same.answer[0].ttl == 300
+    clock.now += 2.2  # 3.1 s after it was stored: age 3
+    later = dns.message.from_wire(fast.answer(query.raw, "127.0.0.1") or b"")
+    assert later.answer[0].ttl == 297
+    clock.now += 1.0  # age 4: counted from the original, not from the last copy
+    assert dns.message.from_wire(fast.answer(query.raw, "127.0.0.1") or b"").answer[0].ttl == 296
+
+
+def test_a_truncated_cached_answer_is_kept_until_its_next_second_only(clock: Clock) -> None:
+    fast = make()
+    query = make_query("example.test")
+    answer = responses.error(query, wire.NOERROR, Outcome.CACHED)
+    answer.ttl_offsets = (40,)
+    answer.reuse_until = clock.now + 300
+    answer.countdown = (clock.now - 0.5, 0)
+    sent = bytearray(encode_answer(query, answer, udp=True))
+    sent[2] |= 0x02  # TC: the records are not where the cache has them
+    fast.keep(query, answer, bytes(sent))
+    assert fast.answer(query.raw, "127.0.0.1") is not None
+    clock.now += 0.6  # past the next whole second of age
+    assert fast.answer(query.raw, "127.0.0.1") is None
