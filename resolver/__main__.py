@@ -1,3 +1,3 @@
-from resolver.cli import main
+from resolver.launch import main
 
 raise SystemExit(main())

@@ -20,6 +20,7 @@ from prometheus_client import generate_latest
 from resolver.audit.writer import AuditWriter
 from resolver.config import RESTART_KEYS, Config, ConfigError, load_config
 from resolver.dns.model import Query
+from resolver.launch import reload_was_asked
 from resolver.metrics import Metrics
 from resolver.pipeline import Pipeline
 from resolver.policy.loading import BuiltPolicy, PolicyError, load_policy, retire
@@ -277,6 +278,8 @@ async def serve_until_stopped(
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, server.request_reload)
+    if reload_was_asked():  # during the imports, before these handlers
+        server.request_reload()
     starting = asyncio.ensure_future(server.start())
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)

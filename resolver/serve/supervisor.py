@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from resolver.audit.writer import AuditWriter
 from resolver.config import Config, ConfigError
+from resolver.launch import reload_was_asked
 from resolver.metrics import Metrics
 from resolver.policy.loading import BuiltPolicy, PolicyError, retire
 from resolver.policy.published import Published, load_published, publish
@@ -143,6 +144,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reload)
+        if reload_was_asked():  # during the imports, before these handlers
+            reload(signal.SIGHUP, None)
 
     async def _first_policy(self) -> BuiltPolicy | None:
         fetching = asyncio.ensure_future(self.source.fetch_missing())

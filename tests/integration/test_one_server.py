@@ -420,6 +420,32 @@ def test_signals_during_start_up_are_handled_not_fatal(
             server.stop()
 
 
+def _catches_sighup(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & 1 << (signal.SIGHUP - 1))
+    return False
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_sighup_while_the_command_imports_is_applied_not_fatal(
+    workers: int, upstream: FakeUpstream, tmp_path: Path, catalog_dir: Path
+) -> None:
+    """`systemctl reload` right after `start`: the signal lands while Python imports the
+    server (about half a second), before any handler of the server's own."""
+    config = config_for([upstream.server_spec], workers)
+    server = Aiwall(config, tmp_path, catalog_dir=catalog_dir, name=f"imports{workers}")
+    try:
+        wait_until(lambda: _catches_sighup(server.pid), timeout=10, step=0.005)
+        server.signal(signal.SIGHUP)
+        server.wait_serving(60)
+        server.wait_log("SIGHUP while aiwall was starting")
+        server.wait_log("applying the reload asked for during start-up")
+        assert server.alive
+    finally:
+        server.stop()
+
+
 # --- 8. each event once -----------------------------------------------------------------
 
 
