@@ -1,10 +1,8 @@
-"""The audit trail of blocked (and report-only) attempts, written off the answer path.
-
-A query thread only appends a tuple to a deque. A background thread drains it every
-``flush_interval`` seconds into the sinks: an SQLite table (what ``aiwall report`` reads)
-and/or JSON lines for a SIEM. Client addresses can be replaced by a keyed HMAC, so the
-security team can count distinct clients without the log naming anyone. Closing the log
-writes out everything queued, so a clean shutdown loses no record.
+"""The audit trail's sinks: an SQLite table (what ``aiwall report`` reads) and/or JSON
+lines for a SIEM, each with its own backlog, written at every flush by the writer
+process (``audit.writer``), never by the answering process. Client addresses can be
+replaced by a keyed HMAC, so the security team can count distinct clients without the
+log naming anyone.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import os
 import secrets
 import sqlite3
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -184,8 +181,8 @@ def sink_names(config: AuditConfig) -> list[str]:
 
 
 class AuditLog:
-    """The sinks and their backlogs: what the writer process runs (``audit.writer``),
-    and what tests drive directly with ``flush``."""
+    """The sinks and their backlogs: what the writer process runs (``audit.writer``)
+    at each flush; tests drive it directly with ``prepare`` and ``flush``."""
 
     def __init__(
         self,
@@ -222,8 +219,6 @@ class AuditLog:
             for sink in self.sinks:
                 metrics.audit_degraded.labels(sink.name).set(0)
                 metrics.audit_written.labels(sink.name)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_retention = 0.0
 
     @property
@@ -249,29 +244,6 @@ class AuditLog:
         new = self._dropped_total - self._dropped_taken
         self._dropped_taken = self._dropped_total
         return new
-
-    def start(self) -> None:
-        """Start a writer thread in this process (tests; the server uses
-        ``audit.writer``, a process of its own)."""
-        if not self.enabled:
-            return
-        self.prepare()
-        self._thread = threading.Thread(target=self._run, name="aiwall-audit", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Write out everything queued, then stop."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-            self._thread = None
-        elif self.enabled:
-            self.flush()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.config.flush_interval):
-            self.flush()
-        self.flush()
 
     def _rows(self, batch: dict[AttemptKey, Seen]) -> list[Attempt]:
         return [

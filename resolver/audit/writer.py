@@ -37,7 +37,7 @@ from typing import IO, Any
 
 from resolver.audit.attempts import AttemptBatcher, AttemptKey, Seen
 from resolver.audit.trail import AuditLog, sink_names
-from resolver.config import AuditConfig, LoggingConfig, PrivacyConfig
+from resolver.config import AuditConfig, Config, LoggingConfig, PrivacyConfig
 from resolver.logs import setup_logging
 from resolver.metrics import Metrics
 
@@ -113,6 +113,18 @@ class AuditWriter:
             for sink in self._sinks:
                 metrics.audit_degraded.labels(sink).set(0)
                 metrics.audit_written.labels(sink)
+
+    @classmethod
+    def for_config(cls, config: Config, metrics: Metrics) -> AuditWriter:
+        """The trail a server (or a supervisor) with this config keeps."""
+        return cls(
+            config.audit,
+            config.privacy,
+            config.state_dir,
+            metrics,
+            config.base_dir,
+            config.logging,
+        )
 
     # --- what the server reads ----------------------------------------------------
 

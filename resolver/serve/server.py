@@ -52,14 +52,7 @@ class Server:
         self._reload_lock = asyncio.Lock()
         self._api_token = config.api_token()
         self.metrics = metrics if metrics is not None else Metrics()
-        self.audit = AuditWriter(
-            config.audit,
-            config.privacy,
-            config.state_dir,
-            self.metrics,
-            config.base_dir,
-            config.logging,
-        )
+        self.audit = AuditWriter.for_config(config, self.metrics)
         self.data = DataPlane(
             config,
             self.metrics,

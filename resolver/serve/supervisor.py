@@ -68,14 +68,7 @@ class Supervisor:
         self.count = config.worker_count
         self.metrics = Metrics()
         self.source = PolicySource(config, self.metrics, catalog_dir)
-        self.audit = AuditWriter(
-            config.audit,
-            config.privacy,
-            config.state_dir,
-            self.metrics,
-            config.base_dir,
-            config.logging,
-        )
+        self.audit = AuditWriter.for_config(config, self.metrics)
         self.upstreams = SharedUpstreams(config, self.metrics)
         self.buckets = BucketTable(config.ratelimit.max_prefixes)
         self._registry = CollectorRegistry()

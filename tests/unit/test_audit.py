@@ -34,7 +34,7 @@ def attempts(
 def test_attempts_alike_become_one_counted_row_once_flushed(tmp_path):
     jsonl = tmp_path / "audit.jsonl"
     log = AuditLog(AuditConfig(jsonl=str(jsonl)), PrivacyConfig(), tmp_path)
-    log.start()
+    log.prepare()
     attempts(log, "10.0.0.7", "deepseek", 3)
     log.record(
         "10.0.0.7",
@@ -45,7 +45,7 @@ def test_attempts_alike_become_one_counted_row_once_flushed(tmp_path):
         "chat_assistant",
         "blocked",
     )
-    log.close()  # a clean shutdown writes out what is pending
+    log.flush()  # what the writer process does at each interval and at the end
     rows = (
         sqlite3.connect(tmp_path / "audit.db")
         .execute("SELECT client, name, qtype, action, count FROM attempts ORDER BY name")
@@ -73,10 +73,10 @@ def test_attempts_alike_become_one_counted_row_once_flushed(tmp_path):
 
 def test_pseudonyms_hide_addresses_but_keep_clients_apart(tmp_path):
     log = AuditLog(AuditConfig(), PrivacyConfig(pseudonymize=True), tmp_path)
-    log.start()
+    log.prepare()
     attempts(log, "10.0.0.7", "deepseek", 2)
     attempts(log, "10.0.0.8", "deepseek", 1)
-    log.close()
+    log.flush()
     database = sqlite3.connect(tmp_path / "audit.db")
     clients = dict(database.execute("SELECT client, count FROM attempts").fetchall())
     assert not any("10.0.0" in c for c in clients)
@@ -84,9 +84,9 @@ def test_pseudonyms_hide_addresses_but_keep_clients_apart(tmp_path):
     seven = next(c for c, n in clients.items() if n == 2)
     # The key outlives a restart, so the same client keeps its pseudonym.
     again = AuditLog(AuditConfig(), PrivacyConfig(pseudonymize=True), tmp_path)
-    again.start()
+    again.prepare()
     attempts(again, "10.0.0.7", "deepseek", 1)
-    again.close()
+    again.flush()
     last = database.execute("SELECT client FROM attempts ORDER BY rowid DESC").fetchone()
     assert last[0] == seven
     rows = summarise(tmp_path / "audit.db", 3600, "service")
@@ -115,12 +115,12 @@ def test_each_sink_keeps_its_own_position(tmp_path):
     # SQLite works, JSON lines fails: SQLite's rows must not be written again and again.
     target = tmp_path / "missing-dir" / "a.jsonl"
     log = AuditLog(AuditConfig(jsonl=str(target)), PrivacyConfig(), tmp_path)
-    log.start()
+    log.prepare()
     attempts(log, "10.0.0.7", "deepseek", 4)
     for _ in range(6):
         log.flush()
     (tmp_path / "missing-dir").mkdir()
-    log.close()
+    log.flush()
     db = sqlite3.connect(tmp_path / "audit.db")
     assert db.execute("SELECT count(*), sum(count) FROM attempts").fetchone() == (1, 4)
     (line,) = target.read_text().splitlines()
@@ -132,10 +132,10 @@ def test_a_full_queue_is_counted_and_logged(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(gathering, "QUEUE_LIMIT", 3)
     metrics = Metrics()
     log = AuditLog(AuditConfig(), PrivacyConfig(), tmp_path, metrics)
-    log.start()
+    log.prepare()
     for index in range(5):
         attempts(log, "10.0.0.7", "deepseek", 1, name=f"n{index}.deepseek.com")
-    log.close()
+    log.flush()
     assert sample(metrics, "aiwall_audit_dropped_total") == 2
     assert "2 attempts not recorded" in caplog.text
 
@@ -169,10 +169,10 @@ def test_the_default_key_is_made_once_and_a_damaged_one_is_an_error(tmp_path):
 
 def test_retention_by_age_and_by_rows(tmp_path):
     log = AuditLog(AuditConfig(retention_days=1, max_rows=3), PrivacyConfig(), tmp_path)
-    log.start()
+    log.prepare()
     for index in range(5):
         attempts(log, "10.0.0.7", "deepseek", 1, name=f"n{index}.deepseek.com")
-    log.close()
+    log.flush()
     db = sqlite3.connect(tmp_path / "audit.db")
     # Beyond max_rows, the oldest rows went at the flush.
     assert [r for (r,) in db.execute("SELECT rowid FROM attempts ORDER BY rowid")] == [3, 4, 5]
@@ -186,10 +186,10 @@ def test_retention_by_age_and_by_rows(tmp_path):
 
 def test_report_groups_and_formats(tmp_path):
     log = AuditLog(AuditConfig(), PrivacyConfig(), tmp_path)
-    log.start()
+    log.prepare()
     attempts(log, "10.0.0.7", "deepseek", 3)
     attempts(log, "10.0.0.9", "kimi", 1, action="report")
-    log.close()
+    log.flush()
     rows = summarise(tmp_path / "audit.db", parse_since("24h"), "service")
     assert [(r.key[0], r.blocked, r.reported) for r in rows] == [("deepseek", 3, 0), ("kimi", 0, 1)]
     table = render(rows, "service", "table")
