@@ -76,6 +76,37 @@ def metric(http: str, name: str) -> float:
     return total
 
 
+def stall_buckets(http: str) -> dict[float, float]:
+    """aiwall's loop-stall histogram now: upper bound (s) -> queries' cumulative count,
+    summed over the workers."""
+    with urllib.request.urlopen(f"http://{http}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("aiwall_loop_stall_seconds_bucket{"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        bound = sample.partition('le="')[2].partition('"')[0]
+        key = float("inf") if bound == "+Inf" else float(bound)
+        buckets[key] = buckets.get(key, 0.0) + float(value)
+    return buckets
+
+
+def worst_stall_between(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The upper bound (ms) of the highest histogram bucket that gained a stall between
+    two scrapes: the worst stall of that window lies under it (and over the bound
+    below). None when no tick was observed."""
+    bounds = sorted(after)
+    gained = None
+    previous = 0.0
+    for bound in bounds:
+        cumulative = after[bound] - before.get(bound, 0.0)
+        if cumulative > previous:
+            gained = bound
+        previous = cumulative
+    return None if gained is None else gained * 1000
+
+
 def wait_answering(proc: Process, port: int, name: str, timeout: float) -> int:
     """Poll until the server answers ``name``; return its rcode."""
     reply = probe(

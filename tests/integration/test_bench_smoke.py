@@ -47,6 +47,16 @@ def test_bench_smoke_produces_numbers_for_every_server_and_mix(tmp_path: Path) -
     for run in results["runs"]:
         assert run["expected_rcode_share"] > 0.5, run
 
+    # Issue 13: the loop's worst stall is read from the histogram for each run alone, so
+    # a half-load run's figure is not the full-load queue's.
+    half = [r for r in results["runs"] if r["server"] == "aiwall" and r["kind"] == "half"]
+    assert half
+    for run in half:
+        assert run["stall_max_le_ms"] is not None, run
+    for mix in MIXES:
+        assert results["summary"]["aiwall"][mix]["stall_at_half_ms"] is not None
+        assert results["summary"]["unbound"][mix]["stall_at_half_ms"] is None
+
     scale = results["list_scale"]
     assert [row["extra_names"] for row in scale] == [0, 1000, 2000]
     for row in scale:

@@ -14,6 +14,13 @@ command -v named-checkzone >/dev/null || [ -x /usr/bin/named-checkzone ] || miss
 command -v promtool >/dev/null || [ -x /usr/bin/promtool ] || missing+=(prometheus)
 # valgrind counts instructions per query for the CI's cost guard (bench/instructions.py).
 command -v valgrind >/dev/null || missing+=(valgrind)
+# The resolvers that follow aiwall's live RPZ feed as secondaries (issue 15), and kdig.
+command -v named >/dev/null || [ -x /usr/sbin/named ] || missing+=(bind9)
+command -v pdns_recursor >/dev/null || [ -x /usr/sbin/pdns_recursor ] || missing+=(pdns-recursor)
+command -v kresd >/dev/null || [ -x /usr/sbin/kresd ] || missing+=(knot-resolver)
+command -v kdig >/dev/null || missing+=(knot-dnsutils)
+# PostgreSQL, which the tests start themselves (initdb as an unprivileged user).
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 # systemd-analyze verifies deploy/systemd/aiwall.service.
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 [ ${#missing[@]} -eq 0 ] && exit 0
@@ -24,6 +31,6 @@ fi
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The packages may start system instances on port 53; tests run their own.
-systemctl disable --now nsd unbound >/dev/null 2>&1 || true
+systemctl disable --now nsd unbound named pdns-recursor postgresql >/dev/null 2>&1 || true
 # The prometheus package starts a system instance on :9090; the tests run their own.
 systemctl disable --now prometheus >/dev/null 2>&1 || true
