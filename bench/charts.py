@@ -23,7 +23,12 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5))
     width = 0.8 / max(1, len(servers))
     positions = range(len(mixes))
-    colours = {"aiwall": "tab:red", "dnsmasq": "tab:blue", "unbound": "tab:green"}
+    colours = {
+        "aiwall": "tab:red",
+        "dnsmasq": "tab:blue",
+        "unbound": "tab:green",
+        "unbound-rpz": "tab:olive",
+    }
     for index, server in enumerate(servers):
         offsets = [p - 0.4 + width * (index + 0.5) for p in positions]
         rows = [summary[server].get(mix) for mix in mixes]

@@ -255,7 +255,9 @@ class Servers:
         directory.mkdir()
         port = free_port()
         names = self.block_names(synthetic)
-        if name in AIWALL_VARIANTS:
+        if name == "unbound-rpz":
+            command, version = self._unbound_rpz(directory, names, port)
+        elif name in AIWALL_VARIANTS:
             write_lines(directory / "blocklist.txt", names)
             # JSON is YAML; the catalog comes in through the list, like the other servers.
             # HTTP on, for the loop-stall figures read from /metrics after the runs.
@@ -328,9 +330,16 @@ conf-file={directory / "blocklist.conf"}
                 directory / "blocklist.conf",
                 (f'    local-zone: "{n}." always_nxdomain' for n in names),
             )
-            conf = directory / "unbound.conf"
-            conf.write_text(
-                f"""\
+            command, version = self._unbound(directory, port)
+        else:
+            raise BenchError(f"unknown server {name!r}")
+        return command, version, port, http
+
+    def _unbound(self, directory: Path, port: int) -> tuple[list[str], str]:
+        """Unbound as a forwarding cache, with ``blocklist.conf`` (server: lines) in."""
+        conf = directory / "unbound.conf"
+        conf.write_text(
+            f"""\
 server:
     interface: 127.0.0.1@{port}
     port: {port}
@@ -358,15 +367,39 @@ forward-zone:
     name: "."
     forward-addr: 127.0.0.1@{self.upstream_port}
 """
-            )
-            binary = find_binary("unbound")
-            assert binary is not None
-            command = [binary, "-d", "-c", str(conf)]
-            version = run_tool([binary, "-V"], timeout=10).splitlines()[0]
-            version = "Unbound " + version.removeprefix("Version ").strip()
-        else:
-            raise BenchError(f"unknown server {name!r}")
-        return command, version, port, http
+        )
+        binary = find_binary("unbound")
+        assert binary is not None
+        command = [binary, "-d", "-c", str(conf)]
+        version = run_tool([binary, "-V"], timeout=10).splitlines()[0]
+        return command, "Unbound " + version.removeprefix("Version ").strip()
+
+    def _unbound_rpz(
+        self, directory: Path, names: Iterator[str], port: int
+    ) -> tuple[list[str], str]:
+        """Unbound enforcing aiwall's policy: the zone ``aiwall export --format rpz``
+        writes from the same list (the content aiwall's live RPZ feed serves), loaded
+        as an RPZ zone. The route of README "Scaling out" for a fleet of resolvers."""
+        write_lines(directory / "blocklist.txt", names)
+        config = {"blocking": {"catalog": "none", "lists": ["blocklist.txt"]}}
+        (directory / "aiwall.yaml").write_text(json.dumps(config) + "\n")
+        zone = directory / "policy.rpz"
+        exported = [sys.executable, "-m", "resolver", "export", "--format", "rpz"]
+        exported += ["--config", str(directory / "aiwall.yaml"), "--output", str(zone)]
+        subprocess.run(
+            exported, check=True, env=self.aiwall_env(), cwd=self.aiwall_source, timeout=600
+        )
+        (directory / "blocklist.conf").write_text(
+            f"""\
+    # RPZ needs the respip module in front of the iterator.
+    module-config: "respip iterator"
+rpz:
+    name: rpz.aiwall.
+    zonefile: "{zone}"
+"""
+        )
+        command, version = self._unbound(directory, port)
+        return command, version + ", aiwall's policy as an RPZ zone"
 
     def start_server(
         self, name: str, synthetic: int, tag: str, aiwall: dict[str, Any] | None = None

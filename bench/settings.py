@@ -27,7 +27,8 @@ AIWALL_VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 # "bare": bench/bare.py, the ceiling of a pure-Python server (a dict of ready answers).
-ALL_SERVERS = (*AIWALL_VARIANTS, "bare", "dnsmasq", "unbound")
+# "unbound-rpz": Unbound enforcing aiwall's policy as an RPZ zone (aiwall export --format rpz).
+ALL_SERVERS = (*AIWALL_VARIANTS, "bare", "dnsmasq", "unbound", "unbound-rpz")
 # The peer aiwall's targets are set against (issue 13: per core, within reach of it).
 REFERENCE = "unbound"
 ALL_MIXES = ("blocked", "cached", "miss")

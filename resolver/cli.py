@@ -18,7 +18,13 @@ import yaml
 
 from resolver import __version__, catalog_cli, memory, yamltext
 from resolver.audit.report import FORMATS as REPORT_FORMATS
-from resolver.audit.report import GROUPINGS, ReportError, parse_since, summarise
+from resolver.audit.report import (
+    GROUPINGS,
+    ReportError,
+    parse_since,
+    summarise,
+    summarise_postgres,
+)
 from resolver.audit.report import render as render_report
 from resolver.config import (
     CatalogPolicy,
@@ -196,10 +202,32 @@ def cmd_catalog_lint(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    if not config.audit.sqlite:
+    since = parse_since(args.since)
+    # The PostgreSQL trail when there is one: it holds every replica's rows.
+    dsn = args.postgres or config.audit.postgres
+    if dsn:
+        password = config.audit.postgres_password(config.base_dir)
+        rows = summarise_postgres(dsn, password, since, args.by)
+    elif not config.audit.sqlite:
         raise ReportError("audit.sqlite is off in the config: there is nothing to report from")
-    rows = summarise(config.state_dir / config.audit.sqlite, parse_since(args.since), args.by)
+    else:
+        rows = summarise(config.state_dir / config.audit.sqlite, since, args.by)
     sys.stdout.write(render_report(rows, args.by, args.format))
+    return EXIT_OK
+
+
+def cmd_audit_migrate(args: argparse.Namespace) -> int:
+    """Create or migrate the PostgreSQL audit tables (the writer also does at start)."""
+    from resolver.audit.postgres import DatabaseDown, migrate_command
+
+    config = _load(args.config)
+    dsn = args.postgres or config.audit.postgres
+    if not dsn:
+        raise ReportError("audit.postgres is not set: give it in the config or --postgres DSN")
+    try:
+        print(migrate_command(dsn, config.audit.postgres_password(config.base_dir)))
+    except DatabaseDown as error:
+        raise ReportError(f"audit migrate: {error}") from None
     return EXIT_OK
 
 
@@ -275,7 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", default="service", choices=tuple(GROUPINGS))
     report.add_argument("--format", default="table", choices=REPORT_FORMATS)
     report.add_argument("--config", "-c")
+    report.add_argument("--postgres", help="read this PostgreSQL trail (default: audit.postgres)")
     report.set_defaults(run=cmd_report)
+
+    audit = commands.add_parser("audit", help="the audit trail's PostgreSQL tables")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    migrate = audit_commands.add_parser("migrate", help="create or migrate the tables")
+    migrate.add_argument("--config", "-c")
+    migrate.add_argument("--postgres", help="this database instead of audit.postgres")
+    migrate.set_defaults(run=cmd_audit_migrate)
 
     catalog = commands.add_parser("catalog", help="the shipped generative-AI catalog")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)

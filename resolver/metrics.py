@@ -224,6 +224,19 @@ class Metrics:
             ["upstream"],
             registry=r,
         )
+        self.upstream_connections = Counter(
+            "aiwall_upstream_connections_total",
+            "Connections to DoT and DoH upstreams: opened, failed (connect, TLS or "
+            "certificate), closed, and queries that reused an open one.",
+            ["upstream", "protocol", "event"],
+            registry=r,
+        )
+        self.upstream_open_connections = Gauge(
+            "aiwall_upstream_open_connections",
+            "Connections to DoT and DoH upstreams open now.",
+            ["upstream", "protocol"],
+            registry=r,
+        )
         self.upstream_probes = Counter(
             "aiwall_upstream_probes_total",
             "The server's own probes of a suspect upstream, by result (alive, dead).",
@@ -294,6 +307,14 @@ class Metrics:
             "list refresh); every worker reports the same one.",
             registry=r,
         )
+        self._fingerprints: tuple[str, ...] = ()
+        self.policy_info = Gauge(
+            "aiwall_policy_info",
+            "1 for the policy in force, labelled with its fingerprint: equal on every "
+            "replica whose config, catalog and lists decide alike (the version differs).",
+            ["fingerprint"],
+            registry=r,
+        )
         self.rebuild_failures = Counter(
             "aiwall_policy_rebuild_failures_total",
             "Policy rebuilds after a list refresh that failed (each is tried again).",
@@ -322,6 +343,13 @@ class Metrics:
             ["sink"],
             registry=r,
         )
+
+    def policy_in_force(self, version: int, fingerprint: str) -> None:
+        self.policy_version.set(version)
+        if fingerprint not in self._fingerprints:
+            self.policy_info.clear()  # one series: the policy in force
+            self.policy_info.labels(fingerprint).set(1)
+            self._fingerprints = (fingerprint,)
 
     def count_query(self, protocol: str, qtype: int) -> None:
         self.queries.inc((protocol, qtype))

@@ -11,6 +11,7 @@ from resolver.dns.model import Handler
 from resolver.handlers.access import AccessHandler
 from resolver.handlers.blocking import Attempts, BlockingHandler
 from resolver.handlers.cache import AnswerCache, CacheHandler
+from resolver.handlers.ddr import DdrHandler
 from resolver.handlers.forwarding import ForwardingHandler
 from resolver.handlers.metrics import MetricsHandler
 from resolver.handlers.minimal_any import MinimalAnyHandler
@@ -50,7 +51,9 @@ def upstream_servers(specs: tuple[UpstreamServer, ...]) -> tuple[Upstream, ...]:
     """The upstreams in order, ``system`` read from /etc/resolv.conf now."""
     servers: list[Upstream] = []
     for spec in specs:
-        if spec.endpoint is not None:
+        if spec.encrypted is not None:
+            servers.append(Upstream.encrypted(spec.encrypted))
+        elif spec.endpoint is not None:
             servers.append(Upstream.at(spec.endpoint))
         else:
             servers.extend(Upstream.at(DnsEndpoint.parse(s)) for s in system_nameservers())
@@ -72,12 +75,15 @@ def build_pipeline(
     ``parts``: what this process shares with the other workers."""
     parts = parts or ProcessParts()
     timeout = config.upstream.timeout
-    forwarder = Forwarder(upstream_servers(config.upstream.servers), timeout, metrics, parts.health)
+    ca_file = config.upstream.ca_path(config.base_dir)
+    forwarder = Forwarder(
+        upstream_servers(config.upstream.servers), timeout, metrics, parts.health, ca_file=ca_file
+    )
     conditional: DomainSet[Forwarder] = DomainSet()
     for domain, servers in config.upstream.conditional.items():
         conditional.add(
             wire.text_to_name(domain),
-            Forwarder(upstream_servers(servers), timeout, metrics, parts.health),
+            Forwarder(upstream_servers(servers), timeout, metrics, parts.health, ca_file=ca_file),
         )
 
     # Built from the last stage back to the first; read bottom-up for the query's path.
@@ -98,12 +104,16 @@ def build_pipeline(
         cname_inspection=config.blocking.cname_inspection,
         attempts=attempts or metrics.count_attempt,
     )
+    # 4b. DDR (RFC 9462): after access, so strangers learn nothing of our endpoints; before
+    #    blocking, the cache and forwarding, so _dns.resolver.arpa is never forwarded (the
+    #    upstream's encrypted endpoints would be announced: a bypass of the ban).
+    ddr = DdrHandler(config, blocking)
     # 4. rate limit (only when ratelimit.rate is set): after access, so strangers only ever
     #    get a REFUSED no bigger than their query; before blocking, so a flood costs no
     #    policy lookup, cache entry or upstream query.
-    limited: Handler = blocking
+    limited: Handler = ddr
     if config.ratelimit.rate > 0:
-        limited = RateLimitHandler(config.ratelimit, metrics, blocking, buckets=parts.buckets)
+        limited = RateLimitHandler(config.ratelimit, metrics, ddr, buckets=parts.buckets)
     # 3. access: strangers are refused before they cost a lookup or learn the policy.
     access = AccessHandler(config.access.allow, limited, metrics)
     # 2. sanity: malformed and unsupported queries never reach policy code.

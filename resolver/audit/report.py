@@ -10,12 +10,15 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 GROUPINGS = {
     "service": ("service", "category"),
     "group": ("client_group",),
     "client": ("client",),
     "name": ("name",),
+    # Only in the PostgreSQL trail, the one that every replica writes.
+    "replica": ("replica",),
 }
 FORMATS = ("table", "csv", "json")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -43,22 +46,52 @@ class Row:
     last: float
 
 
-def summarise(database: Path, since_seconds: float, by: str, now: float | None = None) -> list[Row]:
+def _query(by: str, table: str, placeholder: str) -> str:
+    """The summary in SQL that SQLite and PostgreSQL both read."""
     if by not in GROUPINGS:
         raise ReportError(f"--by: expected one of {', '.join(GROUPINGS)}, got {by!r}")
+    columns = ", ".join(GROUPINGS[by])
+    return (
+        f"SELECT {columns}, "
+        "SUM(CASE WHEN action = 'blocked' THEN count ELSE 0 END), "
+        "SUM(CASE WHEN action = 'report' THEN count ELSE 0 END), "
+        f"COUNT(DISTINCT client), MIN(time), MAX(time) FROM {table} WHERE time >= {placeholder} "
+        f"GROUP BY {columns} ORDER BY SUM(count) DESC, {columns}"
+    )
+
+
+def summarise(database: Path, since_seconds: float, by: str, now: float | None = None) -> list[Row]:
+    """The summary from the SQLite trail (``audit.sqlite``)."""
+    query = _query(by, "attempts", "?")
+    if by == "replica":
+        raise ReportError("--by replica: only the PostgreSQL trail (audit.postgres) has replicas")
     if not database.exists():
         raise ReportError(f"{database}: no audit trail yet (audit.sqlite in the config)")
-    columns = ", ".join(GROUPINGS[by])
     cutoff = (now if now is not None else time.time()) - since_seconds
     # Read-only, so a report never locks out the server's writer.
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        rows = db.execute(
-            f"SELECT {columns}, "
-            "SUM(count * (action = 'blocked')), SUM(count * (action = 'report')), "
-            "COUNT(DISTINCT client), MIN(time), MAX(time) FROM attempts WHERE time >= ? "
-            f"GROUP BY {columns} ORDER BY SUM(count) DESC, {columns}",
-            (cutoff,),
-        ).fetchall()
+        rows = db.execute(query, (cutoff,)).fetchall()
+    return _rows(rows, by)
+
+
+def summarise_postgres(
+    dsn: str, password: str | None, since_seconds: float, by: str, now: float | None = None
+) -> list[Row]:
+    """The summary from the PostgreSQL trail: every replica's rows."""
+    # Imported here: a report from SQLite never loads libpq.
+    from resolver.audit.postgres import DatabaseDown, connect, database_errors, redact
+
+    query = _query(by, "aiwall_attempts", "%s")
+    cutoff = (now if now is not None else time.time()) - since_seconds
+    try:
+        with connect(dsn, password) as db, database_errors(password):
+            rows = db.execute(query.encode(), (cutoff,)).fetchall()
+    except DatabaseDown as error:
+        raise ReportError(f"{redact(dsn)}: {error}") from None
+    return _rows(rows, by)
+
+
+def _rows(rows: list[Any], by: str) -> list[Row]:
     width = len(GROUPINGS[by])
     return [
         Row(

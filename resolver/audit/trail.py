@@ -1,18 +1,14 @@
-"""The audit trail's sinks: an SQLite table (what ``aiwall report`` reads) and/or JSON
-lines for a SIEM, each with its own backlog, written at every flush by the writer
-process (``audit.writer``), never by the answering process. Client addresses can be
-replaced by a keyed HMAC, so the security team can count distinct clients without the
-log naming anyone.
+"""The audit trail's sinks: an SQLite table (what ``aiwall report`` reads), JSON lines
+for a SIEM and/or PostgreSQL for every replica (``audit.postgres``), each with its own
+backlog, written at every flush by the writer process (``audit.writer``), never by the
+answering process. Client addresses can be replaced by a keyed HMAC (``pseudonyms``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import os
-import secrets
+import socket
 import sqlite3
 import sys
 import time
@@ -22,7 +18,8 @@ from pathlib import Path
 from typing import TextIO
 
 from resolver.audit.attempts import QUEUE_LIMIT, AttemptBatcher, AttemptKey, Seen
-from resolver.config import AuditConfig, ConfigError, PrivacyConfig, read_key_file
+from resolver.audit.pseudonyms import Pseudonymizer, load_or_create_key
+from resolver.config import AuditConfig, PrivacyConfig, read_key_file
 from resolver.dns import wire
 from resolver.metrics import QTYPE_LABELS, Metrics
 
@@ -74,39 +71,6 @@ class Attempt:
         )
 
 
-def load_or_create_key(path: Path) -> bytes:
-    """The default HMAC key for pseudonyms (``state.directory/audit.key``), made once.
-    It must outlive restarts, or the same client would get a new pseudonym every day and
-    reports could not count; so a file that exists is never overwritten: a damaged one
-    is a config error, since every pseudonym in the trail depends on it."""
-    try:
-        return read_key_file(path)
-    except ConfigError:
-        if path.exists():
-            raise
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32).encode()
-    # O_EXCL: if another process made the key meanwhile, theirs stands.
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return read_key_file(path)
-    with os.fdopen(descriptor, "wb") as stream:
-        stream.write(key)
-    return key
-
-
-class Pseudonymizer:
-    def __init__(self, key: bytes | None) -> None:
-        self._key = key
-
-    def __call__(self, client: str) -> str:
-        if self._key is None:
-            return client
-        digest = hmac.new(self._key, client.encode(), hashlib.sha256).hexdigest()
-        return f"client-{digest[:16]}"
-
-
 class Sink:
     """One destination of the trail with rows of its own still to write: a sink that
     fails keeps its backlog and tries again at the next flush, while the others go on,
@@ -116,11 +80,35 @@ class Sink:
 
     def __init__(self) -> None:
         self.backlog: list[Attempt] = []
+        self.limit = QUEUE_LIMIT  # rows the backlog may hold
         self.failing = ""  # why the last write failed ("" while it works)
         self.written = 0  # attempts written (a row counts its repeats)
+        self.dropped = 0  # attempts dropped from the backlog in this outage
+
+    def prepare(self) -> None:
+        """Make what the sink writes to (a table); raise if it cannot."""
+
+    def retry_now(self) -> None:
+        """Forget any wait before the next try (the last flush, at close)."""
 
     def write(self, rows: Sequence[Attempt]) -> None:
         raise NotImplementedError
+
+    def trim(self) -> int:
+        """Drop the oldest rows past ``limit``; returns how many attempts they held."""
+        excess = len(self.backlog) - self.limit
+        if excess <= 0:
+            return 0
+        lost = sum(row.count for row in self.backlog[:excess])
+        del self.backlog[:excess]
+        return lost
+
+    def done(self) -> None:
+        """The backlog is written."""
+        self.backlog = []
+
+    def apply_retention(self, now: float, config: AuditConfig) -> None:
+        """Drop rows past ``retention_days``, then the oldest past ``max_rows``."""
 
 
 class SqliteSink(Sink):
@@ -177,7 +165,13 @@ class JsonLinesSink(Sink):
 
 def sink_names(config: AuditConfig) -> list[str]:
     """The sinks a config writes to, in order."""
-    return [name for name, on in (("sqlite", config.sqlite), ("jsonl", config.jsonl)) if on]
+    sinks = (("sqlite", config.sqlite), ("jsonl", config.jsonl), ("postgres", config.postgres))
+    return [name for name, on in sinks if on]
+
+
+def replica_name(config: AuditConfig) -> str:
+    """Who writes the rows: ``audit.replica``, or the host name (a pod's name)."""
+    return config.replica or socket.gethostname()
 
 
 class AuditLog:
@@ -215,6 +209,11 @@ class AuditLog:
             self.sinks.append(self.sqlite)
         if config.jsonl:
             self.sinks.append(JsonLinesSink(config.jsonl))
+        if config.postgres:
+            # Imported here: a trail without PostgreSQL never loads libpq.
+            from resolver.audit.postgres import PostgresSink
+
+            self.sinks.append(PostgresSink(config, base_dir, replica_name(config)))
         if metrics is not None:
             for sink in self.sinks:
                 metrics.audit_degraded.labels(sink.name).set(0)
@@ -230,14 +229,17 @@ class AuditLog:
         """The sinks that cannot be written now, with why."""
         return [f"{sink.name}: {sink.failing}" for sink in self.sinks if sink.failing]
 
-    def prepare(self) -> None:
-        """Make the SQLite table. A sink that cannot be prepared (a full disk, a
-        read-only folder) is reported degraded and tried again at every flush."""
-        if self.sqlite is not None:
-            try:
-                self.sqlite.prepare()
-            except (OSError, sqlite3.Error) as error:
-                self._failed(self.sqlite, error)
+    def prepare(self, remote: bool = True) -> None:
+        """Make the tables: SQLite's, and with ``remote`` PostgreSQL's (the writer
+        process does; the answering process never waits for a database). A sink that
+        cannot be prepared (a full disk, a database down) is reported degraded and
+        tried again at every flush."""
+        for sink in self.sinks:
+            if sink is self.sqlite or remote:
+                try:
+                    sink.prepare()
+                except (OSError, sqlite3.Error) as error:
+                    self._failed(sink, error)
 
     def take_dropped(self) -> int:
         """Attempts dropped since the last call."""
@@ -263,18 +265,18 @@ class AuditLog:
             )
         ]
 
-    def flush(self) -> None:
-        """Hand what was queued to every sink, and let each write its own backlog."""
+    def flush(self, last: bool = False) -> None:
+        """Hand what was queued to every sink, and let each write its own backlog; the
+        ``last`` flush tries every sink at once, and counts what none could write."""
         batch, dropped = self.attempts.take()
         self._report_drops(dropped)
         rows = self._rows(batch) if batch else []
         for sink in self.sinks:
+            if last:
+                sink.retry_now()
             sink.backlog.extend(rows)
-            if len(sink.backlog) > QUEUE_LIMIT:
-                # A sink down for long: its oldest rows go, counted, rather than memory.
-                lost = len(sink.backlog) - QUEUE_LIMIT
-                del sink.backlog[:lost]
-                self._count_dropped(lost)
+            # A sink down for long: its oldest rows go, counted, rather than memory.
+            self._count_dropped(sink.trim(), sink)
             if not sink.backlog:
                 continue
             try:
@@ -284,23 +286,39 @@ class AuditLog:
                 continue
             written = sum(row.count for row in sink.backlog)
             sink.written += written
-            sink.backlog = []
+            sink.done()
             if self._metrics is not None:
                 self._metrics.audit_written.labels(sink.name).inc(written)
             if sink.failing:
-                log.warning("audit log: %s works again; its backlog is written", sink.name)
+                log.warning(
+                    "audit log: %s works again; its backlog is written (%d attempts dropped "
+                    "meanwhile)",
+                    sink.name,
+                    sink.dropped,
+                )
                 sink.failing = ""
+                sink.dropped = 0
                 if self._metrics is not None:
                     self._metrics.audit_degraded.labels(sink.name).set(0)
+        if last:
+            for sink in self.sinks:
+                if sink.backlog:
+                    left = sum(row.count for row in sink.backlog)
+                    log.error("audit log: %s still down at exit: %d attempts lost", sink.name, left)
+                    self._drop(left)
+                    sink.done()
         self._apply_retention()
 
     def _failed(self, sink: Sink, error: BaseException) -> None:
         reason = str(error) or type(error).__name__
-        if sink.failing != reason:
+        if not sink.failing:
+            # Once per outage, not at every flush.
             log.error(
-                "audit log: cannot write to %s: %s; DNS goes on, attempts wait in memory",
+                "audit log: cannot write to %s: %s; DNS goes on, attempts wait in memory "
+                "(at most %d rows)",
                 sink.name,
                 reason,
+                sink.limit,
             )
         sink.failing = reason
         if self._metrics is not None:
@@ -312,9 +330,23 @@ class AuditLog:
             self._dropped_reported = dropped
             self._count_dropped(new)
 
-    def _count_dropped(self, count: int) -> None:
+    def _count_dropped(self, count: int, sink: Sink | None = None) -> None:
+        if count <= 0:
+            return
+        if sink is None:
+            log.error("audit log: %d attempts not recorded: the queue was full", count)
+        else:
+            if not sink.dropped:  # once per outage
+                log.error(
+                    "audit log: %s is down and its queue full: the oldest attempts are "
+                    "dropped and counted (aiwall_audit_dropped_total)",
+                    sink.name,
+                )
+            sink.dropped += count
+        self._drop(count)
+
+    def _drop(self, count: int) -> None:
         self._dropped_total += count
-        log.error("audit log: %d attempts not recorded: the queue was full", count)
         if self._metrics is not None:
             self._metrics.audit_dropped.inc(count)
 
@@ -326,13 +358,14 @@ class AuditLog:
     def _apply_retention(self) -> None:
         """Drop rows past the age limit, then the oldest past the row limit (once a minute)."""
         now = time.time()
-        if self.sqlite is None or now - self._last_retention < 60:
+        if now - self._last_retention < 60:
             return
         self._last_retention = now
-        try:
-            self.sqlite.apply_retention(now, self.config)
-        except (OSError, sqlite3.Error) as error:
-            log.error("audit log: retention failed: %s", error)
+        for sink in self.sinks:
+            try:
+                sink.apply_retention(now, self.config)
+            except (OSError, sqlite3.Error) as error:
+                log.error("audit log: retention failed in %s: %s", sink.name, error)
 
 
 def _write_stdout(stream: TextIO, text: str) -> None:

@@ -146,8 +146,9 @@ class AuditWriter:
         if not self.enabled:
             return
         # The table exists once the server answers, for ``aiwall report`` and the tests;
-        # a sink that cannot be prepared is the writer's to report (degraded).
-        self._trail.prepare()
+        # a sink that cannot be prepared is the writer's to report (degraded). The
+        # writer process makes PostgreSQL's: DNS never waits for a database.
+        self._trail.prepare(remote=False)
         self._spawn()
         self._thread = threading.Thread(target=self._run, name="aiwall-audit", daemon=True)
         self._thread.start()
@@ -335,7 +336,7 @@ def child_main(commands: IO[bytes], reports: IO[str]) -> int:
             trail.absorb(message[1])
             continue
         last = message is None or message[0] == "close"
-        trail.flush()
+        trail.flush(last=last)
         try:
             reports.write(_report(trail, last=last))
             reports.flush()

@@ -9,16 +9,21 @@ from typing import Literal
 
 from resolver.config.blocking import BlockingConfig, GroupConfig, RemoteListConfig
 from resolver.config.feed import CatalogConfig
+from resolver.config.rpz import RpzZoneConfig, check_rpz
 from resolver.config.system import available_cpus
+from resolver.config.tls import DohEndpoint, DotEndpoint, TlsConfig, check_tls
 from resolver.config.values import (
     ClientNetwork,
     ConfigError,
     DnsEndpoint,
     HttpEndpoint,
     UpstreamServer,
+    check_ca_file,
+    check_conninfo,
     check_range,
     check_token,
     read_key_file,
+    read_secret_file,
 )
 from resolver.dns.names import normalise_name
 
@@ -34,12 +39,31 @@ class ListenConfig:
     http: HttpEndpoint | None = _LOCAL_HTTP  # None (or ""): off
     tcp_idle_timeout: float = 10.0  # RFC 7766 6.2.3: on the order of seconds
     tcp_max_connections: int = 512
+    # DNS over TLS (RFC 7858) and over HTTPS (RFC 8484) for managed devices; they need
+    # the tls section. Limits of those connections (resolver.serve.tls):
+    dot: tuple[DotEndpoint, ...] = ()
+    doh: tuple[DohEndpoint, ...] = ()
+    doh_path: str = "/dns-query"
+    tls_handshake_timeout: float = 5.0
+    tls_idle_timeout: float = 30.0
+    tls_max_connections: int = 1024
+    tls_max_connections_per_client: int = 32
+    http_max_header_bytes: int = 8192
 
     def validate(self, path: str) -> None:
         if not self.dns:
             raise ConfigError(f"{path}.dns: expected at least one address")
         check_range(f"{path}.tcp_idle_timeout", self.tcp_idle_timeout, 0.1, 3600)
         check_range(f"{path}.tcp_max_connections", self.tcp_max_connections, 1, 100_000)
+        path_ok = self.doh_path.startswith("/") and not set("?#{} ") & set(self.doh_path)
+        if not path_ok:
+            raise ConfigError(f"{path}.doh_path: expected a path like /dns-query")
+        check_range(f"{path}.tls_handshake_timeout", self.tls_handshake_timeout, 0.1, 60)
+        check_range(f"{path}.tls_idle_timeout", self.tls_idle_timeout, 0.1, 3600)
+        check_range(f"{path}.tls_max_connections", self.tls_max_connections, 1, 100_000)
+        per_client = self.tls_max_connections_per_client
+        check_range(f"{path}.tls_max_connections_per_client", per_client, 1, 100_000)
+        check_range(f"{path}.http_max_header_bytes", self.http_max_header_bytes, 1024, 65536)
 
 
 @dataclass(frozen=True)
@@ -48,6 +72,9 @@ class UpstreamConfig:
     servers: tuple[UpstreamServer, ...] = _SYSTEM
     conditional: dict[str, tuple[UpstreamServer, ...]] = field(default_factory=dict)
     timeout: float = 2.0  # per server attempt, before failing over to the next
+    # PEM CA bundle trusted for tls:// and https:// upstreams instead of the system's
+    # store ("" = the system's); relative: from the config file's folder.
+    ca_file: str = ""
 
     def validate(self, path: str) -> None:
         if not self.servers:
@@ -60,6 +87,14 @@ class UpstreamConfig:
             if not servers:
                 raise ConfigError(f"{path}.conditional.{domain}: expected at least one server")
         check_range(f"{path}.timeout", self.timeout, 0.05, 30)
+
+    def ca_path(self, base_dir: Path) -> Path | None:
+        """The CA bundle for encrypted upstreams (None: the system's store), checked."""
+        if not self.ca_file:
+            return None
+        path = base_dir / self.ca_file
+        check_ca_file("upstream.ca_file", path)
+        return path
 
 
 @dataclass(frozen=True)
@@ -195,11 +230,34 @@ class AuditConfig:
     retention_days: float = 90.0
     max_rows: int = 5_000_000
     flush_interval: float = 1.0  # seconds between batched writes
+    # One trail for every replica: a PostgreSQL connection string ("" = off); the
+    # password from postgres_password_file (relative: from the config file's folder)
+    # or libpq's own PGPASSWORD / PGPASSFILE, so it can come from a Kubernetes Secret.
+    postgres: str = ""
+    postgres_password_file: str = ""
+    # Rows kept in the writer while PostgreSQL is unreachable; beyond, dropped, counted.
+    postgres_queue: int = 100_000
+    replica: str = ""  # who wrote each row; "" = the host name (the pod's name)
 
     def validate(self, path: str) -> None:
         check_range(f"{path}.retention_days", self.retention_days, 0.01, 3650)
         check_range(f"{path}.max_rows", self.max_rows, 1, 1_000_000_000)
         check_range(f"{path}.flush_interval", self.flush_interval, 0.05, 60)
+        check_range(f"{path}.postgres_queue", self.postgres_queue, 1, 10_000_000)
+        if len(self.replica) > 253:
+            raise ConfigError(f"{path}.replica: at most 253 characters")
+        if self.postgres:
+            check_conninfo(f"{path}.postgres", self.postgres)
+        elif self.postgres_password_file:
+            raise ConfigError(f"{path}.postgres_password_file: set without {path}.postgres")
+
+    def postgres_password(self, base_dir: Path) -> str | None:
+        """The PostgreSQL password from its file, read at every connection so that a
+        rotated Secret is taken up (None: libpq's PGPASSWORD, PGPASSFILE or ~/.pgpass)."""
+        if not self.postgres_password_file:
+            return None
+        path = base_dir / self.postgres_password_file
+        return read_secret_file("audit.postgres_password_file", path)
 
 
 @dataclass(frozen=True)
@@ -234,6 +292,10 @@ class Config:
     # Processes answering on the same ports as one server; 0 = one per usable CPU. One
     # by default: see the README's "Scaling out" for what a second costs and buys.
     workers: int = 1
+    # Response Policy Zones served to other resolvers by zone transfer (resolver.config.rpz).
+    rpz: tuple[RpzZoneConfig, ...] = ()
+    # The certificate of listen.dot / listen.doh (resolver.config.tls).
+    tls: TlsConfig = field(default_factory=TlsConfig)
     # Relative list paths are resolved against the config file's folder.
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -251,22 +313,25 @@ class Config:
                     f"groups[{index}].name: {group.name!r} is taken (default is reserved)"
                 )
             names.add(group.name)
+        for index, zone in enumerate(self.rpz):
+            zone.validate(f"rpz[{index}]")
+        check_rpz(self.rpz, names, self.base_dir)
+        check_tls(self.tls, self.listen.dot, self.listen.doh, self.base_dir)
         if self.api.token_file:
             # Read now, so a missing or bad token file stops the start (or the reload).
             self.api_token()
         if self.privacy.pseudonymize and self.privacy.key_file:
             read_key_file(self.base_dir / self.privacy.key_file)
+        if self.audit.postgres_password_file:
+            self.audit.postgres_password(self.base_dir)
+        self.upstream.ca_path(self.base_dir)
 
     def api_token(self) -> str:
         """The API bearer token ("" when the API is disabled)."""
         if not self.api.token_file:
             return self.api.token
         path = self.base_dir / self.api.token_file
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as error:
-            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-            raise ConfigError(f"api.token_file: cannot read {path}: {reason}") from None
+        token = read_secret_file("api.token_file", path)
         check_token(f"api.token_file ({path})", token)
         return token
 

@@ -8,6 +8,7 @@ lines were used and unreadable) with the lines skipped, by class (``listfile``).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -51,6 +52,22 @@ class ListText:
         except OSError as error:
             raise ListError(f"{self.path}: cannot read list: {error.strerror}") from None
 
+    def digest(self) -> str:
+        """SHA-256 of the list as stored (the file's bytes, or the text): the same on
+        every machine, whatever the parse keeps of it (``resolver.policy.fingerprint``).
+        A file is read a second time for it, from the page cache, in C."""
+        hashed = hashlib.sha256()
+        if self.path is None:
+            hashed.update(self.text.encode("utf-8", "surrogatepass"))
+            return hashed.hexdigest()
+        try:
+            with self.path.open("rb") as stream:
+                while chunk := stream.read(1 << 20):
+                    hashed.update(chunk)
+        except OSError as error:
+            raise ListError(f"{self.path}: cannot read list: {error.strerror}") from None
+        return hashed.hexdigest()
+
 
 def read_list_file(path: Path, origin: str = "", list_format: str = "auto") -> ListText:
     if not os.access(path, os.R_OK) or not path.is_file():
@@ -75,6 +92,7 @@ class ListPart:
     lines_rejected: int = 0  # lines nothing could read (``listformats.UNREADABLE``)
     skipped: dict[str, int] = field(default_factory=dict)  # lines skipped, by class
     skip_summary: str = ""  # the unreadable classes, with their first line numbers
+    digest: str = ""  # of the list as stored (ListText.digest)
     _names_set: frozenset[str] | None = None
     _sorted_keys: array[int] | None = None  # made on the first membership test
 
@@ -149,7 +167,7 @@ def parse_list_text(listed: ListText, *, compact: bool = True) -> ListPart:
     origin = listed.origin or listed.source
     rule = Rule("block", listed.source, listed.source, "custom", f"list {label}", origin)
     report = ScanReport()
-    part = ListPart(listed.source, rule, None, [], [], [], origin)
+    part = ListPart(listed.source, rule, None, [], [], [], origin, digest=listed.digest())
 
     def plain_names() -> Iterator[str]:
         # A generator, so a large list goes straight into the keys, never into a list.

@@ -31,6 +31,7 @@ from resolver.metrics import Metrics
 from resolver.policy.blocklist import build_blocklist, list_table
 from resolver.policy.catalog import Catalog, CatalogError
 from resolver.policy.feed import catalog_in_force
+from resolver.policy.fingerprint import policy_fingerprint
 from resolver.policy.groups import ClientGroups, Group
 from resolver.policy.lists import ListError, ListPart, ListText, parse_list_text, read_list_file
 from resolver.policy.nametable import NameTable
@@ -59,6 +60,8 @@ class BuiltPolicy:
     warnings: list[str] = field(default_factory=list)
     # Lines each list skipped, by class (resolver.policy.listformats.SKIP_CLASSES).
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Equal on every replica that decides alike (resolver.policy.fingerprint).
+    fingerprint: str = ""
 
 
 # --- local lists -----------------------------------------------------------------------
@@ -347,7 +350,11 @@ def load_policy(
                 later = later.successor
     except (CatalogError, ListError, SelectorError) as error:
         raise PolicyError(str(error)) from None
-    return BuiltPolicy(current, catalog, warnings, {part.source: part.skipped for part in parts})
+    fingerprint = policy_fingerprint(
+        [*policies, [(group.name, group.clients) for group in config.groups]], catalog, parts
+    )
+    skipped = {part.source: part.skipped for part in parts}
+    return BuiltPolicy(current, catalog, warnings, skipped, fingerprint)
 
 
 def retire(groups: ClientGroups | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +26,12 @@ from resolver.policy.catalog_files import load_catalog
 from resolver.policy.explain import explain
 from resolver.policy.groups import ClientGroups
 from resolver.policy.loading import BuiltPolicy
+from resolver.serve.encrypted import EncryptedListeners
 from resolver.serve.fastpath import AuditRecord, FastPath
 from resolver.serve.sockets import DnsSockets
 from resolver.serve.stalls import LoopWatch
 from resolver.serve.transport import QueryRunner, TcpConnection, TcpConnections, UdpListener
+from resolver.serve.xfr import ZoneService
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,8 @@ class DataPlane:
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._watch = LoopWatch(metrics)
         self.fast = FastPath(metrics, self._group_of, audit)
+        self.zones = ZoneService(config, metrics)  # the rpz: zones, read from their files
+        self.encrypted = EncryptedListeners(config, metrics)  # listen.dot, listen.doh
 
     # --- versions ------------------------------------------------------------------
 
@@ -120,7 +125,10 @@ class DataPlane:
             if self.runner is not None:
                 self.runner.head = self.pipeline.head
         assert self.pipeline is not None
+        if prepared.config.rpz != self.config.rpz:
+            self.zones.configure(prepared.config)
         self.config = prepared.config
+        self.encrypted.reload(prepared.config)  # the certificate read again (SIGHUP, API)
         self.fast.clear()
         self.fast.enabled = prepared.config.ratelimit.rate == 0
         blocking = self.pipeline.blocking
@@ -128,7 +136,7 @@ class DataPlane:
         blocking.on_expiry = self._policy_changed
         self.catalog = prepared.built.catalog
         self.version = prepared.version
-        self.metrics.policy_version.set(prepared.version)
+        self.metrics.policy_in_force(prepared.version, prepared.built.fingerprint)
         self._policy_changed(blocking.groups)
         return retired
 
@@ -159,8 +167,13 @@ class DataPlane:
 
     # --- listeners -----------------------------------------------------------------
 
-    async def listen(self, all_sockets: Sequence[DnsSockets]) -> None:
-        """Answer on the given sockets (this worker's UDP socket of each address)."""
+    async def listen(
+        self,
+        all_sockets: Sequence[DnsSockets],
+        encrypted: Sequence[tuple[str, socket.socket]] = (),
+    ) -> None:
+        """Answer on the given sockets (this worker's UDP socket of each address), and
+        DoT/DoH on ``encrypted`` (``serve.sockets.bind_encrypted``)."""
         assert self.pipeline is not None
         self.runner = runner = self._make_runner(self.pipeline)
         loop = asyncio.get_running_loop()
@@ -168,16 +181,19 @@ class DataPlane:
         for sockets in all_sockets:
             assert sockets.tcp is not None
             tcp = await loop.create_server(
-                lambda: TcpConnection(runner, self._tcp_connections),
+                lambda: TcpConnection(runner, self._tcp_connections, self.zones),
                 sock=sockets.tcp,
                 backlog=256,
             )
             udp = sockets.udp[index if len(sockets.udp) > 1 else 0]
-            listener = UdpListener(udp, runner, wildcard=sockets.wildcard, fast=self.fast)
+            listener = UdpListener(
+                udp, runner, wildcard=sockets.wildcard, fast=self.fast, zones=self.zones
+            )
             listener.start(loop)
             self._listeners.udp.append(listener)
             self._listeners.tcp.append(tcp)
             self.dns_endpoints.append(Endpoint(sockets.host, sockets.port))
+        await self.encrypted.start(encrypted, runner)
         self._watch.start(loop)
 
     async def stop(self) -> None:
@@ -189,12 +205,14 @@ class DataPlane:
             listener.accepting = False
         for tcp in self._listeners.tcp:
             tcp.close()
+        self.encrypted.stop_accepting()
         if self.runner is not None:
             await self.runner.drain(DRAIN_SECONDS)
         for listener in self._listeners.udp:
             # With several workers, this closes only this worker's copy of the socket.
             listener.close()
         self._tcp_connections.close_all()
+        await self.encrypted.close()
         for tcp in self._listeners.tcp:
             await tcp.wait_closed()
         if self.pipeline is not None:

@@ -78,6 +78,7 @@ SUPERVISOR_OWNS = (
     "aiwall_reloads",
     "aiwall_policy_rebuild_",
     "aiwall_policy_version",
+    "aiwall_policy_info",
     "aiwall_audit_",
 )
 

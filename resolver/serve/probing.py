@@ -71,4 +71,7 @@ class SharedUpstreams:
             self.board.set_up(self.slots[server.label], up)
 
         servers = tuple(upstreams_of(config))
-        return Forwarder(servers, config.upstream.timeout, self._metrics, on_change=posted)
+        ca_file = config.upstream.ca_path(config.base_dir)
+        return Forwarder(
+            servers, config.upstream.timeout, self._metrics, on_change=posted, ca_file=ca_file
+        )

@@ -27,7 +27,8 @@ from resolver.policy.loading import BuiltPolicy, PolicyError, load_policy, retir
 from resolver.policy.source import PolicySource
 from resolver.serve.dataplane import DataPlane, Endpoint
 from resolver.serve.http import StatusServer
-from resolver.serve.sockets import bind_dns
+from resolver.serve.rpzfeed import RpzFeed
+from resolver.serve.sockets import bind_dns, bind_encrypted
 
 __all__ = ["Endpoint", "PolicyError", "Server", "load_policy", "serve_until_stopped"]
 
@@ -62,6 +63,7 @@ class Server:
         self.http_endpoint: Endpoint | None = None
         self._status: StatusServer | None = None
         self.source = PolicySource(config, self.metrics, catalog_dir)
+        self.rpz = RpzFeed(config, catalog_dir)  # the rpz: zones, built here for transfers
         self._background: set[asyncio.Task[object]] = set()
         self._starting = True
         self._reload_wanted = False
@@ -84,8 +86,11 @@ class Server:
         self.audit.start()
         self._version = 1
         self.data.install(self.config, built, self._version)
+        self.rpz.policy_changed(self.config)
+        await self.rpz.rebuilt()
         # The policy is in force; only now may a DNS port open.
-        await self.data.listen(bind_dns(self.config.listen.dns))
+        listen = self.config.listen
+        await self.data.listen(bind_dns(listen.dns), bind_encrypted(listen.dot, listen.doh))
         if self.config.listen.http is not None:
             self._status = StatusServer(self)
             bound = await self._status.start(
@@ -145,6 +150,7 @@ class Server:
                 self.source = source
                 source.start_refreshing(self.reload_lists)
             self.config, self._api_token = config, token
+            self.rpz.policy_changed(config)
             await asyncio.to_thread(retire, retired)
             return self._reloaded(built)
 
@@ -216,6 +222,7 @@ class Server:
         self.source.stop()
         for task in self._background:
             task.cancel()
+        await self.rpz.stop()
         await self.data.stop()
         if self._status is not None:
             await self._status.stop()

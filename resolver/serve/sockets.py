@@ -190,3 +190,22 @@ def _bound(
             ) from None
         raise
     return sock
+
+
+def bind_encrypted(
+    dot: tuple[DnsEndpoint, ...], doh: tuple[DnsEndpoint, ...]
+) -> list[tuple[str, socket.socket]]:
+    """Bind every ``listen.dot`` and ``listen.doh`` address: one TCP listening socket
+    each, shared by the workers as the DNS TCP sockets are. Raises AddressInUse."""
+    bound: list[tuple[str, socket.socket]] = []
+    try:
+        for kind, endpoints in (("dot", dot), ("doh", doh)):
+            for index, endpoint in enumerate(endpoints):
+                where = f"listen.{kind}[{index}]"
+                sock = _bound(endpoint.host, endpoint.port, socket.SOCK_STREAM, False, where)
+                bound.append((kind, sock))
+    except BaseException:
+        for _, sock in bound:
+            sock.close()
+        raise
+    return bound

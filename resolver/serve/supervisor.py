@@ -43,8 +43,9 @@ from resolver.serve.http import StatusServer
 from resolver.serve.merge import MergedMetrics, MergedStats
 from resolver.serve.probing import SharedUpstreams
 from resolver.serve.relay import relay_sockets
+from resolver.serve.rpzfeed import RpzFeed
 from resolver.serve.server import audit_pause, next_candidate, pause_refused
-from resolver.serve.sockets import DnsSockets, bind_dns
+from resolver.serve.sockets import DnsSockets, bind_dns, bind_encrypted
 from resolver.serve.steering import attach
 from resolver.serve.worker import WorkerStart
 from resolver.shared import BucketTable
@@ -68,6 +69,7 @@ class Supervisor:
         self.count = config.worker_count
         self.metrics = Metrics()
         self.source = PolicySource(config, self.metrics, catalog_dir)
+        self.rpz = RpzFeed(config, catalog_dir)  # the rpz: zones, built once for every worker
         self.audit = AuditWriter.for_config(config, self.metrics)
         self.upstreams = SharedUpstreams(config, self.metrics)
         self.buckets = BucketTable(config.ratelimit.max_prefixes)
@@ -86,6 +88,7 @@ class Supervisor:
         self.fleet = Fleet(self.count, self._start_for, self._from_worker, self._died, self._own)
         self._sockets: list[DnsSockets] = []
         self._relay: list[socket.socket] = []
+        self._encrypted: list[tuple[str, socket.socket]] = []
         self._built: BuiltPolicy | None = None
         self._version = 0
         self._reload_lock: asyncio.Lock | None = None
@@ -102,6 +105,8 @@ class Supervisor:
         self._early_signals()
         self._sockets = bind_dns(self.config.listen.dns, self.count)
         try:
+            # DoT/DoH: one listening socket each, shared by the workers (as TCP's).
+            self._encrypted = bind_encrypted(self.config.listen.dot, self.config.listen.doh)
             for sockets in self._sockets:
                 attach(sockets.udp[0], self.count)
             self._relay = relay_sockets(self.count)
@@ -111,13 +116,15 @@ class Supervisor:
             self._built, self._version = self._as_published(built, 1), 1
             del built
             retire(None)
-            self.metrics.policy_version.set(1)
+            self.metrics.policy_in_force(1, self._built.fingerprint)
             self.fleet.fork_all()
             return asyncio.run(self._supervise())
         finally:
             self.fleet.stop_now()
             for sockets in self._sockets:
                 sockets.close()
+            for _, sock in self._encrypted:
+                sock.close()
             for sock in self._relay:
                 sock.close()
 
@@ -186,6 +193,7 @@ class Supervisor:
             built=self._built,
             version=self._version,
             sockets=self._sockets,
+            encrypted=self._encrypted,
             relay=self._relay,
             channel=channel,
             board=self.upstreams.board,
@@ -209,12 +217,14 @@ class Supervisor:
         await self.fleet.wait_started()
         self.upstreams.start()
         self.audit.start()
+        self.rpz.policy_changed(self.config)
         http = self.config.listen.http
         if http is not None:
             self._status = StatusServer(self)
             await self._status.start(http.host, http.port)
         self.source.start_refreshing(self.reload_lists)
         watcher = loop.create_task(self.fleet.watch(stop))
+        await self.rpz.rebuilt()  # the rpz zones are published before "serving" is said
         log.info("%d workers serving", self.count)
         if self._reload_wanted:
             log.info("applying the reload asked for during start-up")
@@ -223,6 +233,7 @@ class Supervisor:
         log.info("shutting down: finishing answers in flight")
         watcher.cancel()
         self.source.stop()
+        await self.rpz.stop()
         await self.fleet.stop()
         await self.upstreams.close()
         if self._status is not None:
@@ -290,13 +301,14 @@ class Supervisor:
                 return self._rejected(detail)
             retired, self._built = self._built, current
             self._version = version
-            self.metrics.policy_version.set(version)
+            self.metrics.policy_in_force(version, self._built.fingerprint)
             if source is not self.source:
                 self.source.stop()
                 self.source = source
                 source.start_refreshing(self.reload_lists)
             await self.upstreams.follow(config)
             self.config, self._api_token = config, token
+            self.rpz.policy_changed(config)
             await asyncio.to_thread(retire, retired.groups if retired is not None else None)
             await asyncio.to_thread(retire, built.groups)
             self.metrics.reloads.labels("success").inc()

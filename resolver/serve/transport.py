@@ -20,6 +20,7 @@ from resolver.dns.codec import encode_answer, parse_query
 from resolver.dns.model import Answer, Handler, Outcome, Query
 from resolver.metrics import Metrics
 from resolver.serve.fastpath import FastPath
+from resolver.serve.xfr import ZoneService
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,11 @@ class UdpListener:
         *,
         wildcard: bool = False,
         fast: FastPath | None = None,
+        zones: ZoneService | None = None,
     ) -> None:
         sock.setblocking(False)
         self._fast = fast
+        self._zones = zones
         if wildcard:
             enable_destination_info(sock)
         self._sock = sock
@@ -185,6 +188,10 @@ class UdpListener:
             query = parse_query(data, "udp", addr[0])
             if query is None:
                 self._dropped.inc()
+                continue
+            zones = self._zones  # the rpz zones served (resolver.serve.xfr)
+            if zones is not None and zones.active and (zone := zones.claims(query)):
+                self._send_bytes(zones.answer(zone, query), context)
                 continue
             answer = runner.answer_now(query, self._send, context)
             if answer is not None:
@@ -255,8 +262,16 @@ class TcpConnection(asyncio.Protocol):
     """One client connection: 2-byte length framing, pipelined queries answered as they
     complete (RFC 7766 6.2.1.1), closed after an idle period with nothing outstanding."""
 
-    def __init__(self, runner: QueryRunner, connections: TcpConnections) -> None:
+    # The transport label of its queries; DoT (RFC 7858 3.3) frames exactly as TCP does.
+    PROTOCOL = "tcp"
+
+    def __init__(
+        self, runner: QueryRunner, connections: TcpConnections, zones: ZoneService | None = None
+    ) -> None:
         self._runner = runner
+        self._zones = zones
+        self._writable = asyncio.Event()
+        self._writable.set()
         self._connections = connections
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -299,30 +314,45 @@ class TcpConnection(asyncio.Protocol):
             message = bytes(self._buffer[2 : 2 + length])
             del self._buffer[: 2 + length]
             self._connections.touch(self)
-            query = parse_query(message, "tcp", self._peer)
+            query = parse_query(message, self.PROTOCOL, self._peer)
             if query is None:
                 # No way to resync a stream after a message we cannot read as a query.
-                self._runner.metrics.dropped.labels("tcp", "unparsable").inc()
+                self._runner.metrics.dropped.labels(self.PROTOCOL, "unparsable").inc()
                 self._connections.metrics.tcp_closed.labels("malformed").inc()
                 self.close()
                 return
             self._outstanding += 1
             self._arm_idle_timer()
+            zones = self._zones  # an rpz zone's transfer (resolver.serve.xfr)
+            if zones is not None and zones.active and (zone := zones.claims(query)):
+                zones.start_tcp(zone, query, self._write, self._drained, self._answered)
+                continue
             answer = self._runner.answer_now(query, self._send, None)
             if answer is not None:
                 self._send(query, answer, None)
 
     def _send(self, query: Query, answer: Answer, _context: Any) -> None:
+        if self._transport is not None and answer.outcome is not Outcome.DROPPED:
+            self._write(encode_answer(query, answer, udp=False))
+        self._answered()
+
+    def _answered(self, failed: bool = False) -> None:
+        """One question fully answered (``failed``: the stream is broken, close it)."""
         self._outstanding -= 1
-        transport = self._transport
-        if transport is not None and answer.outcome is not Outcome.DROPPED:
-            data = encode_answer(query, answer, udp=False)
-            transport.write(wire.U16.pack(len(data)) + data)
-        if self._eof and not self._outstanding:
+        if failed or (self._eof and not self._outstanding):
             self.close()
         else:
             self._arm_idle_timer()
             self._maybe_resume_reading()
+
+    def _write(self, message: bytes) -> None:
+        if self._transport is not None:
+            self._transport.write(wire.U16.pack(len(message)) + message)
+
+    async def _drained(self) -> None:
+        if self._transport is None:
+            raise ConnectionError("the client closed the connection")
+        await self._writable.wait()
 
     def _pause_reading(self) -> None:
         if not self._read_paused and self._transport is not None:
@@ -345,6 +375,7 @@ class TcpConnection(asyncio.Protocol):
         # The client is not reading its answers: stop reading its queries, and give it the
         # idle timeout to catch up.
         self._write_paused = True
+        self._writable.clear()
         self._pause_reading()
         if self._stall_timer is None and self._transport is not None:
             loop = asyncio.get_running_loop()
@@ -353,6 +384,7 @@ class TcpConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._writable.set()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
@@ -394,4 +426,5 @@ class TcpConnection(asyncio.Protocol):
         if self._stall_timer is not None:
             self._stall_timer.cancel()
         self._transport = None
+        self._writable.set()  # a transfer waiting to write finds the connection gone
         self._connections.forget(self)

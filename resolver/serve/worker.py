@@ -59,6 +59,7 @@ class WorkerStart:
     built: BuiltPolicy
     version: int
     sockets: list[DnsSockets]
+    encrypted: list[tuple[str, socket.socket]]  # DoT/DoH listening sockets (kind, socket)
     relay: list[socket.socket]
     channel: socket.socket
     board: HealthBoard
@@ -210,7 +211,7 @@ async def _serve(start: WorkerStart) -> None:
     if start.paused_until > time.monotonic():
         worker.data.pause(start.paused_until - time.monotonic())
     await worker.channel.start()
-    await worker.data.listen(start.sockets)
+    await worker.data.listen(start.sockets, start.encrypted)
     assert worker.relaying is not None
     worker.relaying.start(loop)
     flusher = loop.create_task(worker.flush_attempts())

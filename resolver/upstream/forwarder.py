@@ -14,15 +14,19 @@ import asyncio
 import logging
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from resolver.config import Endpoint
+from resolver.config import EncryptedEndpoint, Endpoint
 from resolver.dns import responses, wire
 from resolver.dns.model import Answer, Outcome, Query
 from resolver.metrics import Metrics
+from resolver.upstream.encrypted import EncryptedUpstreams
 from resolver.upstream.health import MAX_BACKOFF, Health, UpstreamHealth
+from resolver.upstream.streams import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +38,22 @@ _FAILOVER_RCODES = frozenset({wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FOR
 class Upstream:
     host: str
     port: int
-    label: str  # "host:port", the metric label
+    label: str  # "host:port" (or the tls:// or https:// URL), the metric label
+    scheme: str = "dns"  # "dns" (UDP, TCP on truncation), "tls" (DoT) or "https" (DoH)
+    name: str = ""  # DoT, DoH: the name (or IP address) the certificate must show
+    path: str = ""  # DoH: the URL path
 
     @classmethod
     def at(cls, endpoint: Endpoint) -> Upstream:
         return cls(endpoint.host, endpoint.port, str(endpoint))
 
+    @classmethod
+    def encrypted(cls, end: EncryptedEndpoint) -> Upstream:
+        return cls(end.host, end.port, str(end), end.scheme, end.name, end.path)
+
     @property
     def family(self) -> socket.AddressFamily:
         return socket.AF_INET6 if ":" in self.host else socket.AF_INET
-
-
-class Rejected(Exception):
-    """A packet that is not the answer we wait for; ``reason`` is a bounded label."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +84,22 @@ def _check(data: bytes, expected: _Expected) -> wire.ResponseScan:
         raise Rejected("malformed") from None
 
 
-def _upstream_query(query: Query, ident: int) -> bytes:
+_OPTION_PADDING = 12  # RFC 7830
+_PAD_BLOCK = 128  # RFC 8467 4.1: queries padded to a multiple of 128 octets
+
+
+def _upstream_query(query: Query, ident: int, padded: bool = False) -> bytes:
     """Our own query for the client's question: new ID, RD set (we forward to recursive
-    resolvers), CD echoed, and an OPT asking for 1232-byte answers with the client's DO bit."""
+    resolvers), CD echoed, and an OPT asking for 1232-byte answers with the client's DO bit.
+    ``padded`` (DoT, DoH): the length hides the name (RFC 7858 3.4, RFC 8467)."""
     flags = wire.RD | (query.flags & wire.CD)
     do = query.edns.do if query.edns is not None else False
-    return (
-        wire.HEADER.pack(ident, flags, 1, 0, 0, 1)
-        + query.raw[12 : query.question_end]
-        + wire.opt_record(do=do)
-    )
+    head = wire.HEADER.pack(ident, flags, 1, 0, 0, 1) + query.raw[12 : query.question_end]
+    if not padded:
+        return head + wire.opt_record(do=do)
+    fill = -(len(head) + len(wire.opt_record(do=do)) + 4) % _PAD_BLOCK
+    padding = wire.U16.pack(_OPTION_PADDING) + wire.U16.pack(fill) + bytes(fill)
+    return head + wire.opt_record(do=do, options=padding)
 
 
 class Forwarder:
@@ -104,9 +113,11 @@ class Forwarder:
         metrics: Metrics,
         health: Callable[[Upstream], Health] | None = None,
         on_change: Callable[[Upstream, bool], None] | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         """``health``: how each upstream's health is known (default: this forwarder's
-        own probes); ``on_change``: told when a probe finds an upstream dead or back."""
+        own probes); ``on_change``: told when a probe finds an upstream dead or back;
+        ``ca_file``: the CAs trusted for DoT and DoH upstreams (None: the system's)."""
         self.servers = servers
         self.timeout = timeout
         self._metrics = metrics
@@ -116,9 +127,12 @@ class Forwarder:
         }
         self._on_change = on_change
         self._checks: set[asyncio.Task[None]] = set()
+        self._encrypted = EncryptedUpstreams(ca_file, timeout, metrics)
         for server in servers:
             metrics.upstream_up.labels(server.label).set(1)
             metrics.preset_upstream(server.label)
+            if server.scheme != "dns":
+                self._encrypted.preset(server)
 
     async def resolve(self, query: Query) -> Answer:
         for server in self.servers:
@@ -206,8 +220,10 @@ class Forwarder:
         message = wire.query_message(ident, wire.ROOT_NS)
         expected = _Expected(ident, b"\x00", wire.ROOT_NS[1:])
         try:
-            await self._exchange_udp(server, message, expected)
-        except (OSError, TimeoutError):
+            # A plain upstream is probed over UDP only: any answer, even truncated, will do.
+            exchange = self._exchange_udp if server.scheme == "dns" else self._exchange
+            await exchange(server, message, expected)
+        except (OSError, TimeoutError, Rejected, asyncio.IncompleteReadError):
             return False
         return True
 
@@ -216,6 +232,7 @@ class Forwarder:
             task.cancel()
         if self._checks:
             await asyncio.gather(*self._checks, return_exceptions=True)
+        await self._encrypted.close()
 
     async def _attempt(self, server: Upstream, query: Query) -> Answer | None:
         """One upstream's answer; None when it did not answer (timeout, network error,
@@ -224,18 +241,17 @@ class Forwarder:
         expected = _Expected(
             ident, query.qname, query.raw[query.question_end - 4 : query.question_end]
         )
-        message = _upstream_query(query, ident)
+        message = _upstream_query(query, ident, padded=server.scheme != "dns")
         started = time.monotonic()
         try:
-            data, scan = await self._exchange_udp(server, message, expected)
-            if wire.U16.unpack_from(data, 2)[0] & wire.TC:
-                # Too big for UDP: the full answer is only to be had over TCP (RFC 7766 5).
-                data, scan = await self._exchange_tcp(server, message, expected)
+            data, scan = await self._exchange(server, message, expected)
         except TimeoutError:
             self._metrics.upstream_errors.labels(server.label, "timeout").inc()
             return None
         except (OSError, Rejected, asyncio.IncompleteReadError) as error:
-            reason = error.reason if isinstance(error, Rejected) else "network"
+            # A TLS failure (certificate refused, handshake) is an ssl.SSLError.
+            reason = "tls" if isinstance(error, ssl.SSLError) else "network"
+            reason = error.reason if isinstance(error, Rejected) else reason
             self._metrics.upstream_errors.labels(server.label, reason).inc()
             log.debug("upstream %s failed: %s", server.label, error)
             return None
@@ -248,6 +264,21 @@ class Forwarder:
         self.last_success = now
         self._metrics.upstream_duration.labels(server.label).observe(now - started)
         return _answer_from(data, scan)
+
+    async def _exchange(
+        self, server: Upstream, message: bytes, expected: _Expected
+    ) -> tuple[bytes, wire.ResponseScan]:
+        if server.scheme != "dns":
+            # DoT, DoH: the connection picks the ID (unique among those in flight on it;
+            # 0 for DoH), the answer is checked here as any other.
+            async with asyncio.timeout(self.timeout):
+                ident, data = await self._encrypted.exchange(server, message)
+            return self._accept_stream(server, data, replace(expected, ident=ident))
+        data, scan = await self._exchange_udp(server, message, expected)
+        if wire.U16.unpack_from(data, 2)[0] & wire.TC:
+            # Too big for UDP: the full answer is only to be had over TCP (RFC 7766 5).
+            data, scan = await self._exchange_tcp(server, message, expected)
+        return data, scan
 
     async def _exchange_udp(
         self, server: Upstream, message: bytes, expected: _Expected
@@ -306,6 +337,12 @@ class Forwarder:
                 data = await reader.readexactly(length)
             finally:
                 writer.close()
+        return self._accept_stream(server, data, expected)
+
+    def _accept_stream(
+        self, server: Upstream, data: bytes, expected: _Expected
+    ) -> tuple[bytes, wire.ResponseScan]:
+        """An answer over a stream (TCP, TLS, HTTPS), checked as ``_check`` does."""
         try:
             scan = _check(data, expected)
             if wire.U16.unpack_from(data, 2)[0] & wire.TC:

@@ -145,6 +145,7 @@ def test_alert_rules_evaluate_without_error(stack: Stack) -> None:
         "AiwallListShrinkRejected",
         "AiwallBypassAttemptsRising",
         "AiwallCatalogStale",
+        "AiwallReplicasDisagree",
     }
     for name, rule in found.items():
         assert rule["health"] == "ok", f"{name}: {rule.get('lastError')}"
@@ -154,6 +155,8 @@ def test_alert_rules_evaluate_without_error(stack: Stack) -> None:
     assert found["AiwallListShrinkRejected"]["state"] == "inactive"
     # No catalog feed configured, and the shipped catalog was verified this year.
     assert found["AiwallCatalogStale"]["state"] == "inactive"
+    # One server: one fingerprint, nothing to disagree with.
+    assert found["AiwallReplicasDisagree"]["state"] == "inactive"
 
 
 def test_preview_renders_every_panel(stack: Stack, tmp_path: Path) -> None:

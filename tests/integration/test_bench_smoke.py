@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SERVERS = ("aiwall", "dnsmasq", "unbound")
+# unbound-rpz: Unbound enforcing the zone `aiwall export --format rpz` wrote (issue 15).
+SERVERS = ("aiwall", "dnsmasq", "unbound", "unbound-rpz")
 MIXES = ("blocked", "cached", "miss")
 
 

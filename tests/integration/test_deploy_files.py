@@ -36,6 +36,7 @@ ALERTS = {
     "AiwallListShrinkRejected",
     "AiwallBypassAttemptsRising",
     "AiwallCatalogStale",
+    "AiwallReplicasDisagree",
 }
 
 

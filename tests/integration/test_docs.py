@@ -17,6 +17,7 @@ import pytest
 from resolver import yamltext
 from resolver.config import Config, config_from_mapping, load_config
 from resolver.policy.loading import load_policy
+from tests.peers.tlsca import TestCA
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", ROOT / "deploy" / "README.md"]
@@ -52,6 +53,11 @@ BLOCKS = yaml_blocks()
 def test_every_yaml_example_in_the_docs_is_a_valid_config(where, text, tmp_path):
     documents = yamltext.load_all(text)
     assert documents, where
+    # Examples with DoT/DoH name tls/aiwall.pem and tls/aiwall.key: the certificate is
+    # loaded with the config, so they get real files, made by the test's own CA.
+    if "tls:" in text:
+        issued = TestCA(tmp_path / "tls").issue(["dns.corp.example"], stem="aiwall")
+        assert issued.certificate == tmp_path / "tls" / "aiwall.pem"
     for document in documents:
         config = config_from_mapping(document, base_dir=tmp_path)
         loads_and_builds(config)

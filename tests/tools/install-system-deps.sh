@@ -18,6 +18,8 @@ command -v valgrind >/dev/null || missing+=(valgrind)
 command -v named >/dev/null || [ -x /usr/sbin/named ] || missing+=(bind9)
 command -v pdns_recursor >/dev/null || [ -x /usr/sbin/pdns_recursor ] || missing+=(pdns-recursor)
 command -v kresd >/dev/null || [ -x /usr/sbin/kresd ] || missing+=(knot-resolver)
+# kresd's policy.rpz(..., watch) rereads a replaced RPZ file only with lua-cqueues.
+dpkg -s lua-cqueues >/dev/null 2>&1 || missing+=(lua-cqueues)
 command -v kdig >/dev/null || missing+=(knot-dnsutils)
 # PostgreSQL, which the tests start themselves (initdb as an unprivileged user).
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)

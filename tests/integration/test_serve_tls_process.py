@@ -1,0 +1,103 @@
+"""DoT/DoH in ``aiwall serve`` as administrators run it: one process or a supervisor
+with two workers; the certificate renewed and re-read on SIGHUP."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import ssl
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdtypes.svcbbase as svcb
+import pytest
+
+from tests.integration.test_one_server import ask, config_for, start  # noqa: F401
+from tests.peers.ports import free_port
+from tests.peers.tlsca import TestCA
+from tests.peers.wait import wait_until
+
+NAME = "dns.test"
+
+
+def _context(ca: TestCA, alpn: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca.path))
+    context.set_alpn_protocols([alpn])
+    return context
+
+
+def _serial(port: int, ca: TestCA) -> int:
+    """The serial number of the certificate a new DoT handshake is shown."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        _context(ca, "dot").wrap_socket(raw, server_hostname=NAME) as tls,
+    ):
+        return int(tls.getpeercert()["serialNumber"], 16)
+
+
+def _ask_on(tls: ssl.SSLSocket, name: str) -> dns.message.Message:
+    wire = dns.message.make_query(name, "A").to_wire()
+    tls.sendall(len(wire).to_bytes(2, "big") + wire)
+    data = b""
+    while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
+        chunk = tls.recv(65536)
+        assert chunk, "the connection was closed"
+        data += chunk
+    return dns.message.from_wire(data[2:])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_certificate_reread_on_sighup_open_connections_kept(
+    start,  # noqa: F811
+    upstream,
+    tmp_path: Path,
+    workers: int,
+):
+    ca = TestCA(tmp_path / "ca")
+    first = ca.issue([NAME, "127.0.0.1"], stem="server")
+    dot, doh = free_port(), free_port()
+    config = config_for(
+        [upstream.server_spec],
+        workers,
+        listen={"dot": [f"127.0.0.1:{dot}"], "doh": [f"127.0.0.1:{doh}"]},
+        tls={"certificate": str(first.certificate), "key": str(first.key), "name": NAME},
+    )
+    server = start(config)
+    old_serial = _serial(dot, ca)
+    # Workers: several new connections, so that both workers' accepts are exercised.
+    for _ in range(4 * workers):
+        reply = dns.query.https(
+            dns.message.make_query("chat.deepseek.com", "A"),
+            f"https://{NAME}:{doh}/dns-query",
+            bootstrap_address="127.0.0.1",
+            timeout=5,
+            verify=ssl.create_default_context(cafile=str(ca.path)),
+        )
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+    ddr = ask(server, "_dns.resolver.arpa", "SVCB")
+    ports = {r.params[svcb.ParamKey.PORT].port for r in ddr.answer[0]}
+    assert ports == {dot, doh}
+
+    raw = socket.create_connection(("127.0.0.1", dot), timeout=5)
+    with _context(ca, "dot").wrap_socket(raw, server_hostname=NAME) as held:
+        assert _ask_on(held, "a.example").rcode() == dns.rcode.NOERROR
+        renewed = ca.issue([NAME, "127.0.0.1"], stem="server")  # the same files, rewritten
+        assert renewed.certificate == first.certificate
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: _serial(dot, ca) != old_serial, timeout=15)
+        new_serial = _serial(dot, ca)
+        # The connection opened before the reload goes on, with its handshake's certificate.
+        assert _ask_on(held, "chat.deepseek.com").rcode() == dns.rcode.NXDOMAIN
+        assert int(held.getpeercert()["serialNumber"], 16) == old_serial
+
+        # A broken renewal is refused: the certificate in force stays.
+        first.certificate.write_text("-----BEGIN CERTIFICATE-----\nbroken\n")
+        server.signal(signal.SIGHUP)
+        server.wait_log("reload rejected")
+        assert "tls.certificate" in server.log
+        assert _serial(dot, ca) == new_serial
+        assert _ask_on(held, "b.example").rcode() == dns.rcode.NOERROR
+    _, metrics = server.http("/metrics")
+    assert 'aiwall_reloads_total{result="rejected"} 1.0' in metrics
