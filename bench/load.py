@@ -90,7 +90,12 @@ class Load:
     ) -> PerfResult:
         binary = find_binary("dnsperf")
         assert binary is not None
-        command = [binary, "-s", "127.0.0.1", "-p", str(server.port), "-d", str(queries)]
+        command = [binary, "-s", "127.0.0.1", "-p", str(server.load_port), "-d", str(queries)]
+        if server.mode != "udp":
+            command += ["-m", server.mode]
+        if server.mode == "doh":
+            command += ["-O", f"doh-uri=https://127.0.0.1:{server.load_port}/dns-query"]
+            command += ["-O", "doh-method=POST"]
         command += ["-l", f"{duration:g}", "-c", str(DNSPERF_CLIENTS), "-T", "1"]
         command += ["-q", str(DNSPERF_OUTSTANDING), "-t", f"{self.settings.timeout:g}"]
         if once:

@@ -21,6 +21,7 @@ from typing import Any
 from bench.report import Journal
 from bench.settings import (
     AIWALL_VARIANTS,
+    ENCRYPTED,
     PROBE_ALLOWED,
     RCODE_NAMES,
     REPO,
@@ -33,6 +34,7 @@ from tests.peers.nsd import Nsd, NsdError
 from tests.peers.ports import free_port
 from tests.peers.probe import probe
 from tests.peers.process import Process
+from tests.peers.tlsca import Issued, TestCA
 
 # Names asked at start besides the last listed one: with several workers, a server
 # serves once every worker answers, and 32 names all miss one of two workers with odds
@@ -49,6 +51,12 @@ class Running:
     start_seconds: float
     version: str
     http: str = ""  # aiwall's /metrics (host:port)
+    mode: str = "udp"  # dnsperf -m: udp, dot or doh
+    perf_port: int = 0  # where dnsperf sends (0: ``port``); the DoT or DoH port
+
+    @property
+    def load_port(self) -> int:
+        return self.perf_port or self.port
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> Path:
@@ -133,6 +141,8 @@ class Servers:
         self.upstream_port = 0
         self.upstream_pid = 0
         self.aiwall_version = "unknown"
+        self._issued: Issued | None = None
+        self._tls_port: dict[str, int] = {}
 
     def pinned(self, command: list[str], role: str) -> list[str]:
         return pinned(self.settings, command, role)
@@ -281,6 +291,15 @@ class Servers:
                 for part in parents:
                     section = section.setdefault(part, {})
                 section[leaf] = value
+            if name in ENCRYPTED:
+                self._tls_port[name] = free_port()
+                issued = self.certificate()
+                config["listen"][ENCRYPTED[name]] = [f"127.0.0.1:{self._tls_port[name]}"]
+                config["tls"] = {
+                    "certificate": str(issued.certificate),
+                    "key": str(issued.key),
+                    "name": "localhost",
+                }
             conf = directory / "aiwall.yaml"
             conf.write_text(json.dumps(config, indent=2) + "\n")
             http = config["listen"]["http"]
@@ -325,11 +344,13 @@ conf-file={directory / "blocklist.conf"}
             command = [binary, "-k", "-C", str(conf)]
             found = re.search(r"version (\S+)", run_tool([binary, "--version"], timeout=10))
             version = f"dnsmasq {found.group(1) if found else '?'}"
-        elif name == "unbound":
+        elif name in ("unbound", "unbound-dot", "unbound-doh"):
             write_lines(
                 directory / "blocklist.conf",
                 (f'    local-zone: "{n}." always_nxdomain' for n in names),
             )
+            if name in ENCRYPTED:
+                self._add_unbound_tls(directory, name)
             command, version = self._unbound(directory, port)
         else:
             raise BenchError(f"unknown server {name!r}")
@@ -373,6 +394,29 @@ forward-zone:
         command = [binary, "-d", "-c", str(conf)]
         version = run_tool([binary, "-V"], timeout=10).splitlines()[0]
         return command, "Unbound " + version.removeprefix("Version ").strip()
+
+    def certificate(self) -> Issued:
+        """The run's server certificate (for localhost and 127.0.0.1), made once."""
+        if self._issued is None:
+            self._issued = TestCA(self.workdir / "tls").issue(["localhost", "127.0.0.1"])
+        return self._issued
+
+    def _add_unbound_tls(self, directory: Path, name: str) -> None:
+        """Unbound's DoT or DoH listener, added to its server: lines."""
+        issued = self.certificate()
+        port = self._tls_port[name] = free_port()
+        lines = [
+            f"    interface: 127.0.0.1@{port}",
+            f'    tls-service-key: "{issued.key}"',
+            f'    tls-service-pem: "{issued.certificate}"',
+            f"    {'tls-port' if ENCRYPTED[name] == 'dot' else 'https-port'}: {port}",
+            '    http-endpoint: "/dns-query"',
+            "    http-notls-downstream: no",
+            # As many client connections as dnsperf opens, and more.
+            "    incoming-num-tcp: 256",
+        ]
+        with (directory / "blocklist.conf").open("a", encoding="ascii") as out:
+            out.write("\n".join(lines) + "\n")
 
     def _unbound_rpz(
         self, directory: Path, names: Iterator[str], port: int
@@ -427,6 +471,9 @@ rpz:
         rcode = wait_answering(proc, port, PROBE_ALLOWED, timeout=10)
         if rcode != 0:
             raise BenchError(f"{name} answered {RCODE_NAMES.get(rcode, rcode)} for an allowed name")
+        if name in ENCRYPTED:
+            mode, tls_port = ENCRYPTED[name], self._tls_port[name]
+            return Running(name, port, proc, log, start_seconds, version, http, mode, tls_port)
         return Running(name, port, proc, log, start_seconds, version, http)
 
     # -- dnsperf --

@@ -27,8 +27,13 @@ AIWALL_VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 # "bare": bench/bare.py, the ceiling of a pure-Python server (a dict of ready answers).
+# Encrypted transports (issue 16): aiwall and Unbound answering DoT or DoH (dnsperf -m dot,
+# -m doh) with a certificate the run makes; the plain port stays for the start probes.
+ENCRYPTED = {"aiwall-dot": "dot", "aiwall-doh": "doh", "unbound-dot": "dot", "unbound-doh": "doh"}
+AIWALL_VARIANTS["aiwall-dot"] = AIWALL_VARIANTS["aiwall-doh"] = {}
 # "unbound-rpz": Unbound enforcing aiwall's policy as an RPZ zone (aiwall export --format rpz).
-ALL_SERVERS = (*AIWALL_VARIANTS, "bare", "dnsmasq", "unbound", "unbound-rpz")
+ALL_SERVERS = (*AIWALL_VARIANTS, "bare", "dnsmasq", "unbound", "unbound-rpz", "unbound-dot")
+ALL_SERVERS += ("unbound-doh",)
 # The peer aiwall's targets are set against (issue 13: per core, within reach of it).
 REFERENCE = "unbound"
 ALL_MIXES = ("blocked", "cached", "miss")

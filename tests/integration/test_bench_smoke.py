@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# unbound-rpz: Unbound enforcing the zone `aiwall export --format rpz` wrote (issue 15).
+# unbound-rpz: Unbound enforcing the zone `aiwall export --format rpz` wrote (issue 15);
+# -dot, -doh: the same servers asked over DNS over TLS and over HTTPS (issue 16).
 SERVERS = ("aiwall", "dnsmasq", "unbound", "unbound-rpz")
+SERVERS += ("aiwall-dot", "aiwall-doh", "unbound-dot", "unbound-doh")
 MIXES = ("blocked", "cached", "miss")
 
 

@@ -163,3 +163,31 @@ def test_kresd_follows_an_exported_rpz_file_replaced_atomically(
         assert peer.blocks("banned.example")
     finally:
         peer.stop()
+
+
+@pytest.mark.parametrize("program", ["bind", "pdns_recursor"])
+def test_a_resolver_with_the_wrong_tsig_secret_gets_no_zone(
+    tmp_path: Path, catalog_dir: Path, nsd: Nsd, program: str
+) -> None:
+    # The two that sign transfers, given another secret under the same key name: aiwall
+    # must answer NOTAUTH/BADSIG (RFC 8945 5.2), count it, and hand over nothing.
+    kind, _ = FOLLOWERS[program]
+    server, _ = start_primary(tmp_path, catalog_dir, nsd, [], 1, tsig=True)
+    wrong = "d3Jvbmctc2VjcmV0LWZvci10aGUtcnB6LWZlZWQtdGVzdA=="
+    feed = Feed(ZONE, server.address, KEY, wrong)
+    peer = kind(tmp_path / program, feed, nsd.address, free_port())
+    try:
+        peer.wait_serving("resolves.example")
+        wait_until(
+            lambda: server.metric("aiwall_rpz_transfers_total", result="badsig") >= 1,
+            20,
+            "a transfer refused for its signature",
+        )
+        for kind_name in ("axfr", "ixfr"):
+            assert server.metric("aiwall_rpz_transfers_total", kind=kind_name, result="ok") == 0
+            assert server.metric("aiwall_rpz_transfers_total", kind=kind_name, result="full") == 0
+        # Without the zone, the secondary has no policy: it resolves through NSD.
+        assert peer.rcode("banned.example") == dns.rcode.NOERROR
+    finally:
+        peer.stop()
+        server.stop()

@@ -48,7 +48,10 @@ def _number(pattern: str, text: str) -> float:
 
 def parse(text: str) -> DnsperfReport:
     """Read dnsperf's output: the final statistics, and the lines -S 1 and -v add."""
-    stats = text[text.rfind("Statistics:") :] if "Statistics:" in text else text
+    # The last "Statistics:" heading at a line's start: over TCP, DoT and DoH a
+    # "Connection Statistics:" section follows it.
+    starts = [found.start() for found in re.finditer(r"^Statistics:", text, re.MULTILINE)]
+    stats = text[starts[-1] :] if starts else text
     codes_line = re.search(r"Response codes:\s*(.*)", stats)
     rcodes = {
         code: int(count)
