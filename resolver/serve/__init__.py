@@ -1,7 +1,10 @@
 """Running the server: sockets, listeners, the lifecycle, workers and the HTTP endpoint.
 
 Owns: binding the DNS ports once per address (``sockets``), the UDP and TCP listeners
-that turn bytes into queries for the pipeline (``transport``), one process's data plane
+that turn bytes into queries for the pipeline (``transport``, with the cap on open
+connections in ``connections`` and the ready answers of ``fastpath``), DNS over TLS and
+HTTPS for managed devices (``encrypted``, ``tls``, ``doh``, ``doh2``), the live RPZ
+feed's zone transfers and NOTIFY (``xfr``, ``rpzfeed``), one process's data plane
 and its switch between policy versions (``dataplane``), a single-process server's start,
 reload and stop (``server``), and the HTTP listener for metrics, health and the API
 (``http``, over the ``control`` protocol).

@@ -26,11 +26,12 @@ from resolver.policy.catalog_files import load_catalog
 from resolver.policy.explain import explain
 from resolver.policy.groups import ClientGroups
 from resolver.policy.loading import BuiltPolicy
+from resolver.serve.connections import TcpConnections
 from resolver.serve.encrypted import EncryptedListeners
 from resolver.serve.fastpath import AuditRecord, FastPath
 from resolver.serve.sockets import DnsSockets
 from resolver.serve.stalls import LoopWatch
-from resolver.serve.transport import QueryRunner, TcpConnection, TcpConnections, UdpListener
+from resolver.serve.transport import QueryRunner, TcpConnection, UdpListener
 from resolver.serve.xfr import ZoneService
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,10 @@ class DataPlane:
         self.runner: QueryRunner | None = None
         self._listeners = _Listeners()
         self._tcp_connections = TcpConnections(
-            config.listen.tcp_max_connections, config.listen.tcp_idle_timeout, metrics
+            config.listen.tcp_max_connections,
+            config.listen.tcp_idle_timeout,
+            metrics.tcp_closed,
+            metrics.tcp_connections,
         )
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._watch = LoopWatch(metrics)

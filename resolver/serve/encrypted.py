@@ -13,17 +13,14 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import cast
-
-from prometheus_client import Counter, Gauge
 
 from resolver.config import Config
 from resolver.metrics import Metrics
+from resolver.serve.connections import TcpConnections
 from resolver.serve.doh import DohService, Http1Connection
 from resolver.serve.doh2 import Http2Connection
 from resolver.serve.tls import ClientSlots, Live, TlsAcceptor, TlsContexts
-from resolver.serve.transport import QueryRunner, TcpConnection, TcpConnections
+from resolver.serve.transport import QueryRunner, TcpConnection
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +32,6 @@ class DotConnection(TcpConnection):
     PROTOCOL = "dot"
 
 
-@dataclass(slots=True)
-class _DotMetrics:
-    """What ``TcpConnections`` counts, kept apart from the plain TCP connections' gauge
-    (the TLS connections have their own, ``aiwall_tls_connections``)."""
-
-    tcp_connections: Gauge
-    tcp_closed: Counter
-
-
 class EncryptedListeners:
     def __init__(self, config: Config, metrics: Metrics) -> None:
         listen = config.listen
@@ -52,9 +40,10 @@ class EncryptedListeners:
         self._slots = ClientSlots(
             listen.tls_max_connections_per_client, listen.tls_max_connections, metrics
         )
-        unregistered = Gauge("aiwall_dot_connections", "unused", registry=None)
-        dot_metrics = cast(Metrics, _DotMetrics(unregistered, metrics.tcp_closed))
-        self._dot = TcpConnections(listen.tls_max_connections, listen.tls_idle_timeout, dot_metrics)
+        # Closed by the cap: counted with TCP's; open ones are in the TLS connections' gauge.
+        self._dot = TcpConnections(
+            listen.tls_max_connections, listen.tls_idle_timeout, metrics.tcp_closed
+        )
         self._servers: list[asyncio.Server] = []
         self._live = Live()
 

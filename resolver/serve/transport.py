@@ -11,7 +11,6 @@ import asyncio
 import functools
 import logging
 import socket
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from resolver.dns import responses, wire
 from resolver.dns.codec import encode_answer, parse_query
 from resolver.dns.model import Answer, Handler, Outcome, Query
 from resolver.metrics import Metrics
+from resolver.serve.connections import TcpConnections
 from resolver.serve.fastpath import FastPath
 from resolver.serve.xfr import ZoneService
 
@@ -217,47 +217,6 @@ class UdpListener:
             self._send_failed.inc()
 
 
-class TcpConnections:
-    """Open client connections, least recently active first, under a cap.
-
-    When the cap is reached, the connection idle the longest is closed to admit the new
-    one, so stalled connections can never lock real clients out (RFC 7766 6.2.3).
-    """
-
-    def __init__(self, limit: int, idle_timeout: float, metrics: Metrics) -> None:
-        self.limit = limit
-        self.idle_timeout = idle_timeout
-        self.metrics = metrics
-        self._open: OrderedDict[TcpConnection, None] = OrderedDict()
-
-    def admit(self, connection: TcpConnection) -> bool:
-        if len(self._open) >= self.limit:
-            victim = next((c for c in self._open if not c.busy), None)
-            if victim is None:
-                self.metrics.tcp_closed.labels("limit").inc()
-                return False
-            self.metrics.tcp_closed.labels("evicted").inc()
-            # Forget it now, not in connection_lost: a newcomer admitted before then would
-            # otherwise pick the same victim again and push us past the cap.
-            self.forget(victim)
-            victim.close()
-        self._open[connection] = None
-        self.metrics.tcp_connections.set(len(self._open))
-        return True
-
-    def touch(self, connection: TcpConnection) -> None:
-        if connection in self._open:
-            self._open.move_to_end(connection)
-
-    def forget(self, connection: TcpConnection) -> None:
-        self._open.pop(connection, None)
-        self.metrics.tcp_connections.set(len(self._open))
-
-    def close_all(self) -> None:
-        for connection in list(self._open):
-            connection.close()
-
-
 class TcpConnection(asyncio.Protocol):
     """One client connection: 2-byte length framing, pipelined queries answered as they
     complete (RFC 7766 6.2.1.1), closed after an idle period with nothing outstanding."""
@@ -318,7 +277,7 @@ class TcpConnection(asyncio.Protocol):
             if query is None:
                 # No way to resync a stream after a message we cannot read as a query.
                 self._runner.metrics.dropped.labels(self.PROTOCOL, "unparsable").inc()
-                self._connections.metrics.tcp_closed.labels("malformed").inc()
+                self._connections.count_closed("malformed")
                 self.close()
                 return
             self._outstanding += 1
@@ -393,7 +352,7 @@ class TcpConnection(asyncio.Protocol):
     def _on_write_stalled(self) -> None:
         self._stall_timer = None
         if self._transport is not None:
-            self._connections.metrics.tcp_closed.labels("write_stalled").inc()
+            self._connections.count_closed("write_stalled")
             # abort, not close: close would wait to flush answers nobody reads.
             self._transport.abort()
 
@@ -413,7 +372,7 @@ class TcpConnection(asyncio.Protocol):
         if self._outstanding:
             self._arm_idle_timer()
             return
-        self._connections.metrics.tcp_closed.labels("idle").inc()
+        self._connections.count_closed("idle")
         self.close()
 
     def close(self) -> None:
