@@ -85,7 +85,10 @@ class DdrHandler:
     def handle(self, query: Query) -> Resolution:
         qname = query.qname
         ours = qname == DDR_NAME or (self._own != b"" and qname == self._own)
-        if not ours and not _under(qname, query.labels, RESOLVER_ARPA):
+        # endswith first: one C call for the questions that are not ours, nearly all.
+        if not ours and not (
+            qname.endswith(RESOLVER_ARPA) and _under(qname, query.labels, RESOLVER_ARPA)
+        ):
             return self._next.handle(query)
         question = query.raw[12 : query.question_end]
         if not ours and qname != RESOLVER_ARPA:
@@ -99,5 +102,6 @@ class DdrHandler:
 
 
 def _under(qname: bytes, labels: tuple[int, ...], zone: bytes) -> bool:
-    """``qname`` is ``zone`` or a name below it, on a label boundary."""
-    return qname == zone or any(qname[start:] == zone for start in labels)
+    """``qname``, which ends with ``zone``, is ``zone`` or a name below it, on a label
+    boundary."""
+    return len(qname) == len(zone) or len(qname) - len(zone) in labels
