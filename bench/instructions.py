@@ -29,7 +29,8 @@ BASELINE = BENCH / "instructions.json"
 COUNT = 400
 # A change may cost this much more per query before the guard fails.
 TOLERANCE = 0.10
-PHASES = ("miss", "cached", "cached-fast", "blocked", "blocked-fast")
+# The replay's phases, in its order (bench/replay.py, which this runs under callgrind).
+PHASES = ("miss", "cached", "cached-fast", "blocked", "blocked-first", "blocked-fast")
 # A dump with fewer instructions than this is a mark's second trigger, not a phase.
 EMPTY_DUMP = 10_000
 

@@ -11,8 +11,11 @@ The phases, in order, each over the same fixed names:
 - ``miss``: names the upstream answers (the cache is empty);
 - ``cached``: the same names again, answered by the cache through the pipeline;
 - ``cached-fast``: once more, answered from the fast path;
-- ``blocked``: names on the list, first seen, through the pipeline;
-- ``blocked-fast``: the same names again, from the fast path.
+- ``blocked``: names on the list, first seen, through the pipeline (the fast path's
+  first answers off, as for a client it does not know yet);
+- ``blocked-first``: other names on the list, first seen, answered by the fast path's
+  first-answer path (``FastPath._first_block``), as for a known client;
+- ``blocked-fast``: the ``blocked`` names again, from the fast path.
 
     python bench/replay.py --stages            # microseconds per stage, per phase
     python bench/replay.py --marks             # for callgrind (tests/perf)
@@ -37,12 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.settings import blocked_name
 from resolver.config import config_from_mapping
-from resolver.serve import transport
+from resolver.dns import responses
+from resolver.serve import fastpath, transport
 from resolver.serve.server import Server
 from resolver.serve.transport import UdpListener
 
 LIST_NAMES = 20_000
-PHASES = ("miss", "cached", "cached-fast", "blocked", "blocked-fast")
+PHASES = ("miss", "cached", "cached-fast", "blocked", "blocked-first", "blocked-fast")
 _A_RECORD = struct.pack("!HHHIH4s", 0xC00C, 1, 1, 300, 4, bytes([192, 0, 2, 1]))
 
 
@@ -125,8 +129,10 @@ class Replay:
         if phase.startswith("blocked"):
             # A quarter asked below the listed name, as in the benchmark's blocked mix.
             step = LIST_NAMES // self.count
+            other = 1 if phase == "blocked-first" else 0
             return [
-                ("www." if i % 4 == 0 else "") + blocked_name(i * step) for i in range(self.count)
+                ("www." if i % 4 == 0 else "") + blocked_name(i * step + other)
+                for i in range(self.count)
             ]
         return [f"www.host{i}.replay-cached.test" for i in range(self.count)]
 
@@ -145,6 +151,17 @@ class Replay:
         self, listener: UdpListener, phase: str, on_each: Callable[[], None] | None = None
     ) -> None:
         wait = phase == "miss"
+        fast = self.server.data.fast
+        # The pipeline's own first answers: the fast path's first-answer path off.
+        blocker, fast.blocker = fast.blocker, None if phase == "blocked" else fast.blocker
+        try:
+            self._ask_all(listener, phase, wait, on_each)
+        finally:
+            fast.blocker = blocker
+
+    def _ask_all(
+        self, listener: UdpListener, phase: str, wait: bool, on_each: Callable[[], None] | None
+    ) -> None:
         for data in self.questions(phase):
             answer = self.ask(listener, data, wait)
             if answer[:2] != data[:2]:
@@ -214,6 +231,11 @@ def _instrument(replay: Replay, listener: UdpListener) -> tuple[_Totals, list[st
     blocking._attempts = totals.timed(_AUDIT_IN_PIPELINE, blocking._attempts)
     fast = replay.server.data.fast
     fast.answer = totals.timed(_LOOKUP, fast.answer)  # type: ignore[method-assign]
+    # The first-answer path, inside the look-up: its parts, taken out of the look-up.
+    fastpath.plain_question = totals.timed(_PLAIN, _PLAIN_QUESTION)
+    assert fast.blocker is not None
+    fast.blocker.blocks = totals.timed(_DECIDE, fast.blocker.blocks)  # type: ignore[method-assign]
+    responses.BlockAnswers.plain = totals.timed(_WRITE, _WRITE_PLAIN)  # type: ignore[method-assign]
     fast.keep = totals.timed("fast path: keep", fast.keep)  # type: ignore[method-assign]
     if fast._audit is not None:
         fast._audit = totals.timed(_AUDIT, fast._audit)
@@ -225,6 +247,12 @@ def _instrument(replay: Replay, listener: UdpListener) -> tuple[_Totals, list[st
 
 _AUDIT = "audit: record the attempt"
 _LOOKUP = "fast path: look up"
+_PLAIN = "fast path: read a plain question"
+_DECIDE = "fast path: blocking decision (policy lookup, verdict)"
+_WRITE = "fast path: write the block answer"
+_INSIDE_LOOKUP = (_AUDIT, _PLAIN, _DECIDE, _WRITE)
+_PLAIN_QUESTION = fastpath.plain_question
+_WRITE_PLAIN = responses.BlockAnswers.plain
 # Called by the blocking stage: taken out of its time, shown with the fast path's own.
 _AUDIT_IN_PIPELINE = "audit (from the blocking stage)"
 _PARSE = transport.parse_query
@@ -245,9 +273,11 @@ def _per_question(totals: _Totals, names: list[str], wall: float, count: int) ->
     for key, value in totals.items():
         if key not in names and key != _AUDIT_IN_PIPELINE:
             split[key] = split.get(key, 0.0) + value if key == _AUDIT else value
-    # The fast path's own audit record is called from its look-up: counted once.
-    if totals.get(_AUDIT):
-        split[_LOOKUP] -= totals[_AUDIT]
+    # The fast path's own audit record and first-answer parts are called from its
+    # look-up: counted once.
+    for inside in _INSIDE_LOOKUP:
+        if totals.get(inside):
+            split[_LOOKUP] -= totals[inside]
     split["everything else (client, kernel, event loop, timers)"] = wall - sum(split.values())
     return {key: round(value / count * 1e6, 2) for key, value in split.items() if value}
 
@@ -276,6 +306,8 @@ def stages(workdir: Path, count: int) -> dict[str, dict[str, float]]:
         results[phase] = {"total, untimed": round(totals_by_phase[phase], 2), **split}
     timed.stop()
     transport.parse_query, transport.encode_answer = _PARSE, _ENCODE
+    fastpath.plain_question = _PLAIN_QUESTION
+    responses.BlockAnswers.plain = _WRITE_PLAIN  # type: ignore[method-assign]
     return results
 
 

@@ -42,6 +42,7 @@ from resolver.policy.catalog_lint import lint
 from resolver.policy.explain import explain
 from resolver.policy.export import FORMATS, ExportOptions, render
 from resolver.policy.loading import PolicyError, load_policy, remote_lists
+from resolver.serve.builder import ChildBuilds
 from resolver.serve.server import Server, serve_until_stopped
 from resolver.serve.supervisor import Supervisor, WorkerStartError
 from resolver.storage import write_atomically
@@ -57,9 +58,9 @@ def _load(path: str | None) -> Config:
     return load_config(Path(path) if path else None)
 
 
-async def _serve(config: Config, path: Path | None) -> int:
+async def _serve(config: Config, path: Path | None, builds: ChildBuilds) -> int:
     # With the file's path, SIGHUP and POST /api/reload read the config again too.
-    await serve_until_stopped(Server(config, config_path=path))
+    await serve_until_stopped(Server(config, config_path=path, builds=builds))
     return EXIT_OK
 
 
@@ -72,7 +73,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if config.worker_count > 1:
             code = Supervisor(config, path).run()
         else:
-            code = asyncio.run(_serve(config, path))
+            # Reloads are built by a process forked now, before any thread or loop.
+            with ChildBuilds.forked() as builds:
+                code = asyncio.run(_serve(config, path, builds))
         # Stopped cleanly; a second SIGTERM while the interpreter winds down (the loop's
         # handlers are gone by now) must not turn that into death by signal.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

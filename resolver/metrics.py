@@ -79,12 +79,25 @@ class HotCounter(Collector):
         self._documentation = documentation
         self._labelnames = labelnames
         self._labels = labels
-        self.counts: dict[Hashable, int] = {} if labelnames else {(): 0}
+        self._counts: dict[Hashable, int] = {} if labelnames else {(): 0}
+        # Counts kept elsewhere and added in before every read (``Metrics.defer``).
+        self.pending: list[Callable[[], None]] = []
         registry.register(self)
 
     def inc(self, key: Hashable = ()) -> None:
-        counts = self.counts
+        counts = self._counts
         counts[key] = counts.get(key, 0) + 1
+
+    def add(self, key: Hashable, count: int) -> None:
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + count
+
+    @property
+    def counts(self) -> dict[Hashable, int]:
+        """Every count, the deferred ones added in."""
+        for flush in self.pending:
+            flush()
+        return self._counts
 
     def value(self, key: Hashable = ()) -> int:
         return self.counts.get(key, 0)
@@ -350,6 +363,13 @@ class Metrics:
             self.policy_info.clear()  # one series: the policy in force
             self.policy_info.labels(fingerprint).set(1)
             self._fingerprints = (fingerprint,)
+
+    def defer(self, flush: Callable[[], None]) -> None:
+        """``flush`` adds counts of queries, responses, cache hits and blocked answers
+        gathered elsewhere (the fast path's, one list slot per kind of answer); it runs
+        before any of them is read or scraped."""
+        for counter in (self.queries, self.responses, self.cache_hits, self.blocked):
+            counter.pending.append(flush)
 
     def count_query(self, protocol: str, qtype: int) -> None:
         self.queries.inc((protocol, qtype))

@@ -45,6 +45,7 @@ class Pipeline:
     blocking: BlockingHandler
     cache: CacheHandler
     forwarder: Forwarder
+    ddr: DdrHandler
 
 
 def upstream_servers(specs: tuple[UpstreamServer, ...]) -> tuple[Upstream, ...]:
@@ -120,4 +121,4 @@ def build_pipeline(
     sanity = SanityHandler(access)
     # 1. metrics: outermost, so every answer, including FORMERR and REFUSED, is counted.
     head = MetricsHandler(metrics, sanity)
-    return Pipeline(head=head, blocking=blocking, cache=cache_handler, forwarder=forwarder)
+    return Pipeline(head=head, blocking=blocking, cache=cache_handler, forwarder=forwarder, ddr=ddr)

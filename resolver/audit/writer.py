@@ -321,8 +321,12 @@ def child_main(commands: IO[bytes], reports: IO[str]) -> int:
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.SIG_IGN)
     # Background work: on a small gateway it shares a core with the answering process,
-    # which must win every time it has a query.
+    # which must win every time it has a query. SCHED_IDLE (Linux) runs it only when
+    # nothing else wants the core, and the server's wake-up preempts it at once; nice 19
+    # is what is left where SCHED_IDLE is refused.
     os.nice(19)
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     setup = _receive(commands)
     if setup is None or setup[0] != "setup":
         return 2

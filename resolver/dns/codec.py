@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import struct
+
 from resolver.dns import wire
 from resolver.dns.model import Answer, Query
+
+_TYPE_CLASS = struct.Struct("!HH")  # a question's type and class, after its name
 
 
 def parse_query(data: bytes, protocol: str, client: str) -> Query | None:
@@ -33,10 +37,7 @@ def parse_query(data: bytes, protocol: str, client: str) -> Query | None:
                 raise wire.WireError("question cut short")
             # Set together with qname, so a cut question leaves no offsets into nothing.
             qname, labels = data[12:name_end].lower(), starts
-            qtype, qclass = (
-                wire.U16.unpack_from(data, name_end)[0],
-                wire.U16.unpack_from(data, name_end + 2)[0],
-            )
+            qtype, qclass = _TYPE_CLASS.unpack_from(data, name_end)
             question_end = name_end + 4
             if ancount or nscount or arcount:
                 edns, problem = wire.read_opt(data, question_end, (ancount, nscount, arcount))
@@ -57,6 +58,47 @@ def parse_query(data: bytes, protocol: str, client: str) -> Query | None:
         client=client,
         problem=problem,
     )
+
+
+# The header of a plain query after its ID and flags: one question, no answer or
+# authority records (then 0 or 1 additional, the OPT).
+_PLAIN_COUNTS = b"\x00\x01\x00\x00\x00\x00"
+# Types sanity answers itself (FORMERR, REFUSED): never plain.
+_NOT_PLAIN_TYPES = frozenset({wire.TYPE_OPT, wire.TYPE_AXFR, wire.TYPE_IXFR})
+# EDNS of a plain question: absent, or the payload size advertised (RFC 6891 6.2.5:
+# at least 512) with the DO bit above it.
+NO_EDNS = -1
+EDNS_DO_BIT = 1 << 16
+
+
+def plain_question(data: bytes) -> tuple[int, tuple[int, ...], int, int] | None:
+    """The question of a plain query, the shape of nearly every one: opcode QUERY, one
+    class IN question, no answer or authority records, and either nothing after the
+    question or one OPT of EDNS version 0 ending the message. Returns (where the name
+    ends, its label offsets, its type, its EDNS as NO_EDNS or payload | EDNS_DO_BIT);
+    None for anything else, which ``parse_query`` and the pipeline's sanity stage
+    read in full. A plain query is one they would pass through unchanged."""
+    if len(data) < 17 or data[2] & 0xF8 or data[4:10] != _PLAIN_COUNTS:
+        return None  # a response, another opcode, or other counts
+    additional = data[10:12]
+    try:
+        name_end, labels = wire.read_question_name(data, 12)
+    except wire.WireError:
+        return None
+    question_end = name_end + 4
+    if question_end > len(data):
+        return None
+    qtype, qclass = _TYPE_CLASS.unpack_from(data, name_end)
+    if qclass != wire.CLASS_IN or qtype in _NOT_PLAIN_TYPES:
+        return None
+    if additional == b"\x00\x00":
+        return (name_end, labels, qtype, NO_EDNS) if question_end == len(data) else None
+    shape = wire.lone_opt(data, question_end) if additional == b"\x00\x01" else None
+    if shape is None or shape[1] & 0x00FF0000:  # not one OPT, or an EDNS version > 0
+        return None
+    payload, ttl = shape
+    do = EDNS_DO_BIT if ttl & wire.EDNS_DO else 0
+    return name_end, labels, qtype, max(payload, wire.PLAIN_UDP_LIMIT) | do
 
 
 # Bits the client decides: RD and CD are echoed (RFC 1035 4.1.1, RFC 4035 3.2.2).

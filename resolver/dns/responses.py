@@ -1,4 +1,9 @@
-"""Answers this server writes itself: errors and block answers, built straight as bytes."""
+"""Answers this server writes itself: errors and block answers, built straight as bytes.
+
+A block answer comes in two forms: an ``Answer`` for the pipeline (``build``, finished by
+``codec.encode_answer``), and the finished bytes for a plain query (``plain``), which
+the fast path gives a banned name it has not seen before without the pipeline. The two
+are the same bytes: ``tests/unit/test_plain_block.py`` compares them."""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import ipaddress
 import struct
 
 from resolver.dns import wire
+from resolver.dns.codec import EDNS_DO_BIT, NO_EDNS
 from resolver.dns.model import Answer, Outcome, Query
 
 # Owner of the SOA we put in negative block answers; .invalid can never resolve (RFC 6761).
@@ -82,3 +88,42 @@ class BlockAnswers:
         message = _header(query, rcode, nscount=1) + _question(query)
         message += _pointer_to(query, zone_label) + self._soa_tail
         return Answer(message=message, outcome=Outcome.BLOCKED, rcode=rcode, ede=ede)
+
+    def plain(
+        self,
+        data: bytes,
+        question_end: int,
+        qtype: int,
+        zone_at: int,
+        mode: str,
+        edns: int,
+        ede_text: str,
+    ) -> bytes | None:
+        """The answer to the plain query ``data`` (``codec.plain_question``: ``qtype``,
+        ``edns``) as sent, after its ID; ``zone_at``: the offset of the matched entry's
+        label in it. None when it would not fit the client's buffer (the pipeline then
+        sends it truncated)."""
+        # Echoed: RD and CD (the codec's _CLIENT_BITS); the opcode of a plain query is 0.
+        flags = wire.QR | wire.RA | (wire.U16.unpack_from(data, 2)[0] & (wire.RD | wire.CD))
+        answers = authorities = 0
+        records = b""
+        if mode == "refused":
+            rcode = wire.REFUSED
+        elif mode == "sinkhole" and qtype in (wire.TYPE_A, wire.TYPE_AAAA):
+            rcode, answers = wire.NOERROR, 1
+            address = self._ipv4 if qtype == wire.TYPE_A else self._ipv6
+            fixed = wire.RR_FIXED.pack(qtype, wire.CLASS_IN, self.ttl, len(address))
+            records = b"\xc0\x0c" + fixed + address
+        else:
+            rcode, authorities = (wire.NXDOMAIN if mode == "nxdomain" else wire.NOERROR), 1
+            records = wire.U16.pack(0xC000 | zone_at) + self._soa_tail
+        opt = b""
+        limit = wire.PLAIN_UDP_LIMIT
+        if edns != NO_EDNS:
+            options = wire.ede_option(wire.EDE_BLOCKED, ede_text)
+            opt = wire.opt_record(do=bool(edns & EDNS_DO_BIT), options=options)
+            limit = min(edns & 0xFFFF, wire.EDNS_PAYLOAD)
+        if question_end + len(records) + len(opt) > limit:
+            return None
+        counts = wire.COUNTS.pack(1, answers, authorities, 1 if opt else 0)
+        return wire.U16.pack(flags | rcode) + counts + data[12:question_end] + records + opt

@@ -222,6 +222,16 @@ class Edns:
     do: bool
 
 
+def lone_opt(data: bytes, offset: int) -> tuple[int, int] | None:
+    """The shape of nearly every EDNS query: one root-owned OPT right after the question,
+    ending the message. Its (payload size field, TTL field) when so, else None."""
+    if data[offset : offset + 3] == b"\x00\x00\x29" and offset + 11 <= len(data):
+        _, payload, ttl, rdlength = RR_FIXED.unpack_from(data, offset + 1)
+        if offset + 11 + rdlength == len(data):
+            return payload, ttl
+    return None
+
+
 def read_opt(data: bytes, offset: int, counts: tuple[int, int, int]) -> tuple[Edns | None, str]:
     """Find the OPT record among the records that start at ``offset``.
 
@@ -229,16 +239,10 @@ def read_opt(data: bytes, offset: int, counts: tuple[int, int, int]) -> tuple[Ed
     none): more than one OPT, or an OPT with a non-root owner, is a FORMERR (RFC 6891 6.1.1).
     """
     answers, authorities, additionals = counts
-    if (
-        additionals == 1
-        and not answers
-        and not authorities
-        and data[offset : offset + 3] == b"\x00\x00\x29"
-        and offset + 11 <= len(data)
-    ):
-        # The shape of nearly every EDNS query: one root-owned OPT right after the question.
-        _, payload, ttl, rdlength = RR_FIXED.unpack_from(data, offset + 1)
-        if offset + 11 + rdlength == len(data):
+    if additionals == 1 and not answers and not authorities:
+        shape = lone_opt(data, offset)
+        if shape is not None:
+            payload, ttl = shape
             return Edns(max(payload, PLAIN_UDP_LIMIT), (ttl >> 16) & 0xFF, bool(ttl & EDNS_DO)), ""
     edns: Edns | None = None
     total = answers + authorities + additionals

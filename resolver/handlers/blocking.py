@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeAlias
 
 from resolver.dns import wire
 from resolver.dns.model import Answer, Handler, Query, Resolution
+from resolver.policy.domainset import Match
 from resolver.policy.groups import ClientGroups, Group
 from resolver.policy.rules import Rule
 from resolver.policy.verdict import Verdict, verdict
@@ -19,6 +21,18 @@ from resolver.policy.verdict import Verdict, verdict
 # (query, group, service, category, action) for every attempt on a banned name, with
 # action "blocked", "report" (a report-only rule) or "paused": the audit trail's input.
 Attempts = Callable[[Query, str, str, str, str], None]
+
+
+# A name's most specific entry in a group's list (None: not listed).
+Found: TypeAlias = Match[Rule] | None
+# What the fast path needs to block a plain query itself: group, rule, matched label.
+Blocked: TypeAlias = tuple[Group, Rule, int]
+
+
+def answer_mode(group: Group, rule: Rule) -> str:
+    """How a blocked name is answered: the group's response mode, but canaries must be
+    NXDOMAIN: only that switches browser DNS-over-HTTPS off."""
+    return "nxdomain" if rule.action == "canary" else group.answers.mode
 
 
 def _ignore(query: Query, group: str, service: str, category: str, action: str) -> None:
@@ -59,11 +73,16 @@ class BlockingHandler:
         self.paused_until = 0.0  # monotonic time; blocking is off before it
         # No answer decided under this policy may be reused past its next change.
         self._reuse_cap = _monotonic_deadline(groups.valid_until)
+        # (datagram, client, group, entry): the lookup ``blocks`` made for a datagram it
+        # left to the pipeline; taken by ``handle`` of that datagram, dropped by anything
+        # else that changes the policy.
+        self._looked_up: tuple[bytes, str, Group, Found] | None = None
 
     def replace_groups(self, groups: ClientGroups) -> None:
         """Swap in a freshly built policy; one assignment, so no query sees a mix."""
         self.groups = groups.in_force(time.time())
         self._reuse_cap = _monotonic_deadline(self.groups.valid_until)
+        self._looked_up = None
 
     def current(self) -> ClientGroups:
         """The policy in force now: past a temporary rule's end, the next version."""
@@ -75,20 +94,52 @@ class BlockingHandler:
     def _advance(self) -> ClientGroups:
         groups = self.groups = self.groups.in_force(time.time())
         self._reuse_cap = _monotonic_deadline(groups.valid_until)
+        self._looked_up = None
         if self.on_expiry is not None:
             self.on_expiry(groups)
         return groups
 
     def pause(self, seconds: float) -> None:
         self.paused_until = time.monotonic() + seconds
+        self._looked_up = None
 
-    def handle(self, query: Query) -> Resolution:
+    def _lookup(self, client: str, qname: bytes, labels: tuple[int, ...]) -> tuple[Group, Found]:
+        """The client's group under the policy in force, and the name's entry in it."""
         groups = self.groups
         if groups.valid_until is not None and time.time() >= groups.valid_until:
             # A temporary rule ran out: the next version was built with this one.
             groups = self._advance()
-        group = groups.group_for(query.client)
-        found = group.blocklist.match(query.qname, query.labels)
+        group = groups.group_for(client)
+        return group, group.blocklist.match(qname, labels)
+
+    def blocks(
+        self, data: bytes, client: str, qname: bytes, labels: tuple[int, ...]
+    ) -> Blocked | None:
+        """For the fast path's plain query ``data``: (group, rule, label of the matched
+        entry) when ``handle`` would block this name for this client now, with nothing
+        else to do than answer and record the attempt; None when the pipeline must
+        decide. Then the lookup is kept for ``handle`` of this very datagram (``data``,
+        the same object), which the pipeline runs next, in the same callback."""
+        group, found = self._lookup(client, qname, labels)
+        if found is None or verdict(found.value, group.mode, self.paused) is not Verdict.BLOCK:
+            self._looked_up = (data, client, group, found)
+            return None
+        return group, found.value, found.label
+
+    @property
+    def reuse_cap(self) -> float:
+        """Until when (monotonic) an answer decided under the policy in force may be reused."""
+        return self._reuse_cap
+
+    def _lookup_for(self, query: Query) -> tuple[Group, Found]:
+        """``_lookup``, or the one ``blocks`` just made for this datagram."""
+        looked_up, self._looked_up = self._looked_up, None
+        if looked_up is not None and looked_up[0] is query.raw and looked_up[1] == query.client:
+            return looked_up[2], looked_up[3]
+        return self._lookup(query.client, query.qname, query.labels)
+
+    def handle(self, query: Query) -> Resolution:
+        group, found = self._lookup_for(query)
         if found is None:
             return self._forward(query, group)
         rule = found.value
@@ -131,9 +182,7 @@ class BlockingHandler:
     def _block(
         self, query: Query, group: Group, rule: Rule, zone_label: int, reason: str
     ) -> Answer:
-        # Canaries must be NXDOMAIN: only that switches browser DNS-over-HTTPS off.
-        mode = "nxdomain" if rule.action == "canary" else group.answers.mode
-        answer = group.answers.build(query, zone_label, mode, reason)
+        answer = group.answers.build(query, zone_label, answer_mode(group, rule), reason)
         answer.service = rule.service
         answer.category = rule.category
         answer.group = group.name

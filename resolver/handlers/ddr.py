@@ -82,6 +82,12 @@ class DdrHandler:
         self._records = _records(rdatas)
         self._own = wire.text_to_name(f"_dns.{config.tls.name}") if config.tls.name else b""
 
+    @property
+    def names(self) -> tuple[bytes, ...]:
+        """The names this stage answers itself: everything under resolver.arpa, and
+        ``_dns.<tls.name>`` when set."""
+        return (RESOLVER_ARPA, self._own) if self._own else (RESOLVER_ARPA,)
+
     def handle(self, query: Query) -> Resolution:
         qname = query.qname
         ours = qname == DDR_NAME or (self._own != b"" and qname == self._own)

@@ -14,13 +14,19 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from resolver.config import Config
 from resolver.metrics import Metrics
 from resolver.policy.feed import CatalogFeeds
-from resolver.policy.loading import BuiltPolicy, PolicyError, load_policy, remote_lists
+from resolver.policy.loading import (
+    BuiltPolicy,
+    PolicyError,
+    Rejected,
+    load_policy,
+    remote_lists,
+)
 from resolver.policy.remote import RemoteList
 from resolver.policy.steadyread import ListsChanging, build_when_steady
 
@@ -100,29 +106,35 @@ class PolicySource:
                 log.warning("catalog %s: no bundle yet; fetching %s", feed.label, feed.config.url)
                 await asyncio.to_thread(self.feeds.refresh, feed)
 
+    @property
+    def catalog_dir(self) -> Path | None:
+        return self._catalog_dir
+
     def build(self, *, starting: bool) -> BuiltPolicy:
         """The whole policy of this source's config. At start (no policy yet), a list the
         guard rejects is replaced by its last good copy; afterwards the whole build is
         rejected and the running policy stays. Blocking; run it in a thread."""
-        config = self.config
-        try:
-            # A list rewritten in place while being read must never load half of it.
-            built = build_when_steady(
-                config.list_paths(),
-                lambda: load_policy(
-                    config,
-                    self._catalog_dir,
-                    self.remote,
-                    rejected=self._metrics.list_rejected,
-                    remember=True,
-                    fallback=starting,
-                ),
-            )
-        except ListsChanging as error:
-            raise PolicyError(str(error)) from None
+        built = build_steady(
+            self.config,
+            self._catalog_dir,
+            self.remote,
+            self._metrics.list_rejected,
+            starting=starting,
+        )
+        self.adopt(built)
+        return built
+
+    def adopt(self, built: BuiltPolicy | None, rejected: Sequence[tuple[str, str]] = ()) -> None:
+        """What a build tells the metrics: the list updates it did not believe (counted
+        here when another process built the policy), and when it succeeded, the catalog
+        it was built from and the lines each list skipped. Blocking (the catalog may be
+        read); run it in a thread."""
+        for source, reason in rejected:
+            self._metrics.list_rejected(source, reason)
+        if built is None:
+            return
         self.feeds.observe(built.catalog)
         self._metrics.set_list_skipped(built.skipped)
-        return built
 
     def start_refreshing(self, rebuild: Rebuild) -> None:
         self._refreshers = [
@@ -191,6 +203,32 @@ class PolicySource:
                 delay = min(delay * 2, REBUILD_RETRY_MAX)
         finally:
             self._metrics.rebuild_pending.set(0)
+
+
+def build_steady(
+    config: Config,
+    catalog_dir: Path | None,
+    remote: Sequence[RemoteList],
+    rejected: Rejected,
+    *,
+    starting: bool,
+) -> BuiltPolicy:
+    """The whole policy of ``config``, never from a list file caught mid-rewrite; the
+    local lists that pass their guard become their last good copies. Raises PolicyError."""
+    try:
+        return build_when_steady(
+            config.list_paths(),
+            lambda: load_policy(
+                config,
+                catalog_dir,
+                remote,
+                rejected=rejected,
+                remember=True,
+                fallback=starting,
+            ),
+        )
+    except ListsChanging as error:
+        raise PolicyError(str(error)) from None
 
 
 def _fetched_at(source: RemoteList) -> float:

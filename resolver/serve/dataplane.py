@@ -135,6 +135,8 @@ class DataPlane:
         self.encrypted.reload(prepared.config)  # the certificate read again (SIGHUP, API)
         self.fast.clear()
         self.fast.enabled = prepared.config.ratelimit.rate == 0
+        self.fast.blocker = self.pipeline.blocking
+        self.fast.reserved = self.pipeline.ddr.names + self.zones.origins
         blocking = self.pipeline.blocking
         blocking.replace_groups(prepared.built.groups)
         blocking.on_expiry = self._policy_changed

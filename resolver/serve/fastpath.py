@@ -16,8 +16,19 @@ What may be kept, and for how long, is decided where the answer was made (the
   together do not all go back through the pipeline at the same second); an answer
   whose TTLs it cannot find (truncated) is kept until the next second only.
 Anything else (forwarded, stale, refused, rate-limited answers...) takes the pipeline
-every time. A client's group is looked up once and kept until the policy changes.
+every time. A hit costs two dict look-ups, a clock read and a list slot bumped: the
+counters it owes are added up per kind of answer and handed to the metrics before they
+are read (``Metrics.defer``), and a cached answer's deadline is its next whole second of
+age, so its TTLs are recounted only then. A client's group is looked up once and kept
+until the policy changes.
 Bounded: past ``limit`` answers or clients, the table starts again empty.
+
+A banned name asked for the first time by a client the table knows (so one that access
+control let in) takes a shorter way too, when the query is plain (``plain_question``:
+opcode QUERY, one IN question, at most an OPT of version 0, none of the names DDR and
+the rpz zones answer): the blocking stage's own decision (``BlockingHandler.blocks``),
+the answer written straight as bytes (``BlockAnswers.plain``), then kept like any other.
+Everything else, and every name the blocking stage would not block, takes the pipeline.
 """
 
 from __future__ import annotations
@@ -27,7 +38,9 @@ import struct
 import time
 from collections.abc import Callable
 
+from resolver.dns.codec import plain_question
 from resolver.dns.model import Answer, Outcome, Query
+from resolver.handlers.blocking import BlockingHandler, answer_mode
 from resolver.metrics import Metrics
 
 # (client, group, name, qtype, service, category, action): an attempt for the audit trail.
@@ -51,23 +64,31 @@ def _qname(key: bytes) -> bytes:
     return key[10 : end + 1]
 
 
-_COUNTDOWN = struct.Struct("!dI")  # stored (monotonic), age shown (whole seconds)
+_COUNTDOWN = struct.Struct("!dIQ")  # stored (monotonic s), age shown (whole s), until (ms)
 _OFFSET = struct.Struct("!H")
 _TTL = struct.Struct("!I")
 _TC = 0x02  # in the flags' first byte
+_EFFECT = 0xFFFF  # the low 16 bits of a deadline: the index of the answer's effects
 
 
-def _countdown(answer: Answer, sent: bytes) -> bytes | None:
-    """How the fast path counts a cached answer's TTLs down: (stored, age shown, where
-    the TTLs sit in the answer without its ID), packed; None when it cannot (not a
-    cached answer, or sent truncated, so the records are not where they were)."""
+def _countdown(answer: Answer, sent: bytes, until_ms: int) -> bytes | None:
+    """How the fast path counts a cached answer's TTLs down: (stored, age shown, when it
+    expires, where the TTLs sit in the answer without its ID), packed; None when it
+    cannot (not a cached answer, or sent truncated, so the records are not where they
+    were)."""
     if answer.countdown is None or not answer.ttl_offsets:
         return None
     if sent[2] & _TC or len(sent) < len(answer.message):
         return None
     stored, age = answer.countdown
     offsets = b"".join(_OFFSET.pack(offset - 2) for offset in answer.ttl_offsets)
-    return _COUNTDOWN.pack(stored, age) + offsets
+    return _COUNTDOWN.pack(stored, age, until_ms) + offsets
+
+
+def _next_second(stored: float, age: int) -> int:
+    """When a cached answer shown at ``age`` whole seconds turns one older (ms, rounded
+    down: its TTLs are recounted a little early, never late)."""
+    return int((stored + age + 1) * 1000)
 
 
 class FastPath:
@@ -92,15 +113,24 @@ class FastPath:
         # question bytes -> deadline in ms << 16 | index into _effects.
         self._answers: dict[int, dict[bytes, bytes]] = {}
         self._deadlines: dict[int, dict[bytes, int]] = {}
-        # Per group, for cached answers: question bytes -> packed (stored, age, offsets)
-        # of their TTLs (see _countdown).
+        # Per group, for cached answers: question bytes -> packed (stored, age, until,
+        # offsets) of their TTLs (see _countdown).
         self._countdowns: dict[int, dict[bytes, bytes]] = {}
         self._groups: dict[str, int] = {}  # client -> its group's id
         self._effects: list[_Effects] = []
         self._effect_index: dict[_Effects, int] = {}
-        self.hits = 0
+        # Per effect: answers given since the counters were last told (``flush``), and
+        # what a blocked one writes to the audit trail (None: nothing).
+        self._counted: list[int] = []
+        self._audits: list[tuple[str, str, str, int] | None] = []
+        self._flushed = 0
         # Off while the rate limit is on: every answer must then take its bucket.
         self.enabled = True
+        # Set by the data plane: the blocking stage in force (None: no first answers
+        # here), and the names stages before it answer (DDR's, the rpz zones').
+        self.blocker: BlockingHandler | None = None
+        self.reserved: tuple[bytes, ...] = ()
+        metrics.defer(self.flush)
 
     def __len__(self) -> int:
         return sum(len(table) for table in self._answers.values())
@@ -109,14 +139,39 @@ class FastPath:
     def clients(self) -> int:
         return len(self._groups)
 
+    @property
+    def hits(self) -> int:
+        """Answers given from the tables, since the start."""
+        return self._flushed + sum(self._counted)
+
+    def flush(self) -> None:
+        """Add the answers given since the last call to the counters they belong to."""
+        counted = self._counted
+        metrics = self._metrics
+        for index, count in enumerate(counted):
+            if not count:
+                continue
+            counted[index] = 0
+            self._flushed += count
+            qtype, outcome, rcode, cached, blocked = self._effects[index]
+            metrics.queries.add(("udp", qtype), count)
+            metrics.responses.add((outcome, rcode), count)
+            if cached:
+                metrics.cache_hits.add((), count)
+            elif blocked is not None:
+                metrics.blocked.add(blocked, count)
+
     def clear(self) -> None:
         """The policy changed: nothing kept may be served again."""
+        self.flush()
         self._answers = {}
         self._deadlines = {}
         self._countdowns = {}
         self._groups = {}
         self._effects = []
         self._effect_index = {}
+        self._counted = []
+        self._audits = []
 
     def answer(self, data: bytes, client: str) -> bytes | None:
         """The ready answer to this datagram from ``client`` (its ID set), or None."""
@@ -126,28 +181,18 @@ class FastPath:
         key = data[2:]
         payload = self._answers[group].get(key)
         if payload is None:
-            return None
-        deadlines = self._deadlines[group]
-        packed = deadlines[key]
+            return self._first_block(data, client, group)
+        packed = self._deadlines[group][key]
         if packed >> 16 <= time.monotonic() * 1000:
-            del self._answers[group][key], deadlines[key]
-            self._countdowns[group].pop(key, None)
-            return None
-        qtype, outcome, rcode, cached, blocked = self._effects[packed & 0xFFFF]
-        metrics = self._metrics
-        metrics.queries.inc(("udp", qtype))
-        metrics.responses.inc((outcome, rcode))
-        if cached:
-            metrics.cache_hits.inc()
-            countdown = self._countdowns[group].get(key)
-            if countdown is not None:
-                payload = self._count_down(group, key, payload, countdown)
-        elif blocked is not None:
-            metrics.blocked.inc(blocked)
-            if self._audit is not None:
-                service, category, name = blocked
-                self._audit(client, name, _qname(key), qtype, service, category, "blocked")
-        self.hits += 1
+            payload = self._renew(group, key, packed)
+            if payload is None:
+                return None
+        index = packed & _EFFECT
+        self._counted[index] += 1
+        audit = self._audits[index]
+        if audit is not None and self._audit is not None:
+            service, category, name, qtype = audit
+            self._audit(client, name, _qname(key), qtype, service, category, "blocked")
         return data[:2] + payload
 
     def keep(self, query: Query, answer: Answer, sent: bytes) -> None:
@@ -165,58 +210,120 @@ class FastPath:
             self._answers.setdefault(group, {})
             self._deadlines.setdefault(group, {})
             self._countdowns.setdefault(group, {})
+        effect = self._effect(query, answer)
+        if effect < 0:
+            return
+        deadline = _deadline(answer.reuse_until)
+        countdown = _countdown(answer, sent, deadline)
+        if answer.countdown is not None:
+            # Due again at its next whole second of age: its TTLs are then recounted
+            # (``_renew``), or, when they cannot be, it is gone.
+            deadline = min(deadline, _next_second(*answer.countdown))
+        self._store(group, query.raw[2:], sent[2:], deadline << 16 | effect, countdown)
+
+    def _store(
+        self, group: int, key: bytes, payload: bytes, packed: int, countdown: bytes | None
+    ) -> None:
         answers, deadlines = self._answers[group], self._deadlines[group]
         countdowns = self._countdowns[group]
         if len(answers) >= self._limit:
             answers.clear()
             deadlines.clear()
             countdowns.clear()
-        effect = self._effect(query, answer)
-        if effect < 0:
-            return
-        key = query.raw[2:]
-        until = answer.reuse_until
-        countdown = _countdown(answer, sent)
         if countdown is not None:
             countdowns[key] = countdown
         else:
             countdowns.pop(key, None)
-            if answer.countdown is not None:
-                # TTLs it cannot count down: until they would change.
-                stored, age = answer.countdown
-                until = min(until, stored + age + 1)
-        # Rounded down: a kept answer may stop a little early, never late.
-        deadline = _NEVER if until == math.inf else int(until * 1000)
-        answers[key] = sent[2:]
-        deadlines[key] = deadline << 16 | effect
+        answers[key] = payload
+        deadlines[key] = packed
 
-    def _count_down(self, group: int, key: bytes, payload: bytes, countdown: bytes) -> bytes:
-        """The kept answer with its TTLs at the current whole second of age (RFC 1035
-        7.4: a cached record's TTL counts down), kept for the hits that follow."""
-        stored, shown = _COUNTDOWN.unpack_from(countdown)
-        age = int(time.monotonic() - stored)
-        if age == shown:
-            return payload
-        patched = bytearray(payload)
-        for (offset,) in _OFFSET.iter_unpack(countdown[_COUNTDOWN.size :]):
-            ttl = _TTL.unpack_from(patched, offset)[0] + shown
-            _TTL.pack_into(patched, offset, max(ttl - age, 0))
-        payload = bytes(patched)
-        self._answers[group][key] = payload
-        self._countdowns[group][key] = _COUNTDOWN.pack(stored, age) + countdown[_COUNTDOWN.size :]
-        return payload
+    def _first_block(self, data: bytes, client: str, group: int) -> bytes | None:
+        """A plain query for a banned name this client's group has no answer kept for:
+        the blocking stage's decision and answer, kept, with every effect of the
+        pipeline's (counters, audit record); None when the pipeline must answer."""
+        blocker = self.blocker
+        question = plain_question(data) if blocker is not None else None
+        if question is None:
+            return None
+        name_end, labels, qtype, edns = question
+        qname = data[12:name_end].lower()
+        if qname.endswith(self.reserved):
+            return None  # maybe DDR's or an rpz zone's (a suffix test only: maybe is enough)
+        assert blocker is not None
+        blocked = blocker.blocks(data, client, qname, labels)
+        if blocked is None or self._groups.get(client) != group:
+            return None  # not blocked, or a temporary rule ran out just now (all cleared)
+        chosen, rule, label = blocked
+        mode = answer_mode(chosen, rule)
+        zone_at = 12 + labels[label]
+        payload = chosen.answers.plain(
+            data, name_end + 4, qtype, zone_at, mode, edns, rule.description
+        )
+        if payload is None:
+            return None
+        on_list = (rule.service, rule.category, chosen.name)
+        effects = (qtype, _BLOCKED, payload[1] & 0x0F, False, on_list)
+        effect = self._effect_of(effects, (rule.service, rule.category, chosen.name, qtype))
+        if effect < 0:
+            return None
+        self._store(group, data[2:], payload, _deadline(blocker.reuse_cap) << 16 | effect, None)
+        self._counted[effect] += 1
+        if self._audit is not None:
+            self._audit(client, chosen.name, qname, qtype, rule.service, rule.category, "blocked")
+        return data[:2] + payload
+
+    def _renew(self, group: int, key: bytes, packed: int) -> bytes | None:
+        """A kept answer past its deadline: a cached one still valid gets its TTLs at
+        the current whole second of age (RFC 1035 7.4: a cached record's TTL counts
+        down), counted from the original TTLs; anything else is dropped (None)."""
+        now = time.monotonic()
+        countdowns = self._countdowns[group]
+        countdown = countdowns.get(key)
+        if countdown is not None:
+            stored, shown, until = _COUNTDOWN.unpack_from(countdown)
+            if now * 1000 < until:
+                age = int(now - stored)
+                patched = bytearray(self._answers[group][key])
+                for (offset,) in _OFFSET.iter_unpack(countdown[_COUNTDOWN.size :]):
+                    ttl = _TTL.unpack_from(patched, offset)[0] + shown
+                    _TTL.pack_into(patched, offset, max(ttl - age, 0))
+                payload = bytes(patched)
+                self._answers[group][key] = payload
+                deadline = min(until, _next_second(stored, age))
+                self._deadlines[group][key] = deadline << 16 | packed & _EFFECT
+                countdowns[key] = _COUNTDOWN.pack(stored, age, until) + countdown[_COUNTDOWN.size :]
+                return payload
+        del self._answers[group][key], self._deadlines[group][key]
+        countdowns.pop(key, None)
+        return None
 
     def _effect(self, query: Query, answer: Answer) -> int:
-        blocked = None
+        blocked = audit = None
         if answer.outcome is Outcome.BLOCKED:
             blocked = (answer.service, answer.category, answer.group)
+            audit = (answer.service, answer.category, answer.group, query.qtype)
         outcome = str(answer.outcome.value)
-        effects = (query.qtype, outcome, answer.rcode, answer.outcome is Outcome.CACHED, blocked)
+        cached = answer.outcome is Outcome.CACHED
+        return self._effect_of((query.qtype, outcome, answer.rcode, cached, blocked), audit)
+
+    def _effect_of(self, effects: _Effects, audit: tuple[str, str, str, int] | None) -> int:
+        """The index of ``effects`` (-1: too many kinds; everything was cleared)."""
         index = self._effect_index.get(effects)
         if index is None:
-            if len(self._effects) > 0xFFFF:
+            if len(self._effects) > _EFFECT:
                 self.clear()
                 return -1
             index = self._effect_index[effects] = len(self._effects)
             self._effects.append(effects)
+            self._counted.append(0)
+            self._audits.append(audit)
         return index
+
+
+_BLOCKED = str(Outcome.BLOCKED.value)
+
+
+def _deadline(until: float) -> int:
+    """A reuse deadline in ms on the monotonic clock, rounded down: a kept answer may
+    stop a little early, never late."""
+    return _NEVER if until == math.inf else int(until * 1000)

@@ -25,6 +25,7 @@ from resolver.metrics import Metrics
 from resolver.pipeline import Pipeline
 from resolver.policy.loading import BuiltPolicy, PolicyError, load_policy, retire
 from resolver.policy.source import PolicySource
+from resolver.serve.builder import ChildBuilds
 from resolver.serve.dataplane import DataPlane, Endpoint
 from resolver.serve.http import StatusServer
 from resolver.serve.rpzfeed import RpzFeed
@@ -46,8 +47,11 @@ class Server:
         catalog_dir: Path | None = None,
         *,
         config_path: Path | None = None,
+        builds: ChildBuilds | None = None,
     ) -> None:
         self.config = config
+        # Where reloads are built: a builder process (``aiwall serve``), else a thread.
+        self._builds = builds
         # A reload reads this file again (None: started without one, lists only).
         self._config_path = config_path
         self._reload_lock = asyncio.Lock()
@@ -82,6 +86,8 @@ class Server:
     async def start(self) -> None:
         await self.source.fetch_missing()
         built = self.source.build(starting=True)
+        if self._builds is not None:
+            self._builds.know(built)
         retire(None)
         self.audit.start()
         self._version = 1
@@ -132,13 +138,18 @@ class Server:
         """Read the config file again (when started with one) and every list, and swap the
         new settings and policy in whole; on any error keep the running ones and say why.
 
-        The build runs in a thread, so answering goes on meanwhile (a million-name list
-        takes seconds to parse); the swap itself happens on the event loop at once.
+        The build runs in a builder process (``serve.builder``), so answering goes on
+        meanwhile (a million-name list takes seconds to parse); the policy it publishes
+        is loaded in a thread, and the swap happens on the event loop at once.
         """
         async with self._reload_lock:
             try:
                 candidate = await next_candidate(
-                    self.config, self._config_path if reread_config else None, self.source
+                    self.config,
+                    self._config_path if reread_config else None,
+                    self.source,
+                    self._builds,
+                    self._version + 1,
                 )
             except (ConfigError, PolicyError) as error:
                 return self._rejected(error)
@@ -152,6 +163,8 @@ class Server:
             self.config, self._api_token = config, token
             self.rpz.policy_changed(config)
             await asyncio.to_thread(retire, retired)
+            if self._builds is not None:
+                await self._builds.retired()
             return self._reloaded(built)
 
     def _rejected(self, error: Exception) -> tuple[bool, str]:
@@ -234,11 +247,16 @@ Candidate = tuple[Config, PolicySource, BuiltPolicy, str]
 
 
 async def next_candidate(
-    running: Config, config_path: Path | None, source: PolicySource
+    running: Config,
+    config_path: Path | None,
+    source: PolicySource,
+    builds: ChildBuilds | None = None,
+    version: int = 0,
 ) -> Candidate:
     """What a reload would install: the config read again (when ``config_path``), the
-    policy source for it, the policy built in a thread, the API token. Raises
-    ConfigError or PolicyError, and then nothing changes."""
+    policy source for it, the policy (as version ``version``) built by ``builds``'
+    builder process, or in a thread without one, the API token. Raises ConfigError or
+    PolicyError, and then nothing changes."""
     config = running
     if config_path is not None:
         config = await asyncio.to_thread(load_config, config_path)
@@ -247,7 +265,10 @@ async def next_candidate(
                 raise ConfigError(f"{key}: changed, which takes a restart; nothing was reloaded")
     source = source.for_config(config)
     token = config.api_token()
-    built = await asyncio.to_thread(source.build, starting=False)
+    if builds is not None and builds.usable:
+        built = await builds.build(source, version)
+    else:
+        built = await asyncio.to_thread(source.build, starting=False)
     return config, source, built, token
 
 

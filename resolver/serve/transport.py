@@ -163,6 +163,8 @@ class UdpListener:
         wildcard = self._wildcard
         runner = self._runner
         fast = self._fast
+        # Read once per batch: the fast path is switched on or off between batches only.
+        ready_answer = fast.answer if fast is not None and fast.enabled else None
         context: Any
         for _ in range(UDP_BATCH):
             try:
@@ -180,8 +182,8 @@ class UdpListener:
                 continue
             if not self.accepting:
                 continue
-            if fast is not None and fast.enabled:
-                ready = fast.answer(data, addr[0])
+            if ready_answer is not None:
+                ready = ready_answer(data, addr[0])
                 if ready is not None:
                     self._send_bytes(ready, context)
                     continue

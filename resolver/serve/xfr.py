@@ -240,6 +240,11 @@ class ZoneService:
         # Any zone served? A plain attribute: the listeners read it on every query.
         self.active = bool(zones)
 
+    @property
+    def origins(self) -> tuple[bytes, ...]:
+        """The wire names of the zones served."""
+        return tuple(zone.origin for zone in self._zones)
+
     def claims(self, query: Query) -> _Zone | None:
         """The zone ``query``'s name lies in, if any (at a label boundary)."""
         qname = query.qname

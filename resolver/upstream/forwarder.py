@@ -1,9 +1,8 @@
 """Asking the real resolvers, and believing only genuine answers (RFC 5452).
 
-Every attempt uses a fresh random ID and a fresh socket (so a fresh random source port),
-connected to the upstream: the kernel then drops datagrams from any other address or
-port, and reports an ICMP "port unreachable" at once, so a refused upstream fails over
-in milliseconds instead of a timeout. An answer is accepted only if it carries the ID
+Every attempt uses a fresh random ID; over UDP, a socket connected to the upstream on a
+random port, which carries one question at a time and is replaced within a second
+(``resolver.upstream.udp`` says why and how). An answer is accepted only if it carries the ID
 sent, echoes the question asked and can be walked to its end; anything else is ignored
 and counted while we keep waiting for the real answer until the timeout.
 """
@@ -27,6 +26,7 @@ from resolver.metrics import Metrics
 from resolver.upstream.encrypted import EncryptedUpstreams
 from resolver.upstream.health import MAX_BACKOFF, Health, UpstreamHealth
 from resolver.upstream.streams import Rejected
+from resolver.upstream.udp import Expected, UdpSockets, check
 
 log = logging.getLogger(__name__)
 
@@ -56,36 +56,9 @@ class Upstream:
         return socket.AF_INET6 if ":" in self.host else socket.AF_INET
 
 
-@dataclass(frozen=True, slots=True)
-class _Expected:
-    ident: int
-    qname: bytes  # lowercase wire form
-    type_class: bytes  # the 4 bytes after the name
-
-
-def _check(data: bytes, expected: _Expected) -> wire.ResponseScan:
-    """Raise Rejected unless ``data`` is the answer to our question."""
-    if len(data) < 12:
-        raise Rejected("malformed")
-    ident, flags, qdcount = wire.HEADER.unpack_from(data)[:3]
-    if ident != expected.ident:
-        raise Rejected("wrong_id")
-    if not flags & wire.QR or flags & wire.OPCODE_MASK or qdcount != 1:
-        raise Rejected("malformed")
-    name_end = 12 + len(expected.qname)
-    if (
-        data[12:name_end].lower() != expected.qname
-        or data[name_end : name_end + 4] != expected.type_class
-    ):
-        raise Rejected("wrong_question")
-    try:
-        return wire.scan_response(data)
-    except wire.WireError:
-        raise Rejected("malformed") from None
-
-
 _OPTION_PADDING = 12  # RFC 7830
 _PAD_BLOCK = 128  # RFC 8467 4.1: queries padded to a multiple of 128 octets
+_OPT = {do: wire.opt_record(do=do) for do in (False, True)}  # unpadded, by DO bit
 
 
 def _upstream_query(query: Query, ident: int, padded: bool = False) -> bytes:
@@ -96,7 +69,7 @@ def _upstream_query(query: Query, ident: int, padded: bool = False) -> bytes:
     do = query.edns.do if query.edns is not None else False
     head = wire.HEADER.pack(ident, flags, 1, 0, 0, 1) + query.raw[12 : query.question_end]
     if not padded:
-        return head + wire.opt_record(do=do)
+        return head + _OPT[do]
     fill = -(len(head) + len(wire.opt_record(do=do)) + 4) % _PAD_BLOCK
     padding = wire.U16.pack(_OPTION_PADDING) + wire.U16.pack(fill) + bytes(fill)
     return head + wire.opt_record(do=do, options=padding)
@@ -128,6 +101,11 @@ class Forwarder:
         self._on_change = on_change
         self._checks: set[asyncio.Task[None]] = set()
         self._encrypted = EncryptedUpstreams(ca_file, timeout, metrics)
+        # Keyed by label (a string caches its hash; an Upstream hashes six fields).
+        # Looked up once, not per answer: a labelled child costs a lock and a lookup.
+        self._durations = {s.label: metrics.upstream_duration.labels(s.label) for s in servers}
+        self._rejected = {s.label: self._rejection_counter(s.label) for s in servers}
+        self._udp: dict[str, UdpSockets] = {}  # per upstream, for this event loop
         for server in servers:
             metrics.upstream_up.labels(server.label).set(1)
             metrics.preset_upstream(server.label)
@@ -155,6 +133,12 @@ class Forwarder:
             Outcome.SERVFAIL,
             (wire.EDE_NO_REACHABLE_AUTHORITY, "no upstream answered"),
         )
+
+    def _rejection_counter(self, label: str) -> Callable[[str], None]:
+        def rejected(reason: str) -> None:
+            self._metrics.upstream_rejected.labels(label, reason).inc()
+
+        return rejected
 
     def _alive(self, server: Upstream) -> None:
         if self.health[server].succeeded():
@@ -218,11 +202,14 @@ class Forwarder:
         """True if the upstream gives any genuine answer to our own question."""
         ident = secrets.randbits(16)
         message = wire.query_message(ident, wire.ROOT_NS)
-        expected = _Expected(ident, b"\x00", wire.ROOT_NS[1:])
+        expected = Expected(ident, b"\x00", wire.ROOT_NS[1:])
         try:
-            # A plain upstream is probed over UDP only: any answer, even truncated, will do.
-            exchange = self._exchange_udp if server.scheme == "dns" else self._exchange
-            await exchange(server, message, expected)
+            if server.scheme == "dns":
+                # Over UDP only (any answer, even truncated, will do), on a socket of its
+                # own: the probe tests the upstream, not a socket that served others.
+                await self._exchange_udp(server, message, expected, reuse=False)
+            else:
+                await self._exchange(server, message, expected)
         except (OSError, TimeoutError, Rejected, asyncio.IncompleteReadError):
             return False
         return True
@@ -233,12 +220,15 @@ class Forwarder:
         if self._checks:
             await asyncio.gather(*self._checks, return_exceptions=True)
         await self._encrypted.close()
+        for sockets in self._udp.values():
+            sockets.close()
+        self._udp.clear()
 
     async def _attempt(self, server: Upstream, query: Query) -> Answer | None:
         """One upstream's answer; None when it did not answer (timeout, network error,
         nothing genuine), an Answer with outcome SERVFAIL when it answered that it cannot."""
         ident = secrets.randbits(16)
-        expected = _Expected(
+        expected = Expected(
             ident, query.qname, query.raw[query.question_end - 4 : query.question_end]
         )
         message = _upstream_query(query, ident, padded=server.scheme != "dns")
@@ -262,11 +252,11 @@ class Forwarder:
             return responses.error(query, wire.SERVFAIL, Outcome.SERVFAIL)
         now = time.monotonic()
         self.last_success = now
-        self._metrics.upstream_duration.labels(server.label).observe(now - started)
+        self._durations[server.label].observe(now - started)
         return _answer_from(data, scan)
 
     async def _exchange(
-        self, server: Upstream, message: bytes, expected: _Expected
+        self, server: Upstream, message: bytes, expected: Expected
     ) -> tuple[bytes, wire.ResponseScan]:
         if server.scheme != "dns":
             # DoT, DoH: the connection picks the ID (unique among those in flight on it;
@@ -280,53 +270,34 @@ class Forwarder:
             data, scan = await self._exchange_tcp(server, message, expected)
         return data, scan
 
-    async def _exchange_udp(
-        self, server: Upstream, message: bytes, expected: _Expected
-    ) -> tuple[bytes, wire.ResponseScan]:
+    def _sockets(self, server: Upstream) -> UdpSockets:
         loop = asyncio.get_running_loop()
-        # A connected socket on a fresh random port: the kernel delivers only datagrams
-        # from the upstream's address and port, and turns an ICMP error into an
-        # exception at once (RFC 5452 9.1).
-        sock = socket.socket(server.family, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        future: asyncio.Future[tuple[bytes, wire.ResponseScan]] = loop.create_future()
-        try:
-            sock.connect((server.host, server.port))
-            sock.send(message)
-            loop.add_reader(sock.fileno(), self._on_datagram, sock, server, expected, future)
-            try:
-                async with asyncio.timeout(self.timeout):
-                    return await future
-            finally:
-                loop.remove_reader(sock.fileno())
-        finally:
-            sock.close()
+        sockets = self._udp.get(server.label)
+        if sockets is None or sockets.loop is not loop:
+            if sockets is not None:
+                sockets.close()
+            sockets = self._udp[server.label] = UdpSockets(
+                loop, (server.host, server.port), server.family, self._rejected[server.label]
+            )
+        return sockets
 
-    def _on_datagram(
-        self,
-        sock: socket.socket,
-        server: Upstream,
-        expected: _Expected,
-        future: asyncio.Future[tuple[bytes, wire.ResponseScan]],
-    ) -> None:
-        while not future.done():
-            try:
-                data = sock.recv(65535)
-            except BlockingIOError:
-                return
-            except OSError as error:
-                # ICMP port or host unreachable for what we sent: no answer will come.
-                future.set_exception(error)
-                return
-            try:
-                scan = _check(data, expected)
-            except Rejected as rejected:
-                self._metrics.upstream_rejected.labels(server.label, rejected.reason).inc()
-                continue
-            future.set_result((data, scan))
+    async def _exchange_udp(
+        self, server: Upstream, message: bytes, expected: Expected, reuse: bool = True
+    ) -> tuple[bytes, wire.ResponseScan]:
+        """``reuse``: on a socket that sequential questions share (``udp``), else on
+        one opened for this question alone."""
+        sockets = self._sockets(server)
+        sock = sockets.acquire(reuse)
+        answered = False
+        try:
+            reply = await sock.ask(message, expected, self.timeout)
+            answered = True
+            return reply
+        finally:
+            sockets.release(sock, answered, reuse)
 
     async def _exchange_tcp(
-        self, server: Upstream, message: bytes, expected: _Expected
+        self, server: Upstream, message: bytes, expected: Expected
     ) -> tuple[bytes, wire.ResponseScan]:
         async with asyncio.timeout(self.timeout):
             reader, writer = await asyncio.open_connection(server.host, server.port)
@@ -340,18 +311,18 @@ class Forwarder:
         return self._accept_stream(server, data, expected)
 
     def _accept_stream(
-        self, server: Upstream, data: bytes, expected: _Expected
+        self, server: Upstream, data: bytes, expected: Expected
     ) -> tuple[bytes, wire.ResponseScan]:
-        """An answer over a stream (TCP, TLS, HTTPS), checked as ``_check`` does."""
+        """An answer over a stream (TCP, TLS, HTTPS), checked as ``udp.check`` does."""
         try:
-            scan = _check(data, expected)
+            scan = check(data, expected)
             if wire.U16.unpack_from(data, 2)[0] & wire.TC:
                 # Over TCP there is no bigger channel to retry on: a cut answer is broken,
                 # and relayed or cached it would be served cut.
                 raise Rejected("truncated")
             return data, scan
         except Rejected as rejected:
-            self._metrics.upstream_rejected.labels(server.label, rejected.reason).inc()
+            self._rejected[server.label](rejected.reason)
             raise
 
     async def probe(self) -> bool:
@@ -379,8 +350,9 @@ def _answer_from(data: bytes, scan: wire.ResponseScan) -> Answer:
     if scan.huge_ttls:
         message = wire.zero_huge_ttls(message, ttl_offsets)
     flags = wire.U16.unpack_from(message, 2)[0]
-    # We did not author this data: never claim authority for it.
-    message = message[:2] + wire.U16.pack(flags & ~wire.AA) + message[4:]
+    if flags & wire.AA:
+        # We did not author this data: never claim authority for it.
+        message = message[:2] + wire.U16.pack(flags & ~wire.AA) + message[4:]
     cache_ttl: int | None = None
     if scan.rcode == wire.NOERROR and scan.min_ttl is not None:
         cache_ttl = scan.min_ttl

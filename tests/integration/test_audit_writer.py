@@ -44,6 +44,23 @@ def test_attempts_are_written_by_another_process_and_counted(tmp_path: Path) -> 
     assert process.poll() == 0
 
 
+def test_the_writer_only_runs_when_the_server_leaves_the_core_idle(tmp_path: Path) -> None:
+    """On a one-core gateway the writer must never take the core from a query: it runs
+    under SCHED_IDLE (a waking server preempts it at once), at nice 19."""
+    writer = AuditWriter(AuditConfig(flush_interval=0.05), PrivacyConfig(), tmp_path, Metrics())
+    writer.start()
+    try:
+        process = writer._process
+        assert process is not None
+        record(writer, 0, 3)
+        wait_until(lambda: rows(tmp_path) == 3)  # set up and writing
+        assert os.sched_getscheduler(process.pid) == os.SCHED_IDLE
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == 19
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the server's own is unchanged
+    finally:
+        writer.close()
+
+
 def test_a_dead_writer_is_replaced_and_what_it_lost_is_counted(tmp_path: Path) -> None:
     metrics = Metrics()
     writer = AuditWriter(AuditConfig(flush_interval=0.05), PrivacyConfig(), tmp_path, metrics)

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import dns.rcode
 import pytest
 
-from tests.peers.aiwall import Aiwall, query
+from tests.peers.aiwall import Aiwall, query, two_worker_config
 from tests.peers.catalogfeed import BUNDLE_PATH, FeedServer, Publisher
 from tests.peers.wait import wait_until
-from tests.support import ask, free_port
+from tests.support import ask
 
 LABEL = "mirror"
 # The shipped catalog of these tests (conftest's catalog_dir) has DeepSeek only.
@@ -142,14 +142,10 @@ def test_the_supervisor_fetches_and_every_worker_switches(
     upstream, catalog_dir, publisher, mirror, tmp_path
 ):
     mirror.serve(*publisher.build(FIRST, serial=100))
-    port = free_port()
-    config = {
-        "listen": {"dns": [f"127.0.0.1:{port}"], "http": f"127.0.0.1:{free_port()}"},
-        "upstream": {"servers": [upstream.server_spec], "timeout": 0.5},
-        "workers": 2,
-        "state": {"directory": str(tmp_path / "state")},
-        "catalog": catalog_section(mirror, publisher),
-    }
+    config = two_worker_config(
+        upstream.server_spec, tmp_path, catalog=catalog_section(mirror, publisher)
+    )
+    port = int(config["listen"]["dns"][0].rpartition(":")[2])
     started = time.monotonic()
     with Aiwall(config, tmp_path, catalog_dir=catalog_dir) as server:
         server.wait_serving()

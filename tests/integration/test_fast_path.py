@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import socket
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import dns.message
 import dns.rcode
 import yaml
 
+from tests.peers.aiwall import Aiwall, two_worker_config
 from tests.support import RunningServer, ask
 
 TOKEN = "fast-path-test-token-0123456789"
@@ -164,3 +166,60 @@ def test_the_rate_limit_still_applies_to_repeated_questions(start_server):
             pass
     assert answered <= 3
     assert fast_hits(server) == 0
+
+
+def test_a_banned_name_asked_first_time_gets_the_pipelines_answer_without_it(
+    start_server, tmp_path
+):
+    """Client 127.0.0.1 is known to the fast path, so each new banned name it asks takes
+    the first-answer path; each fresh client address (127.0.0.1x) is not, so its one
+    question takes the pipeline. Same bytes (same ID), same counters, same audit rows."""
+    server = start_server()
+    assert dns.message.from_wire(raw_ask(server, "first.deepseek.com", 1)).rcode() == 3
+    names = [f"n{i}.DeepSeek.com" for i in range(10)]
+    hits = fast_hits(server)
+    known = [raw_ask(server, name, 500 + i) for i, name in enumerate(names)]
+    assert fast_hits(server) == hits + len(names)  # none took the pipeline
+    fresh = [raw_ask(server, name, 500 + i, f"127.0.0.{10 + i}") for i, name in enumerate(names)]
+    assert fast_hits(server) == hits + len(names)
+    assert known == fresh
+    for reply in map(dns.message.from_wire, known):
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+        assert reply.authority[0].name.to_text() == "DeepSeek.com."
+        assert reply.extended_errors()[0].code == 15  # Blocked (RFC 8914)
+    total = 2 * len(names) + 1
+    assert server.metric("aiwall_blocked_queries_total", service="deepseek") == total
+    assert server.metric("aiwall_responses_total", outcome="blocked", rcode="NXDOMAIN") == total
+    server.stop()
+    rows = audit_rows(tmp_path)
+    asked: dict[str, int] = {}
+    for name, action, count in rows:
+        if action == "blocked":  # a row per client and name
+            asked[name] = asked.get(name, 0) + count
+    assert asked == {"first.deepseek.com": 1, **{name.lower(): 2 for name in names}}
+
+
+def test_in_the_multi_worker_server_each_new_banned_name_is_blocked(upstream, tmp_path):
+    """The default deployment (workers, as ``aiwall serve`` runs) with dig as the client:
+    names hash to both workers; every new one asked is blocked, every allowed one
+    resolves."""
+    config = two_worker_config(upstream.server_spec, tmp_path)
+    with Aiwall(config, tmp_path) as server:
+        port = server.address[1]
+        server.wait_serving()
+        for i in range(30):
+            status = dig_status("127.0.0.1", port, f"w{i}.chat.deepseek.com")
+            assert status == "NXDOMAIN", i
+        assert dig_status("127.0.0.1", port, "allowed.example.test") == "NOERROR"
+        assert server.metric("aiwall_blocked_queries_total", service="deepseek") == 30
+
+
+def dig_status(host: str, port: int, name: str) -> str:
+    output = subprocess.run(
+        ["dig", f"@{host}", "-p", str(port), name, "A", "+tries=1", "+time=3"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout
+    return output.split("status: ", 1)[1].split(",", 1)[0]

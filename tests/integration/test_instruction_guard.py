@@ -53,3 +53,7 @@ def test_the_stage_breakdown_accounts_for_every_phase() -> None:
     # The fast path answers without the pipeline; the first pass walks it.
     assert not any(key.startswith("pipeline:") for key in stages["blocked-fast"])
     assert "pipeline: blocking" in stages["blocked"]
+    # A first answer from the fast path: its own decision, no pipeline stage.
+    first = stages["blocked-first"]
+    assert not any(key.startswith("pipeline:") for key in first)
+    assert first["fast path: blocking decision (policy lookup, verdict)"] > 0

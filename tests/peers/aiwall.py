@@ -16,10 +16,23 @@ import dns.message
 import dns.query
 import yaml
 
+from tests.peers.ports import free_port
 from tests.peers.process import Process
 
 ROOT = Path(__file__).resolve().parents[2]
 AIWALL = [sys.executable, "-m", "resolver"]
+
+
+def two_worker_config(upstream: str, directory: Path, **sections: Any) -> dict[str, Any]:
+    """The default deployment on loopback: two workers on free ports, forwarding to
+    ``upstream``, its state in ``directory``; ``sections`` are added as they are."""
+    return {
+        "listen": {"dns": [f"127.0.0.1:{free_port()}"], "http": f"127.0.0.1:{free_port()}"},
+        "upstream": {"servers": [upstream], "timeout": 0.5},
+        "workers": 2,
+        "state": {"directory": str(directory / "state")},
+        **sections,
+    }
 
 
 class Aiwall(Process):

@@ -1,4 +1,4 @@
-"""Property tests for the RFC 5452 answer check (``upstream._check``): any bytes are
+"""Property tests for the RFC 5452 answer check (``upstream.udp.check``): any bytes are
 either the answer to our question or rejected with a bounded reason, never a crash; a
 genuine answer is always accepted and relayed readable."""
 
@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from resolver.dns import wire
-from resolver.upstream.forwarder import Rejected, _answer_from, _check, _Expected
+from resolver.upstream.forwarder import _answer_from
+from resolver.upstream.streams import Rejected
+from resolver.upstream.udp import Expected, check
 
 SETTINGS = settings(
     max_examples=300,
@@ -32,12 +34,12 @@ names = st.lists(label_text, min_size=1, max_size=5).map(
 qtypes = st.sampled_from(["A", "AAAA", "TXT", "MX", "HTTPS", "CNAME", "NS", "SOA"])
 
 
-def expected_for(query: dns.message.Message) -> _Expected:
+def expected_for(query: dns.message.Message) -> Expected:
     data = query.to_wire()
     question = query.question[0]
     qname = question.name.canonicalize().to_wire()
     end = 12 + len(qname)
-    return _Expected(query.id, qname, data[end : end + 4])
+    return Expected(query.id, qname, data[end : end + 4])
 
 
 @st.composite
@@ -64,9 +66,9 @@ def exchanges(draw: st.DrawFn) -> tuple[dns.message.Message, dns.message.Message
     return query, response
 
 
-def check_reason(data: bytes, expected: _Expected) -> str:
+def check_reason(data: bytes, expected: Expected) -> str:
     try:
-        _check(data, expected)
+        check(data, expected)
     except Rejected as rejected:
         return rejected.reason
     return "accepted"
@@ -84,7 +86,7 @@ def test_any_bytes_are_accepted_or_rejected_with_a_bounded_reason(exchange, data
 def test_a_genuine_answer_is_accepted_and_relayed_readable(exchange):
     query, response = exchange
     data = response.to_wire()
-    scan = _check(data, expected_for(query))
+    scan = check(data, expected_for(query))
     answer = _answer_from(data, scan)
     relayed = dns.message.from_wire(answer.message)
     assert relayed.rcode() == response.rcode()
@@ -145,7 +147,7 @@ def test_cut_or_flipped_answers_never_crash_and_accepted_ones_are_walkable(excha
     cut = bytes(message[: data.draw(st.integers(0, len(message)))])
     if check_reason(cut, expected_for(query)) != "accepted":
         return
-    answer = _answer_from(cut, _check(cut, expected_for(query)))
+    answer = _answer_from(cut, check(cut, expected_for(query)))
     assert wire.HEADER.unpack_from(answer.message)[0] == query.id
     for offset in answer.ttl_offsets:
         assert 12 <= offset <= len(answer.message) - 4
