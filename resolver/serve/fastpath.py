@@ -192,7 +192,7 @@ class FastPath:
         audit = self._audits[index]
         if audit is not None and self._audit is not None:
             service, category, name, qtype = audit
-            self._audit(client, name, _qname(key), qtype, service, category, "blocked")
+            self._audit(client, name, _qname(key).lower(), qtype, service, category, "blocked")
         return data[:2] + payload
 
     def keep(self, query: Query, answer: Answer, sent: bytes) -> None:

@@ -179,3 +179,16 @@ def test_a_truncated_cached_answer_is_kept_until_its_next_second_only(clock: Clo
     assert fast.answer(query.raw, "127.0.0.1") is not None
     clock.now += 0.6  # past the next whole second of age
     assert fast.answer(query.raw, "127.0.0.1") is None
+
+
+def test_a_kept_answer_asked_in_another_case_is_audited_under_the_name_as_the_pipeline_has_it(
+    clock: Clock,
+) -> None:
+    """Resolvers randomise the case of the names they ask (the 0x20 defence): one name,
+    one audit row, however it was written."""
+    audit: list[tuple[Any, ...]] = []
+    fast = make(audit)
+    query = make_query("Chat.DeepSeek.COM")
+    kept(fast, query, blocked(query, math.inf))
+    assert fast.answer(with_id(query.raw, 7), "127.0.0.1") is not None
+    assert [row[2] for row in audit] == [query.qname] == [b"\x04chat\x08deepseek\x03com\x00"]
