@@ -119,10 +119,8 @@ class FastPath:
         self._groups: dict[str, int] = {}  # client -> its group's id
         self._effects: list[_Effects] = []
         self._effect_index: dict[_Effects, int] = {}
-        # Per effect: answers given since the counters were last told (``flush``), and
-        # what a blocked one writes to the audit trail (None: nothing).
+        # Per effect: answers given since the counters were last told (``flush``).
         self._counted: list[int] = []
-        self._audits: list[tuple[str, str, str, int] | None] = []
         self._flushed = 0
         # Off while the rate limit is on: every answer must then take its bucket.
         self.enabled = True
@@ -171,7 +169,6 @@ class FastPath:
         self._effects = []
         self._effect_index = {}
         self._counted = []
-        self._audits = []
 
     def answer(self, data: bytes, client: str) -> bytes | None:
         """The ready answer to this datagram from ``client`` (its ID set), or None."""
@@ -189,9 +186,9 @@ class FastPath:
                 return None
         index = packed & _EFFECT
         self._counted[index] += 1
-        audit = self._audits[index]
-        if audit is not None and self._audit is not None:
-            service, category, name, qtype = audit
+        qtype, _, _, _, blocked = self._effects[index]
+        if blocked is not None and self._audit is not None:
+            service, category, name = blocked
             self._audit(client, name, _qname(key).lower(), qtype, service, category, "blocked")
         return data[:2] + payload
 
@@ -242,14 +239,15 @@ class FastPath:
         the blocking stage's decision and answer, kept, with every effect of the
         pipeline's (counters, audit record); None when the pipeline must answer."""
         blocker = self.blocker
-        question = plain_question(data) if blocker is not None else None
+        if blocker is None:
+            return None
+        question = plain_question(data)
         if question is None:
             return None
         name_end, labels, qtype, edns = question
         qname = data[12:name_end].lower()
         if qname.endswith(self.reserved):
             return None  # maybe DDR's or an rpz zone's (a suffix test only: maybe is enough)
-        assert blocker is not None
         blocked = blocker.blocks(data, client, qname, labels)
         if blocked is None or self._groups.get(client) != group:
             return None  # not blocked, or a temporary rule ran out just now (all cleared)
@@ -263,7 +261,7 @@ class FastPath:
             return None
         on_list = (rule.service, rule.category, chosen.name)
         effects = (qtype, _BLOCKED, payload[1] & 0x0F, False, on_list)
-        effect = self._effect_of(effects, (rule.service, rule.category, chosen.name, qtype))
+        effect = self._effect_of(effects)
         if effect < 0:
             return None
         self._store(group, data[2:], payload, _deadline(blocker.reuse_cap) << 16 | effect, None)
@@ -298,15 +296,14 @@ class FastPath:
         return None
 
     def _effect(self, query: Query, answer: Answer) -> int:
-        blocked = audit = None
+        blocked = None
         if answer.outcome is Outcome.BLOCKED:
             blocked = (answer.service, answer.category, answer.group)
-            audit = (answer.service, answer.category, answer.group, query.qtype)
         outcome = str(answer.outcome.value)
         cached = answer.outcome is Outcome.CACHED
-        return self._effect_of((query.qtype, outcome, answer.rcode, cached, blocked), audit)
+        return self._effect_of((query.qtype, outcome, answer.rcode, cached, blocked))
 
-    def _effect_of(self, effects: _Effects, audit: tuple[str, str, str, int] | None) -> int:
+    def _effect_of(self, effects: _Effects) -> int:
         """The index of ``effects`` (-1: too many kinds; everything was cleared)."""
         index = self._effect_index.get(effects)
         if index is None:
@@ -316,7 +313,6 @@ class FastPath:
             index = self._effect_index[effects] = len(self._effects)
             self._effects.append(effects)
             self._counted.append(0)
-            self._audits.append(audit)
         return index
 
 
