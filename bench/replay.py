@@ -142,9 +142,12 @@ class Replay:
     def ask(self, listener: UdpListener, data: bytes, wait: bool) -> bytes:
         address = (self.target.host, self.target.port)
         self.client.sendto(data, address)
-        listener._on_readable()
         if wait:
+            # A miss asks the upstream from the listener's callback: run it in the loop,
+            # as the selector would.
+            self.loop.call_soon(listener._on_readable)
             return self.loop.run_until_complete(self.loop.sock_recv(self.client, 65535))
+        listener._on_readable()
         return self.client.recv(65535)
 
     def run(

@@ -6,8 +6,7 @@ and category, upstream server. Never a client address or a queried name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,13 +16,12 @@ from prometheus_client import (
     Info,
     disable_created_metrics,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector
 
 from resolver import __version__
+from resolver.collectors import HotCounter, HotHistogram
 from resolver.dns import wire
 
 # The _created series double the series count for no dashboard we ship.
@@ -55,65 +53,6 @@ UPSTREAM_REJECTIONS = ("wrong_id", "wrong_question", "malformed", "truncated")
 RCODE_LABELS = {code: name for code, name in wire.RCODE_NAMES.items()} | {
     code: str(code) for code in range(24) if code not in wire.RCODE_NAMES
 }
-
-
-def _as_labels(key: Hashable) -> tuple[str, ...]:
-    return key if isinstance(key, tuple) else ()
-
-
-class HotCounter(Collector):
-    """A counter bumped on every query: a plain dict increment, turned into samples only
-    when scraped. prometheus_client's Counter takes a lock and a label lookup per call,
-    which on the hot path costs more than answering a blocked query does."""
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: tuple[str, ...] = (),
-        labels: Callable[[Any], tuple[str, ...]] = _as_labels,
-        *,
-        registry: CollectorRegistry,
-    ) -> None:
-        self._name = name
-        self._documentation = documentation
-        self._labelnames = labelnames
-        self._labels = labels
-        self._counts: dict[Hashable, int] = {} if labelnames else {(): 0}
-        # Counts kept elsewhere and added in before every read (``Metrics.defer``).
-        self.pending: list[Callable[[], None]] = []
-        registry.register(self)
-
-    def inc(self, key: Hashable = ()) -> None:
-        counts = self._counts
-        counts[key] = counts.get(key, 0) + 1
-
-    def add(self, key: Hashable, count: int) -> None:
-        counts = self._counts
-        counts[key] = counts.get(key, 0) + count
-
-    @property
-    def counts(self) -> dict[Hashable, int]:
-        """Every count, the deferred ones added in."""
-        for flush in self.pending:
-            flush()
-        return self._counts
-
-    def value(self, key: Hashable = ()) -> int:
-        return self.counts.get(key, 0)
-
-    def describe(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
-
-    def collect(self) -> Iterator[Metric]:
-        merged: dict[tuple[str, ...], int] = {}
-        for key, count in list(self.counts.items()):
-            labels = self._labels(key)
-            merged[labels] = merged.get(labels, 0) + count
-        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
-        for labels, count in merged.items():
-            family.add_metric(list(labels), count)
-        yield family
 
 
 class Metrics:
@@ -179,10 +118,10 @@ class Metrics:
             "What the cached answers cost, counted as cache.max_bytes counts them.",
             registry=r,
         )
-        self.upstream_duration = Histogram(
+        self.upstream_duration = HotHistogram(
             "aiwall_upstream_request_duration_seconds",
             "Time from sending a query upstream to accepting its answer.",
-            ["upstream"],
+            ("upstream",),
             buckets=(
                 0.0005,
                 0.001,

@@ -247,7 +247,7 @@ class AuditLog:
         self._dropped_taken = self._dropped_total
         return new
 
-    def _rows(self, batch: dict[AttemptKey, Seen]) -> list[Attempt]:
+    def _rows(self, batches: list[dict[AttemptKey, Seen]]) -> list[Attempt]:
         return [
             Attempt(
                 first,
@@ -260,6 +260,7 @@ class AuditLog:
                 action,
                 int(count),
             )
+            for batch in batches
             for (client, group, name, qtype, service, category, action), (first, count) in (
                 batch.items()
             )
@@ -268,9 +269,9 @@ class AuditLog:
     def flush(self, last: bool = False) -> None:
         """Hand what was queued to every sink, and let each write its own backlog; the
         ``last`` flush tries every sink at once, and counts what none could write."""
-        batch, dropped = self.attempts.take()
+        batches, dropped = self.attempts.take()
         self._report_drops(dropped)
-        rows = self._rows(batch) if batch else []
+        rows = self._rows(batches)
         for sink in self.sinks:
             if last:
                 sink.retry_now()

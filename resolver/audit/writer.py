@@ -5,8 +5,9 @@ to SQLite is Python work: in a thread of the answering process it held the inter
 lock for up to ~100 ms per flush under load, and every query in that time waited (a p99
 of 67 ms at half load, against 0.3 ms with the trail off; ``make bench``, issue 13). So
 the answering process only gathers attempts (``attempts.AttemptBatcher``) and, once per
-``flush_interval``, a thread of it hands them over a pipe, in small pickled chunks, to a
-writer process (``python -m resolver.audit.writer``) that owns the sinks (``trail``).
+``flush_interval``, its event loop hands them over a pipe, in small pickled chunks and
+never for more than half a millisecond at a time (``handover``), to a writer process
+(``python -m resolver.audit.writer``) that owns the sinks (``trail``).
 
 Nothing is lost without being counted: the writer reports after every flush what each
 sink has written and why it fails, if it does (the ``aiwall_audit_*`` metrics come from
@@ -17,25 +18,23 @@ Closing sends what is left and waits for the writer to write it out.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
 import logging
 import os
-import pickle
 import select
 import signal
-import struct
 import subprocess
 import sys
-import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from resolver.audit.attempts import AttemptBatcher, AttemptKey, Seen
+from resolver.audit.handover import Handover, frame, messages, receive
 from resolver.audit.trail import AuditLog, sink_names
 from resolver.config import AuditConfig, Config, LoggingConfig, PrivacyConfig
 from resolver.logs import setup_logging
@@ -43,40 +42,18 @@ from resolver.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-# Keys per pickled chunk: each holds the interpreter lock for well under a millisecond;
-# between two, the handing-over thread sleeps PAUSE seconds.
-CHUNK = 500
-PAUSE = 0.001
-_FRAME = struct.Struct("!I")
 # How long closing waits for the writer to write out what it was sent.
 CLOSE_TIMEOUT = 30.0
 
 
-def _chunks(batch: dict[AttemptKey, Seen]) -> Iterator[dict[AttemptKey, Seen]]:
-    items = iter(batch.items())
-    while chunk := dict(itertools.islice(items, CHUNK)):
-        yield chunk
-
-
-def _send(stream: IO[bytes], message: tuple[Any, ...]) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_FRAME.pack(len(data)) + data)
-    stream.flush()
-
-
-def _receive(stream: IO[bytes]) -> tuple[Any, ...] | None:
-    head = stream.read(_FRAME.size)
-    if len(head) < _FRAME.size:
-        return None
-    (size,) = _FRAME.unpack(head)
-    message = pickle.loads(stream.read(size))
-    assert isinstance(message, tuple)
-    return message
+def _attempts(batches: list[dict[AttemptKey, Seen]]) -> int:
+    return int(sum(count for batch in batches for _, count in batch.values()))
 
 
 class AuditWriter:
     """The answering process's side of the audit trail: what the server and the
-    supervisor use (``record``, ``absorb``, ``degraded``, ``start``, ``close``)."""
+    supervisor use (``record``, ``absorb``, ``degraded``, ``start``, ``close``). It runs
+    on the event loop that ``start`` is called from."""
 
     def __init__(
         self,
@@ -93,7 +70,7 @@ class AuditWriter:
         self.config = config
         self._setup = (config, privacy, state_dir, base_dir, logging_config or LoggingConfig())
         self._metrics = metrics
-        self.attempts = AttemptBatcher()
+        self.attempts = AttemptBatcher(bounded=True)
         self.record = self.attempts.record
         self.absorb = self.attempts.absorb
         self._sinks = sink_names(config)
@@ -107,8 +84,9 @@ class AuditWriter:
         self._reports = -1  # the descriptor the writer reports on
         self._partial = b""  # a report not read whole yet
         self._in_flight: deque[int] = deque()  # attempts per flush not yet confirmed
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # None once closing
+        self._timer: asyncio.TimerHandle | None = None
+        self._handover: Handover | None = None  # the current writer's pipe, on the loop
         if metrics is not None:
             for sink in self._sinks:
                 metrics.audit_degraded.labels(sink).set(0)
@@ -143,95 +121,150 @@ class AuditWriter:
     # --- life ----------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the writer, and hand it what was gathered at every flush interval;
+        called from the running event loop."""
         if not self.enabled:
             return
         # The table exists once the server answers, for ``aiwall report`` and the tests;
         # a sink that cannot be prepared is the writer's to report (degraded). The
         # writer process makes PostgreSQL's: DNS never waits for a database.
         self._trail.prepare(remote=False)
+        self._loop = asyncio.get_running_loop()
         self._spawn()
-        self._thread = threading.Thread(target=self._run, name="aiwall-audit", daemon=True)
-        self._thread.start()
+        self._timer = self._loop.call_later(self.config.flush_interval, self._flush_due)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Hand over everything gathered, let the writer write it out, then stop it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(CLOSE_TIMEOUT)
-            self._thread = None
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        unsent = self._detach(loop)
+        # Blocking writes and a wait for the last report: in a thread, off the loop.
+        await asyncio.to_thread(self._close, unsent)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.config.flush_interval):
-            self._hand_over()
-        self._hand_over(closing=True)
+    def _flush_due(self) -> None:
+        assert self._loop is not None
+        self._timer = self._loop.call_later(self.config.flush_interval, self._flush_due)
+        if self._handover is not None and self._handover.busy:
+            return  # the last batch is still going out (a slow writer): keep gathering
+        batches = self._take()
+        if self._process is None or self._process.poll() is not None:
+            self._writer_died()
+            if not self._respawn(batches):
+                return
+        assert self._handover is not None
+        # Unconfirmed until the writer reports the flush that follows them.
+        self._in_flight.append(_attempts(batches))
+        self._handover.send(messages(batches, ("flush",)))
+
+    def _take(self) -> list[dict[AttemptKey, Seen]]:
+        batches, dropped = self.attempts.take()
+        self._count_dropped(dropped - self._dropped_reported)
+        self._dropped_reported = dropped
+        return batches
+
+    def _respawn(self, batches: list[dict[AttemptKey, Seen]]) -> bool:
+        try:
+            self._spawn()
+        except OSError as error:
+            log.error("audit log: cannot start the writer process: %s", error)
+            self._count_dropped(_attempts(batches))
+            return False
+        return True
 
     def _spawn(self) -> None:
         # Reports come back on a pipe of their own: the writer's stdout stays the
         # server's, where ``audit.jsonl: "-"`` writes.
         reports, theirs = os.pipe()
         try:
-            self._process = subprocess.Popen(
+            process = subprocess.Popen(
                 [sys.executable, "-m", "resolver.audit.writer", str(theirs)],
                 stdin=subprocess.PIPE,
                 pass_fds=(theirs,),
             )
         finally:
             os.close(theirs)
+        self._process = process
         self._reports = reports
         self._partial = b""
         self._reported = {}
-        assert self._process.stdin is not None
-        _send(self._process.stdin, ("setup", *self._setup))
+        assert process.stdin is not None
+        process.stdin.write(frame(("setup", *self._setup)))  # a fresh pipe has room
+        process.stdin.flush()
+        if self._loop is not None:
+            os.set_blocking(reports, False)
+            self._loop.add_reader(reports, self._on_reports)
+            self._handover = Handover(self._loop, process.stdin.fileno(), self._writer_died)
 
-    # --- handing over ----------------------------------------------------------------
+    def _detach(self, loop: asyncio.AbstractEventLoop) -> tuple[bytes, Iterator[bytes] | None]:
+        """Take the writer's pipes off ``loop``; what had not been sent yet."""
+        unsent: tuple[bytes, Iterator[bytes] | None] = (b"", None)
+        if self._handover is not None:
+            unsent = self._handover.detach()
+            self._handover = None
+        if self._reports >= 0:
+            loop.remove_reader(self._reports)
+        return unsent
 
-    def _hand_over(self, closing: bool = False) -> None:
-        batch, dropped = self.attempts.take()
-        self._count_dropped(dropped - self._dropped_reported)
-        self._dropped_reported = dropped
+    def _close(self, unsent: tuple[bytes, Iterator[bytes] | None]) -> None:
+        rest, frames = unsent
+        batches = self._take()
         if self._process is None or self._process.poll() is not None:
             self._writer_died()
-            if closing and not batch:
+            if not batches or not self._respawn(batches):
                 return
-            try:
-                self._spawn()
-            except OSError as error:
-                log.error("audit log: cannot start the writer process: %s", error)
-                self._count_dropped(int(sum(count for _, count in batch.values())))
-                return
+            rest, frames = b"", None
         process = self._process
         assert process is not None
         assert process.stdin is not None
-        # Unconfirmed until the writer reports the flush that follows them.
-        self._in_flight.append(int(sum(count for _, count in batch.values())))
+        os.set_blocking(process.stdin.fileno(), True)
+        if self._reports >= 0:
+            os.set_blocking(self._reports, True)
+        self._in_flight.append(_attempts(batches))
         try:
-            for chunk in _chunks(batch):
-                _send(process.stdin, ("attempts", chunk))
-                # Hand the interpreter back between chunks: a thread that keeps it makes
-                # the event loop wait up to the switch interval (5 ms) after every
-                # system call, which was the trail's cost to DNS (stalls of 20-36 ms).
-                time.sleep(PAUSE)
-            _send(process.stdin, ("close",) if closing else ("flush",))
+            process.stdin.write(rest)
+            for data in itertools.chain(frames or (), messages(batches, ("close",))):
+                process.stdin.write(data)
+            process.stdin.flush()
         except OSError:  # BrokenPipeError: the writer is gone
             self._writer_died()
             return
-        self._read_reports(wait=CLOSE_TIMEOUT if closing else 0.0)
-        if closing:
-            self._finish(process)
+        self._read_reports(CLOSE_TIMEOUT)
+        self._finish(process)
+
+    # --- the writer's reports ------------------------------------------------------
+
+    def _on_reports(self) -> None:
+        """The reports pipe is readable (on the loop)."""
+        try:
+            data = os.read(self._reports, 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self._writer_died()
+            return
+        self._partial += data
+        self._apply_lines()
+
+    def _apply_lines(self) -> bool:
+        """Apply every whole report received; True once the last one is among them."""
+        while True:
+            line, newline, rest = self._partial.partition(b"\n")
+            if not newline:
+                return False
+            self._partial = rest
+            report = json.loads(line)
+            self._apply(report)
+            if report["last"]:
+                return True
 
     def _read_reports(self, wait: float) -> None:
-        """Take the writer's reports so far (one line each); when closing, wait up to
-        ``wait`` seconds for its last."""
+        """When closing: wait up to ``wait`` seconds for the writer's last report."""
         fd = self._reports
-        while True:
-            line, _, rest = self._partial.partition(b"\n")
-            if _:
-                self._partial = rest
-                report = json.loads(line)
-                self._apply(report)
-                if report["last"]:
-                    return
-                continue
+        while not self._apply_lines():
             ready, _, _ = select.select([fd], [], [], wait)
             if not ready:
                 return
@@ -265,7 +298,12 @@ class AuditWriter:
             code = process.poll()
             log.error("audit log: the writer process exited (code %s); a new one follows", code)
             self._writer_down = f"the writer process exited (code {code})"
+            if self._loop is not None:
+                self._detach(self._loop)
             self._process = None
+            if process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
             os.close(self._reports)
             self._reports = -1
             self._partial = b""
@@ -284,7 +322,8 @@ class AuditWriter:
             process.kill()
             process.wait()
         if process.stdin is not None:
-            process.stdin.close()
+            with contextlib.suppress(OSError):
+                process.stdin.close()
         if self._reports >= 0:
             os.close(self._reports)
             self._reports = -1
@@ -327,7 +366,7 @@ def child_main(commands: IO[bytes], reports: IO[str]) -> int:
     os.nice(19)
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    setup = _receive(commands)
+    setup = receive(commands)
     if setup is None or setup[0] != "setup":
         return 2
     _, config, privacy, state_dir, base_dir, logging_config = setup
@@ -335,7 +374,7 @@ def child_main(commands: IO[bytes], reports: IO[str]) -> int:
     trail = AuditLog(config, privacy, state_dir, None, base_dir)
     trail.prepare()
     while True:
-        message = _receive(commands)
+        message = receive(commands)
         if message is not None and message[0] == "attempts":
             trail.absorb(message[1])
             continue

@@ -61,14 +61,25 @@ def parse_query(data: bytes, protocol: str, client: str) -> Query | None:
 
 
 # The header of a plain query after its ID and flags: one question, no answer or
-# authority records (then 0 or 1 additional, the OPT).
-_PLAIN_COUNTS = b"\x00\x01\x00\x00\x00\x00"
+# authority records, then no additional record or one (the OPT).
+_PLAIN_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x00"
+_PLAIN_COUNTS_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 # Types sanity answers itself (FORMERR, REFUSED): never plain.
 _NOT_PLAIN_TYPES = frozenset({wire.TYPE_OPT, wire.TYPE_AXFR, wire.TYPE_IXFR})
 # EDNS of a plain question: absent, or the payload size advertised (RFC 6891 6.2.5:
 # at least 512) with the DO bit above it.
 NO_EDNS = -1
 EDNS_DO_BIT = 1 << 16
+# What follows the question name in a plain query (type, class, then the OPT if any):
+# (its type, its EDNS, the additional count it goes with); the count is -1 when the
+# bytes are not a plain query's. The few client programs of a network send the same
+# bytes there question after question: they are read once, then looked up. Bounded in
+# entries and in their size (an OPT with a cookie fits).
+_TailShape = tuple[int, int, int]
+_NOT_PLAIN: _TailShape = (0, NO_EDNS, -1)
+_TAILS: dict[bytes, _TailShape] = {}
+_TAILS_KEPT = 256
+_TAIL_KEPT_SIZE = 64
 
 
 def plain_question(data: bytes) -> tuple[int, tuple[int, ...], int, int] | None:
@@ -78,27 +89,44 @@ def plain_question(data: bytes) -> tuple[int, tuple[int, ...], int, int] | None:
     ends, its label offsets, its type, its EDNS as NO_EDNS or payload | EDNS_DO_BIT);
     None for anything else, which ``parse_query`` and the pipeline's sanity stage
     read in full. A plain query is one they would pass through unchanged."""
-    if len(data) < 17 or data[2] & 0xF8 or data[4:10] != _PLAIN_COUNTS:
-        return None  # a response, another opcode, or other counts
-    additional = data[10:12]
+    if len(data) < 17 or data[2] & 0xF8:
+        return None  # a response or another opcode
+    counts = data[4:12]
+    if counts != _PLAIN_COUNTS and counts != _PLAIN_COUNTS_OPT:
+        return None
     try:
         name_end, labels = wire.read_question_name(data, 12)
     except wire.WireError:
         return None
-    question_end = name_end + 4
-    if question_end > len(data):
-        return None
-    qtype, qclass = _TYPE_CLASS.unpack_from(data, name_end)
+    tail = data[name_end:]
+    shape = _TAILS.get(tail)
+    if shape is None:
+        shape = _tail_shape(tail)
+        if len(tail) <= _TAIL_KEPT_SIZE:
+            if len(_TAILS) >= _TAILS_KEPT:
+                _TAILS.clear()
+            _TAILS[tail] = shape
+    qtype, edns, additional = shape
+    if additional != counts[7]:
+        return None  # not a plain query's, or not with this additional count
+    return name_end, labels, qtype, edns
+
+
+def _tail_shape(tail: bytes) -> _TailShape:
+    """What follows a plain query's question name, read (``_TAILS``)."""
+    if len(tail) < 4:
+        return _NOT_PLAIN  # the question cut short
+    qtype, qclass = _TYPE_CLASS.unpack_from(tail)
     if qclass != wire.CLASS_IN or qtype in _NOT_PLAIN_TYPES:
-        return None
-    if additional == b"\x00\x00":
-        return (name_end, labels, qtype, NO_EDNS) if question_end == len(data) else None
-    shape = wire.lone_opt(data, question_end) if additional == b"\x00\x01" else None
+        return _NOT_PLAIN
+    if len(tail) == 4:
+        return qtype, NO_EDNS, 0
+    shape = wire.lone_opt(tail, 4)
     if shape is None or shape[1] & 0x00FF0000:  # not one OPT, or an EDNS version > 0
-        return None
+        return _NOT_PLAIN
     payload, ttl = shape
     do = EDNS_DO_BIT if ttl & wire.EDNS_DO else 0
-    return name_end, labels, qtype, max(payload, wire.PLAIN_UDP_LIMIT) | do
+    return qtype, max(payload, wire.PLAIN_UDP_LIMIT) | do, 1
 
 
 # Bits the client decides: RD and CD are echoed (RFC 1035 4.1.1, RFC 4035 3.2.2).

@@ -11,12 +11,21 @@ import ipaddress
 import struct
 
 from resolver.dns import wire
-from resolver.dns.codec import EDNS_DO_BIT, NO_EDNS
 from resolver.dns.model import Answer, Outcome, Query
 
 # Owner of the SOA we put in negative block answers; .invalid can never resolve (RFC 6761).
 _SOA_MNAME = wire.text_to_name("aiwall.invalid")
 _SOA_RNAME = wire.text_to_name("hostmaster.aiwall.invalid")
+
+
+# A plain block answer's parts (``BlockAnswers._plan``): the header after the ID for each
+# of the client's RD and CD bits, whether a pointer to the zone follows the question,
+# the bytes after it, and their size with the pointer.
+_Plan = tuple[tuple[bytes, ...], bool, bytes, int]
+# Plans kept per group: kinds of answers (mode, type, DO bit, rule text) a group gives.
+_PLANS = 1024
+# Compression pointers to each offset a question's label can start at (RFC 1035 4.1.4).
+_POINTERS = tuple(wire.U16.pack(0xC000 | offset) for offset in range(12 + 256))
 
 
 def _header(query: Query, rcode: int, ancount: int = 0, nscount: int = 0) -> bytes:
@@ -66,6 +75,8 @@ class BlockAnswers:
         self._ipv4 = ipaddress.IPv4Address(sinkhole_ipv4).packed
         self._ipv6 = ipaddress.IPv6Address(sinkhole_ipv6).packed
         self._soa_tail = soa_record_tail(ttl)
+        # (mode, qtype, DO bit or -1, EDE text) -> its plain answer's parts (``_plan``).
+        self._plans: dict[tuple[str, int, int, str], _Plan] = {}
 
     def build(self, query: Query, zone_label: int, mode: str, ede_text: str) -> Answer:
         """``zone_label`` is the index of the label where the matched entry starts; the
@@ -103,10 +114,28 @@ class BlockAnswers:
         ``edns``) as sent, after its ID; ``zone_at``: the offset of the matched entry's
         label in it. None when it would not fit the client's buffer (the pipeline then
         sends it truncated)."""
-        # Echoed: RD and CD (the codec's _CLIENT_BITS); the opcode of a plain query is 0.
-        flags = wire.QR | wire.RA | (wire.U16.unpack_from(data, 2)[0] & (wire.RD | wire.CD))
-        answers = authorities = 0
+        do = edns >> 16  # -1: no EDNS; else the DO bit (codec.EDNS_DO_BIT)
+        plan = self._plans.get((mode, qtype, do, ede_text))
+        if plan is None:
+            plan = self._plan(mode, qtype, do, ede_text)
+        headers, pointed, after, size = plan
+        # Never more than the client's buffer, nor than we advertise (the codec's limit).
+        total = question_end + size
+        if total > (wire.PLAIN_UDP_LIMIT if do < 0 else edns & 0xFFFF) or total > wire.EDNS_PAYLOAD:
+            return None
+        # Echoed: RD (the flags' first byte, bit 0) and CD (the second, 0x10): the codec's
+        # _CLIENT_BITS; the opcode of a plain query is 0.
+        header = headers[data[2] & 1 | data[3] >> 3 & 2]
+        if pointed:
+            return header + data[12:question_end] + _POINTERS[zone_at] + after
+        return header + data[12:question_end] + after
+
+    def _plan(self, mode: str, qtype: int, do: int, ede_text: str) -> _Plan:
+        """What a plain block answer is made of, after its ID, but for the question and
+        the pointer to the zone (``plain``): the same for every query of this kind, so
+        made once. Depends only on the arguments and on what ``__init__`` set."""
         records = b""
+        answers = authorities = 0
         if mode == "refused":
             rcode = wire.REFUSED
         elif mode == "sinkhole" and qtype in (wire.TYPE_A, wire.TYPE_AAAA):
@@ -116,14 +145,18 @@ class BlockAnswers:
             records = b"\xc0\x0c" + fixed + address
         else:
             rcode, authorities = (wire.NXDOMAIN if mode == "nxdomain" else wire.NOERROR), 1
-            records = wire.U16.pack(0xC000 | zone_at) + self._soa_tail
         opt = b""
-        limit = wire.PLAIN_UDP_LIMIT
-        if edns != NO_EDNS:
+        if do >= 0:
             options = wire.ede_option(wire.EDE_BLOCKED, ede_text)
-            opt = wire.opt_record(do=bool(edns & EDNS_DO_BIT), options=options)
-            limit = min(edns & 0xFFFF, wire.EDNS_PAYLOAD)
-        if question_end + len(records) + len(opt) > limit:
-            return None
+            opt = wire.opt_record(do=bool(do), options=options)
         counts = wire.COUNTS.pack(1, answers, authorities, 1 if opt else 0)
-        return wire.U16.pack(flags | rcode) + counts + data[12:question_end] + records + opt
+        headers = tuple(
+            wire.U16.pack(wire.QR | wire.RA | rcode | echoed) + counts
+            for echoed in (0, wire.RD, wire.CD, wire.RD | wire.CD)
+        )
+        after = (self._soa_tail if authorities else records) + opt
+        plan = (headers, bool(authorities), after, len(after) + 2 * authorities)
+        if len(self._plans) >= _PLANS:
+            self._plans.clear()
+        self._plans[(mode, qtype, do, ede_text)] = plan
+        return plan

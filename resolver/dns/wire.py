@@ -87,20 +87,21 @@ def read_question_name(data: bytes, offset: int) -> tuple[int, tuple[int, ...]]:
     can only point backwards into the header: such a query is malformed.
     """
     starts: list[int] = []
-    end = len(data)
     position = offset
-    while True:
-        if position >= end:
-            raise WireError("question name runs past the end of the message")
+    try:
+        # Past the end, the index raises: one test per label fewer (every query has one).
         length = data[position]
-        if length == 0:
-            if position - offset + 1 > 255:
-                raise WireError("question name longer than 255 bytes")
-            return position + 1, tuple(starts)
-        if length > 63:
-            raise WireError("compression or reserved label type in the question")
-        starts.append(position - offset)
-        position += length + 1
+        while length:
+            if length > 63:
+                raise WireError("compression or reserved label type in the question")
+            starts.append(position - offset)
+            position += length + 1
+            length = data[position]
+    except IndexError:
+        raise WireError("question name runs past the end of the message") from None
+    if position - offset + 1 > 255:
+        raise WireError("question name longer than 255 bytes")
+    return position + 1, tuple(starts)
 
 
 def skip_name(data: bytes, offset: int) -> int:
@@ -285,7 +286,7 @@ def ede_option(code: int, text: str) -> bytes:
     return U16.pack(OPTION_EDE) + U16.pack(len(body)) + body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs a microsecond per answer
 class ResponseScan:
     """What a relayed answer needs to be cached and inspected, found without decoding it."""
 
@@ -299,14 +300,16 @@ class ResponseScan:
     huge_ttls: bool = False  # some TTL has its top bit set (to be relayed as 0)
 
 
-def scan_response(data: bytes) -> ResponseScan:
-    """Walk every record of a response, decoding only CNAME targets and SOA timers."""
+def scan_response(data: bytes, question_end: int = 0) -> ResponseScan:
+    """Walk every record of a response, decoding only CNAME targets and SOA timers.
+
+    ``question_end``: where the question section ends, when the caller has checked it
+    already (``upstream.udp.check``: our one question, echoed); 0: walk it here.
+    """
     if len(data) < 12:
         raise WireError("shorter than a DNS header")
     _, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
-    offset = 12
-    for _ in range(qdcount):
-        offset = skip_name(data, offset) + 4
+    offset = question_end or _questions_end(data, qdcount)
     ttl_offsets: list[int] = []
     cnames: list[bytes] = []
     min_ttl: int | None = None
@@ -314,47 +317,65 @@ def scan_response(data: bytes) -> ResponseScan:
     opt_start = opt_end = -1
     extended_rcode = 0
     huge_ttls = False
-    for index in range(ancount + nscount + arcount):
-        start = offset
-        offset = skip_name(data, offset)
-        if offset + 10 > len(data):
-            raise WireError("record header cut short")
-        rtype, _rclass, ttl, rdlength = RR_FIXED.unpack_from(data, offset)
-        if ttl > MAX_TTL:
-            # RFC 2181 8: a TTL with the top bit set is read as zero.
-            ttl = 0
-            huge_ttls = True
-        rdata = offset + 10
-        offset = rdata + rdlength
-        if offset > len(data):
-            raise WireError("record data cut short")
-        if rtype == TYPE_OPT:
-            opt_start, opt_end = start, offset
-            extended_rcode = ttl >> 24
-            continue
-        ttl_offsets.append(rdata - 6)
-        if index < ancount:
-            min_ttl = ttl if min_ttl is None else min(min_ttl, ttl)
-            if rtype == TYPE_CNAME:
-                cnames.append(read_name(data, rdata))
-        elif index < ancount + nscount and rtype == TYPE_SOA:
-            rdata_end = skip_name(data, skip_name(data, rdata))
-            if rdata_end + 20 != offset:
-                raise WireError("SOA record data has the wrong length")
-            minimum = U32.unpack_from(data, rdata_end + 16)[0]
-            negative_ttl = min(ttl, minimum if minimum <= MAX_TTL else 0)
+    answers_end, authorities_end = ancount, ancount + nscount
+    unpack = RR_FIXED.unpack_from
+    try:
+        for index in range(authorities_end + arcount):
+            start = offset
+            # Nearly every owner is a pointer (RFC 1035 4.1.4): two bytes, no walk. A
+            # pointer cut short fails the record header's unpack just below.
+            offset = offset + 2 if data[offset] >= 0xC0 else skip_name(data, offset)
+            rtype, _rclass, ttl, rdlength = unpack(data, offset)
+            if ttl > MAX_TTL:
+                # RFC 2181 8: a TTL with the top bit set is read as zero.
+                ttl = 0
+                huge_ttls = True
+            rdata = offset + 10
+            offset = rdata + rdlength
+            if rtype == TYPE_OPT:
+                opt_start, opt_end = start, offset
+                extended_rcode = ttl >> 24
+                continue
+            ttl_offsets.append(rdata - 6)
+            if index < answers_end:
+                if min_ttl is None or ttl < min_ttl:
+                    min_ttl = ttl
+                if rtype == TYPE_CNAME:
+                    cnames.append(read_name(data, rdata))
+            elif index < authorities_end and rtype == TYPE_SOA:
+                negative_ttl = _soa_negative_ttl(data, rdata, offset, ttl)
+    except (IndexError, struct.error):
+        raise WireError("record cut short") from None
+    # Checked once, at the end: a record data running past the end leaves offset there.
     if offset != len(data):
-        raise WireError("trailing bytes after the last record")
+        raise WireError("record data cut short or trailing bytes after the last record")
     return ResponseScan(
-        rcode=(extended_rcode << 4) | (flags & RCODE_MASK),
-        ttl_offsets=tuple(ttl_offsets),
-        min_ttl=min_ttl,
-        negative_ttl=negative_ttl,
-        cnames=tuple(cnames),
-        opt_start=opt_start,
-        opt_end=opt_end,
-        huge_ttls=huge_ttls,
+        (extended_rcode << 4) | (flags & RCODE_MASK),
+        tuple(ttl_offsets),
+        min_ttl,
+        negative_ttl,
+        tuple(cnames),
+        opt_start,
+        opt_end,
+        huge_ttls,
     )
+
+
+def _questions_end(data: bytes, count: int) -> int:
+    """Where the question section of ``count`` questions ends."""
+    offset = 12
+    for _ in range(count):
+        offset = skip_name(data, offset) + 4
+    return offset
+
+
+def _soa_negative_ttl(data: bytes, rdata: int, end: int, ttl: int) -> int:
+    """RFC 2308 5: an authority SOA's min(TTL, MINIMUM), its record data ending at ``end``."""
+    rdata_end = skip_name(data, skip_name(data, rdata))
+    if rdata_end + 20 != end:
+        raise WireError("SOA record data has the wrong length")
+    minimum: int = U32.unpack_from(data, rdata_end + 16)[0]
+    return min(ttl, minimum if minimum <= MAX_TTL else 0)
 
 
 def without_opt(data: bytes, scan: ResponseScan) -> tuple[bytes, tuple[int, ...]]:
@@ -362,11 +383,13 @@ def without_opt(data: bytes, scan: ResponseScan) -> tuple[bytes, tuple[int, ...]
     its TTL offsets moved to match."""
     if scan.opt_start < 0:
         return data, scan.ttl_offsets
-    header = bytearray(data[:12])
-    U16.pack_into(header, 10, U16.unpack_from(data, 10)[0] - 1)
+    header = data[:10] + U16.pack(U16.unpack_from(data, 10)[0] - 1)
+    if scan.opt_end == len(data):
+        # Where it nearly always is, last: no TTL after it to move.
+        return header + data[12 : scan.opt_start], scan.ttl_offsets
     removed = scan.opt_end - scan.opt_start
     offsets = tuple(o - removed if o > scan.opt_start else o for o in scan.ttl_offsets)
-    return bytes(header) + data[12 : scan.opt_start] + data[scan.opt_end :], offsets
+    return header + data[12 : scan.opt_start] + data[scan.opt_end :], offsets
 
 
 def zero_huge_ttls(message: bytes, ttl_offsets: tuple[int, ...]) -> bytes:

@@ -13,7 +13,7 @@ from typing import TypeAlias
 
 from resolver.dns import wire
 from resolver.dns.model import Answer, Handler, Query, Resolution
-from resolver.policy.domainset import Match
+from resolver.dns.pending import Pending
 from resolver.policy.groups import ClientGroups, Group
 from resolver.policy.rules import Rule
 from resolver.policy.verdict import Verdict, verdict
@@ -23,8 +23,9 @@ from resolver.policy.verdict import Verdict, verdict
 Attempts = Callable[[Query, str, str, str, str], None]
 
 
-# A name's most specific entry in a group's list (None: not listed).
-Found: TypeAlias = Match[Rule] | None
+# A name's most specific entry in a group's list: (rule, index of the label where the
+# entry starts), ``DomainSet.find``; None: not listed.
+Found: TypeAlias = tuple[Rule, int] | None
 # What the fast path needs to block a plain query itself: group, rule, matched label.
 Blocked: TypeAlias = tuple[Group, Rule, int]
 
@@ -103,28 +104,41 @@ class BlockingHandler:
         self.paused_until = time.monotonic() + seconds
         self._looked_up = None
 
-    def _lookup(self, client: str, qname: bytes, labels: tuple[int, ...]) -> tuple[Group, Found]:
-        """The client's group under the policy in force, and the name's entry in it."""
+    def _lookup(
+        self, client: str, qname: bytes, labels: tuple[int, ...], group: Group | None = None
+    ) -> tuple[Group, Found]:
+        """The client's group under the policy in force, and the name's entry in it.
+        ``group``: the client's group under ``self.groups``, when the caller knows it."""
         groups = self.groups
         if groups.valid_until is not None and time.time() >= groups.valid_until:
             # A temporary rule ran out: the next version was built with this one.
             groups = self._advance()
-        group = groups.group_for(client)
-        return group, group.blocklist.match(qname, labels)
+            group = None
+        if group is None:
+            group = groups.group_for(client)
+        return group, group.blocklist.names.find(qname, labels)
 
     def blocks(
-        self, data: bytes, client: str, qname: bytes, labels: tuple[int, ...]
+        self,
+        data: bytes,
+        client: str,
+        qname: bytes,
+        labels: tuple[int, ...],
+        group: Group | None = None,
     ) -> Blocked | None:
         """For the fast path's plain query ``data``: (group, rule, label of the matched
         entry) when ``handle`` would block this name for this client now, with nothing
         else to do than answer and record the attempt; None when the pipeline must
         decide. Then the lookup is kept for ``handle`` of this very datagram (``data``,
-        the same object), which the pipeline runs next, in the same callback."""
-        group, found = self._lookup(client, qname, labels)
-        if found is None or verdict(found.value, group.mode, self.paused) is not Verdict.BLOCK:
+        the same object), which the pipeline runs next, in the same callback.
+        ``group``: the client's group under ``self.groups``, when the caller knows it
+        (the fast path, which forgets every client's group when the policy changes)."""
+        group, found = self._lookup(client, qname, labels, group)
+        paused = self.paused if self.paused_until else False
+        if found is None or verdict(found[0], group.mode, paused) is not Verdict.BLOCK:
             self._looked_up = (data, client, group, found)
             return None
-        return group, found.value, found.label
+        return group, found[0], found[1]
 
     @property
     def reuse_cap(self) -> float:
@@ -142,7 +156,7 @@ class BlockingHandler:
         group, found = self._lookup_for(query)
         if found is None:
             return self._forward(query, group)
-        rule = found.value
+        rule, label = found
         decided = verdict(rule, group.mode, self.paused)
         if decided is Verdict.ALLOW:
             # An explicitly allowed name stays allowed wherever its CNAMEs lead.
@@ -151,7 +165,7 @@ class BlockingHandler:
             # Reported or paused: every attempt is recorded, so no answer is reused.
             self._attempts(query, group.name, rule.service, rule.category, decided.value)
             return _once(self._next.handle(query))
-        answer = self._block(query, group, rule, found.label, rule.description)
+        answer = self._block(query, group, rule, label, rule.description)
         if not self.paused_until:
             answer.reuse_until = self._reuse_cap
         self._attempts(query, group.name, rule.service, rule.category, "blocked")
@@ -204,7 +218,8 @@ class BlockingHandler:
             return self._block(query, group, rule, 0, reason)
         return answer
 
-    async def _inspect_when_ready(
+    def _inspect_when_ready(
         self, query: Query, group: Group, pending: Awaitable[Answer]
-    ) -> Answer:
-        return self._inspect_cnames(query, group, await pending)
+    ) -> Pending:
+        # A step of the answer to come: it runs before the answer can be sent.
+        return Pending.of(pending).then(lambda answer: self._inspect_cnames(query, group, answer))

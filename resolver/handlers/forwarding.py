@@ -20,4 +20,4 @@ class ForwardingHandler:
             self._conditional.match(query.qname, query.labels) if len(self._conditional) else None
         )
         forwarder = found.value if found is not None else self.default
-        return forwarder.resolve(query)
+        return forwarder.ask(query)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-
 from resolver.dns.model import Answer, Handler, Outcome, Query, Resolution
+from resolver.dns.pending import Pending
 from resolver.metrics import Metrics
 
 
@@ -21,14 +20,14 @@ class MetricsHandler:
         if isinstance(result, Answer):
             self._count(result)
             return result
-        return self._count_when_ready(result)
+        # The last step: what the inner stages made of the answer is what is counted.
+        return Pending.of(result).then(self._counted)
 
     def _count(self, answer: Answer) -> None:
         self._metrics.count_response(answer.outcome, answer.rcode)
         if answer.outcome is Outcome.BLOCKED:
             self._metrics.count_blocked(answer.service, answer.category, answer.group)
 
-    async def _count_when_ready(self, pending: Awaitable[Answer]) -> Answer:
-        answer = await pending
+    def _counted(self, answer: Answer) -> Answer:
         self._count(answer)
         return answer

@@ -3,7 +3,10 @@
 Entries are keyed by their lowercase wire form. A query name in wire form holds every
 parent as a suffix that starts at a label boundary (``\\x04chat\\x08deepseek\\x03com\\x00``
 contains ``\\x08deepseek\\x03com\\x00``), so finding the most specific entry is one dict
-lookup per label, whatever the list size, with no decoding to text.
+lookup per label, whatever the list size, with no decoding to text. Most names are
+covered by no entry at all: the last two labels of every entry are kept in a set, and a
+name whose last two labels are not in it skips the entries (one look-up, not one per
+label). Large lists are a table of their names' keys (``nametable``), tried after.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from typing import Generic, TypeVar
 from resolver.policy.nametable import NameTable
 
 Value = TypeVar("Value")
-_MASK64 = (1 << 64) - 1
 
 # Keys of "*.example.com" entries: the wildcard matches strictly below the name.
 _BELOW_ONLY = b"\x01*"
@@ -33,6 +35,10 @@ class DomainSet(Generic[Value]):
     def __init__(self) -> None:
         self._entries: dict[bytes, Value] = {}
         self._has_wildcards = False
+        # The last two labels of every entry (``_tail``), and whether some entry has
+        # fewer: what ``_may_hold`` rules names out with.
+        self._tails: set[bytes] = set()
+        self._short = False
         # Large lists: one table of their names' keys (``nametable``), shared by every
         # group and version of a policy, and the value of each list by its index.
         self._table: NameTable | None = None
@@ -66,6 +72,8 @@ class DomainSet(Generic[Value]):
         return {
             "_entries": self._entries,
             "_has_wildcards": self._has_wildcards,
+            "_tails": self._tails,
+            "_short": self._short,
             "_table_values": self._table_values,
         }
 
@@ -75,6 +83,7 @@ class DomainSet(Generic[Value]):
 
     def add(self, name: bytes, value: Value, *, below_only: bool = False) -> None:
         """Add a lowercase wire-form name; a later add of the same name replaces the value."""
+        self._hold(name)
         if below_only:
             self._has_wildcards = True
             name = _BELOW_ONLY + name
@@ -82,7 +91,21 @@ class DomainSet(Generic[Value]):
 
     def setdefault(self, name: bytes, value: Value) -> Value:
         """Add unless present; return what is stored (the first list to claim a name keeps it)."""
+        self._hold(name)
         return self._entries.setdefault(name, value)
+
+    def _hold(self, name: bytes) -> None:
+        """Note the last two labels of a name added (``find`` rules names out by them)."""
+        starts = [0]
+        position = 0
+        while name[position]:
+            position += name[position] + 1
+            starts.append(position)
+        if len(starts) > 2:
+            self._tails.add(name[starts[-3] :])
+        else:
+            self._tails.add(name)  # one label (or none): the name's last label alone
+            self._short = True
 
     def items(self) -> Iterator[tuple[bytes, Value, bool]]:
         """Every entry as (wire name, value, below_only), for exports and explanations."""
@@ -94,32 +117,41 @@ class DomainSet(Generic[Value]):
 
     def match(self, name: bytes, labels: Sequence[int]) -> Match[Value] | None:
         """The most specific entry covering ``name``; ``labels`` are its label offsets."""
-        entries = self._entries
+        found = self.find(name, labels)
+        return None if found is None else Match(found[0], found[1])
+
+    def find(self, name: bytes, labels: Sequence[int]) -> tuple[Value, int] | None:
+        """``match`` as (value, label index), without the object (the blocking path)."""
+        entry = None
+        # An entry can only cover a name if it ends with the name's last two labels (or
+        # is its last label alone): one set look-up rules most names out, whatever
+        # their number of labels.
+        tails = self._tails
+        if (
+            len(labels) < 2
+            or name[labels[-2] :] in tails
+            or (self._short and name[labels[-1] :] in tails)
+        ):
+            entry = self._entry(name, labels)
         table = self._table
-        dotted = _dotted(name, labels) if table is not None else b""
+        if table is None:
+            return entry
+        # Entries win over the table at the same label: the table is tried above it only.
+        stop = len(labels) if entry is None else entry[1]
+        if not stop:
+            return entry
+        found, index = table.first_suffix(name, labels, stop)
+        return entry if found < 0 else (self._table_values[found], index)
+
+    def _entry(self, name: bytes, labels: Sequence[int]) -> tuple[Value, int] | None:
+        entries = self._entries
         for index, start in enumerate(labels):
             suffix = name[start:] if start else name
             value = entries.get(suffix)
             if value is not None:
-                return Match(value, index)
+                return value, index
             if self._has_wildcards and index > 0:
                 value = entries.get(_BELOW_ONLY + suffix)
                 if value is not None:
-                    return Match(value, index)
-            if table is not None:
-                # Label i of the dotted form starts where label i's length byte was; the
-                # key is nametable.table_key, written out on this path.
-                found = table.get((hash(dotted[start:]) & _MASK64) or 1)
-                if found >= 0:
-                    return Match(self._table_values[found], index)
+                    return value, index
         return None
-
-
-def _dotted(name: bytes, labels: Sequence[int]) -> bytes:
-    """``\x04chat\x08deepseek\x03com\x00`` to ``chat.deepseek.com``, keeping offsets:
-    dropping the first length byte shifts every label left by one, onto its own
-    length byte."""
-    text = bytearray(name[1:-1])
-    for start in labels[1:]:
-        text[start - 1] = 0x2E
-    return bytes(text)

@@ -48,6 +48,9 @@ class NameTable:
         view = memoryview(buffer)
         start = _HEADER.size
         self._keys = view[start : start + 8 * capacity].cast("Q")
+        # The same keys read as signed: hash() as it comes, without the mask, is then
+        # the key (two's complement: the same 64 bits; the slot, ``& mask``, the same).
+        self._signed_keys = view[start : start + 8 * capacity].cast("q")
         self._values = view[start + 8 * capacity : start + 10 * capacity].cast("H")
         self._mask = capacity - 1
         self.count = count
@@ -69,6 +72,34 @@ class NameTable:
                 return -1
             slot = (slot + 1) & self._mask
 
+    def first_suffix(self, name: bytes, labels: Sequence[int], stop: int) -> tuple[int, int]:
+        """(value, index) of the longest suffix of the lowercase wire-form ``name`` the
+        table holds, among those starting at ``labels[:stop]`` (its label offsets);
+        (-1, -1) when it holds none. One call for all of a name's suffixes, the key
+        (``table_key`` of the dotted suffix) and the probe written out: a call per
+        suffix costs more than its probe."""
+        # The dotted form keeps the offsets: without the first length byte, each label
+        # starts where its length byte was, and the root's 0 ends it (label 0 turns it
+        # into a dot, cut off below).
+        text = bytearray(name[1:])
+        for start in labels:
+            text[start - 1] = 0x2E
+        dotted = bytes(text)
+        end = len(dotted) - 1
+        keys = self._signed_keys
+        mask = self._mask
+        for index in range(stop):
+            key = hash(dotted[labels[index] : end]) or 1
+            slot = key & mask
+            found = keys[slot]
+            while found and found != key:
+                slot = (slot + 1) & mask
+                found = keys[slot]
+            if found:
+                value: int = self._values[slot]
+                return value, index
+        return -1, -1
+
     @property
     def nbytes(self) -> int:
         return len(self._buffer)
@@ -79,6 +110,7 @@ class NameTable:
     def release(self) -> None:
         """Let go of the buffer (a mapped file is unmapped once nothing else holds it)."""
         self._keys.release()
+        self._signed_keys.release()
         self._values.release()
         if isinstance(self._buffer, mmap.mmap):
             self._buffer.close()

@@ -29,6 +29,10 @@ opcode QUERY, one IN question, at most an OPT of version 0, none of the names DD
 the rpz zones answer): the blocking stage's own decision (``BlockingHandler.blocks``),
 the answer written straight as bytes (``BlockAnswers.plain``), then kept like any other.
 Everything else, and every name the blocking stage would not block, takes the pipeline.
+The stage is handed the client's group the table knows, rather than finding it again,
+only while its policy is the one that group was found under: the table notes that
+policy, and when the stage's is another (a policy swapped in without ``clear``, a
+temporary rule running out), everything kept is forgotten first.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from resolver.dns.codec import plain_question
 from resolver.dns.model import Answer, Outcome, Query
 from resolver.handlers.blocking import BlockingHandler, answer_mode
 from resolver.metrics import Metrics
+from resolver.policy.groups import ClientGroups, Group
 
 # (client, group, name, qtype, service, category, action): an attempt for the audit trail.
 AuditRecord = Callable[[str, str, bytes, int, str, str, str], None]
@@ -117,6 +122,16 @@ class FastPath:
         # offsets) of their TTLs (see _countdown).
         self._countdowns: dict[int, dict[bytes, bytes]] = {}
         self._groups: dict[str, int] = {}  # client -> its group's id
+        # Group id -> the group, and the blocking policy those groups belong to (the
+        # blocker's, when they were looked up): the first-answer path hands the group
+        # to the blocker rather than have it found again (held here, so its id is
+        # never another's while kept).
+        self._blocking_groups: dict[int, Group] = {}
+        self._policy: ClientGroups | None = None
+        # The blocker's reuse cap last seen, as a kept answer's deadline (``_deadline``,
+        # shifted): computed again only when the cap changes.
+        self._cap = -1.0
+        self._cap_packed = 0
         self._effects: list[_Effects] = []
         self._effect_index: dict[_Effects, int] = {}
         # Per effect: answers given since the counters were last told (``flush``).
@@ -166,6 +181,8 @@ class FastPath:
         self._deadlines = {}
         self._countdowns = {}
         self._groups = {}
+        self._blocking_groups = {}
+        self._policy = None
         self._effects = []
         self._effect_index = {}
         self._counted = []
@@ -178,7 +195,7 @@ class FastPath:
         key = data[2:]
         payload = self._answers[group].get(key)
         if payload is None:
-            return self._first_block(data, client, group)
+            return self._first_block(data, key, client, group)
         packed = self._deadlines[group][key]
         if packed >> 16 <= time.monotonic() * 1000:
             payload = self._renew(group, key, packed)
@@ -197,16 +214,11 @@ class FastPath:
         keep it when the answer says it may be reused."""
         if answer.reuse_until <= time.monotonic() or query.protocol != "udp":
             return
+        if self.blocker is not None and self.blocker.groups is not self._policy:
+            self.clear()  # the policy changed without a clear: nothing kept may be served
         group = self._groups.get(query.client)
         if group is None:
-            if len(self._groups) >= self._limit:
-                self._groups = {}
-            # The group object's identity: groups live as long as their policy version,
-            # and a new version clears everything kept.
-            group = self._groups[query.client] = id(self._group_of(query.client))
-            self._answers.setdefault(group, {})
-            self._deadlines.setdefault(group, {})
-            self._countdowns.setdefault(group, {})
+            group = self._know(query.client)
         effect = self._effect(query, answer)
         if effect < 0:
             return
@@ -217,6 +229,32 @@ class FastPath:
             # (``_renew``), or, when they cannot be, it is gone.
             deadline = min(deadline, _next_second(*answer.countdown))
         self._store(group, query.raw[2:], sent[2:], deadline << 16 | effect, countdown)
+
+    def _know(self, client: str) -> int:
+        """Look ``client``'s group up and remember it; returns its id."""
+        found: object
+        policy = None
+        if self.blocker is not None:
+            # The blocker's own groups, so it can be handed them (``_first_block``).
+            policy = self.blocker.current()  # may switch to the next version (a clear)
+            found = policy.group_for(client)
+        else:
+            found = self._group_of(client)
+        if policy is not self._policy:
+            if self._groups:
+                self.clear()  # the policy changed without a clear: start again
+            self._policy = policy
+        if len(self._groups) >= self._limit:
+            self._groups = {}
+        # The group object's identity: groups live as long as their policy version,
+        # and a new version clears everything kept.
+        group = self._groups[client] = id(found)
+        if isinstance(found, Group):
+            self._blocking_groups[group] = found
+        self._answers.setdefault(group, {})
+        self._deadlines.setdefault(group, {})
+        self._countdowns.setdefault(group, {})
+        return group
 
     def _store(
         self, group: int, key: bytes, payload: bytes, packed: int, countdown: bytes | None
@@ -234,12 +272,18 @@ class FastPath:
         answers[key] = payload
         deadlines[key] = packed
 
-    def _first_block(self, data: bytes, client: str, group: int) -> bytes | None:
+    def _first_block(self, data: bytes, key: bytes, client: str, group: int) -> bytes | None:
         """A plain query for a banned name this client's group has no answer kept for:
         the blocking stage's decision and answer, kept, with every effect of the
         pipeline's (counters, audit record); None when the pipeline must answer."""
         blocker = self.blocker
         if blocker is None:
+            return None
+        if blocker.groups is not self._policy:
+            self.clear()  # the policy changed without a clear: nothing kept may be served
+            return None
+        known = self._blocking_groups.get(group)
+        if known is None:
             return None
         question = plain_question(data)
         if question is None:
@@ -248,9 +292,12 @@ class FastPath:
         qname = data[12:name_end].lower()
         if qname.endswith(self.reserved):
             return None  # maybe DDR's or an rpz zone's (a suffix test only: maybe is enough)
-        blocked = blocker.blocks(data, client, qname, labels)
-        if blocked is None or self._groups.get(client) != group:
-            return None  # not blocked, or a temporary rule ran out just now (all cleared)
+        blocked = blocker.blocks(data, client, qname, labels, known)
+        if blocker.groups is not self._policy:
+            self.clear()  # a temporary rule ran out just now
+            return None
+        if blocked is None:
+            return None
         chosen, rule, label = blocked
         mode = answer_mode(chosen, rule)
         zone_at = 12 + labels[label]
@@ -261,10 +308,15 @@ class FastPath:
             return None
         on_list = (rule.service, rule.category, chosen.name)
         effects = (qtype, _BLOCKED, payload[1] & 0x0F, False, on_list)
-        effect = self._effect_of(effects)
-        if effect < 0:
-            return None
-        self._store(group, data[2:], payload, _deadline(blocker.reuse_cap) << 16 | effect, None)
+        effect = self._effect_index.get(effects)
+        if effect is None:
+            effect = self._effect_of(effects)
+            if effect < 0:
+                return None
+        cap = blocker.reuse_cap
+        if cap != self._cap:
+            self._cap, self._cap_packed = cap, _deadline(cap) << 16
+        self._store(group, key, payload, self._cap_packed | effect, None)
         self._counted[effect] += 1
         if self._audit is not None:
             self._audit(client, chosen.name, qname, qtype, rule.service, rule.category, "blocked")

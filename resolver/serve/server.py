@@ -15,8 +15,6 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from prometheus_client import generate_latest
-
 from resolver.audit.writer import AuditWriter
 from resolver.config import RESTART_KEYS, Config, ConfigError, load_config
 from resolver.dns.model import Query
@@ -27,6 +25,7 @@ from resolver.policy.loading import BuiltPolicy, PolicyError, load_policy, retir
 from resolver.policy.source import PolicySource
 from resolver.serve.builder import ChildBuilds
 from resolver.serve.dataplane import DataPlane, Endpoint
+from resolver.serve.exposition import exposition
 from resolver.serve.http import StatusServer
 from resolver.serve.rpzfeed import RpzFeed
 from resolver.serve.sockets import bind_dns, bind_encrypted
@@ -181,7 +180,7 @@ class Server:
     # --- control operations (HTTP API) ---------------------------------------------
 
     async def exposition(self) -> bytes:
-        return generate_latest(self.metrics.registry)
+        return await exposition(self.metrics.registry)
 
     def api_token(self) -> str:
         return self._api_token
@@ -240,7 +239,7 @@ class Server:
         if self._status is not None:
             await self._status.stop()
         # Last, so the attempts answered while draining are written out too.
-        await asyncio.to_thread(self.audit.close)
+        await self.audit.close()
 
 
 Candidate = tuple[Config, PolicySource, BuiltPolicy, str]

@@ -238,14 +238,14 @@ class Supervisor:
         await self.upstreams.close()
         if self._status is not None:
             await self._status.stop()
-        await asyncio.to_thread(self.audit.close)
+        await self.audit.close()
         return 0
 
     async def _from_worker(self, _index: int, op: str, payload: Any) -> None:
         """A note from a worker."""
         if op == "audit":
-            batch, dropped = payload
-            self.audit.absorb(batch if self.audit.enabled else {}, dropped)
+            batches, dropped = payload
+            self.audit.absorb(batches if self.audit.enabled else [], dropped)
         elif op == "suspect":
             self.upstreams.suspect(payload)
         elif op == "alive":

@@ -1,8 +1,9 @@
 """UDP and TCP listeners: bytes in, a Query to the pipeline, an Answer back to bytes.
 
 Nothing here knows about blocking or caching. An answer the pipeline has at once is
-sent from inside the receive callback, so blocked and cached queries cost no task; only
-answers that wait for an upstream become a task.
+sent from inside the receive callback, so blocked and cached queries cost no task; an
+answer that waits for an upstream is a ``Pending``, sent from the callback that completes
+it (no task either).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from resolver.dns import responses, wire
 from resolver.dns.codec import encode_answer, parse_query
 from resolver.dns.model import Answer, Handler, Outcome, Query
+from resolver.dns.pending import Pending
 from resolver.metrics import Metrics
 from resolver.serve.connections import TcpConnections
 from resolver.serve.fastpath import FastPath
@@ -45,28 +47,31 @@ class QueryRunner:
     def __init__(self, head: Handler, metrics: Metrics) -> None:
         self.head = head
         self.metrics = metrics
+        # Answers still to come that ``drain`` waits for: the pipeline's, and futures
+        # others add (a worker's questions relayed to another worker).
         self.pending: set[asyncio.Future[Answer]] = set()
+        self._upcoming: set[Pending] = set()
 
     def answer_now(self, query: Query, later: Later, context: Any) -> Answer | None:
         """The answer if the pipeline has it at once; otherwise None, and ``later`` is
         called with (query, answer, context) when the answer is ready."""
         try:
             result = self.head.handle(query)
+            if isinstance(result, Answer):
+                return result
+            # The pipeline's stages return a Pending, completed from the upstream
+            # socket's callback: no task for a miss (any other awaitable gets one).
+            pending = Pending.of(result)
         except Exception:
             # A bug must cost one answer, not the listener.
             log.exception("pipeline failed on a query")
             return self._servfail(query)
-        if isinstance(result, Answer):
-            return result
-        future = asyncio.ensure_future(result)
-        self.pending.add(future)
-        future.add_done_callback(functools.partial(self._finish, query, later, context))
+        self._upcoming.add(pending)
+        pending.add_done_callback(functools.partial(self._finish, query, later, context))
         return None
 
-    def _finish(
-        self, query: Query, later: Later, context: Any, done: asyncio.Future[Answer]
-    ) -> None:
-        self.pending.discard(done)
+    def _finish(self, query: Query, later: Later, context: Any, done: Pending) -> None:
+        self._upcoming.discard(done)
         if done.cancelled():
             return
         error = done.exception()
@@ -82,8 +87,19 @@ class QueryRunner:
 
     async def drain(self, seconds: float) -> None:
         """Wait for answers still in flight (on shutdown), at most ``seconds``."""
-        if self.pending:
-            await asyncio.wait(set(self.pending), timeout=seconds)
+        waiting: set[asyncio.Future[Any]] = set(self.pending)
+        loop = asyncio.get_running_loop()
+        for pending in self._upcoming:
+            future = loop.create_future()
+            pending.add_done_callback(functools.partial(_mark_done, future))
+            waiting.add(future)
+        if waiting:
+            await asyncio.wait(waiting, timeout=seconds)
+
+
+def _mark_done(future: asyncio.Future[None], _done: Pending) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 # Linux's IP_PKTINFO; Python's socket module lacks the constant.

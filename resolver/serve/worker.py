@@ -23,8 +23,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from prometheus_client import generate_latest
-
 from resolver.audit.attempts import AttemptBatcher
 from resolver.config import Config
 from resolver.dns.model import Query
@@ -35,6 +33,7 @@ from resolver.policy.loading import BuiltPolicy, retire
 from resolver.policy.published import Published, load_published
 from resolver.serve.channel import Channel
 from resolver.serve.dataplane import DataPlane, Prepared
+from resolver.serve.exposition import exposition
 from resolver.serve.relay import RelayingRunner
 from resolver.serve.sockets import DnsSockets
 from resolver.shared import BucketTable, HealthBoard
@@ -98,7 +97,7 @@ class _Worker:
         self.start = start
         self.stopping = asyncio.Event()
         self.metrics = Metrics()
-        self.batcher = AttemptBatcher()
+        self.batcher = AttemptBatcher(bounded=True)
         self._dropped_sent = 0
         self.channel = Channel(start.channel, self.handle)
         self.slots = dict(start.slots)
@@ -154,7 +153,7 @@ class _Worker:
     async def handle(self, op: str, payload: Any) -> Any:
         """A request from the supervisor."""
         if op == "metrics":
-            return generate_latest(self.metrics.registry)
+            return await exposition(self.metrics.registry)
         if op == "ready":
             return await self.data.ready()
         if op == "check":
@@ -193,9 +192,9 @@ class _Worker:
             self.send_attempts()
 
     def send_attempts(self) -> None:
-        batch, dropped = self.batcher.take()
-        if batch or dropped > self._dropped_sent:
-            self.channel.note("audit", (batch, dropped - self._dropped_sent))
+        batches, dropped = self.batcher.take()
+        if batches or dropped > self._dropped_sent:
+            self.channel.note("audit", (batches, dropped - self._dropped_sent))
             self._dropped_sent = dropped
 
 

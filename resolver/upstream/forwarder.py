@@ -10,69 +10,52 @@ and counted while we keep waiting for the real answer until the timeout.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
-import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from resolver.config import EncryptedEndpoint, Endpoint
 from resolver.dns import responses, wire
 from resolver.dns.model import Answer, Outcome, Query
+from resolver.dns.pending import Pending
 from resolver.metrics import Metrics
 from resolver.upstream.encrypted import EncryptedUpstreams
 from resolver.upstream.health import MAX_BACKOFF, Health, UpstreamHealth
+from resolver.upstream.messages import Upstream as Upstream  # re-exported: the type callers know
+from resolver.upstream.messages import answer_from, upstream_query
 from resolver.upstream.streams import Rejected
-from resolver.upstream.udp import Expected, UdpSockets, check
+from resolver.upstream.udp import Expected, Reply, UdpSocket, UdpSockets, check
 
 log = logging.getLogger(__name__)
 
 # Upstream rcodes that say "this server cannot answer", so the next one is asked.
 _FAILOVER_RCODES = frozenset({wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR})
+# How an exchange fails without a genuine answer: the next upstream is asked. Anything
+# else is a bug, and fails the question (SERVFAIL, counted by the listener).
+_EXCHANGE_FAILURES = (OSError, TimeoutError, Rejected, asyncio.IncompleteReadError)
 
 
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    host: str
-    port: int
-    label: str  # "host:port" (or the tls:// or https:// URL), the metric label
-    scheme: str = "dns"  # "dns" (UDP, TCP on truncation), "tls" (DoT) or "https" (DoH)
-    name: str = ""  # DoT, DoH: the name (or IP address) the certificate must show
-    path: str = ""  # DoH: the URL path
+class _Asking:
+    """One client question on its way through the upstreams."""
 
-    @classmethod
-    def at(cls, endpoint: Endpoint) -> Upstream:
-        return cls(endpoint.host, endpoint.port, str(endpoint))
+    __slots__ = ("index", "pending", "query", "started", "stop")
 
-    @classmethod
-    def encrypted(cls, end: EncryptedEndpoint) -> Upstream:
-        return cls(end.host, end.port, str(end), end.scheme, end.name, end.path)
+    def __init__(self, query: Query) -> None:
+        self.query = query
+        self.index = 0  # the upstream asked now
+        self.started = 0.0  # when its question was sent (monotonic)
+        # Stops the exchange in flight (gives up the socket's question, or cancels a
+        # task): called when ``pending`` is cancelled, so its socket is closed at once.
+        self.stop: Callable[[], object] | None = None
+        self.pending = Pending(self._cancel)
 
-    @property
-    def family(self) -> socket.AddressFamily:
-        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
-
-
-_OPTION_PADDING = 12  # RFC 7830
-_PAD_BLOCK = 128  # RFC 8467 4.1: queries padded to a multiple of 128 octets
-_OPT = {do: wire.opt_record(do=do) for do in (False, True)}  # unpadded, by DO bit
-
-
-def _upstream_query(query: Query, ident: int, padded: bool = False) -> bytes:
-    """Our own query for the client's question: new ID, RD set (we forward to recursive
-    resolvers), CD echoed, and an OPT asking for 1232-byte answers with the client's DO bit.
-    ``padded`` (DoT, DoH): the length hides the name (RFC 7858 3.4, RFC 8467)."""
-    flags = wire.RD | (query.flags & wire.CD)
-    do = query.edns.do if query.edns is not None else False
-    head = wire.HEADER.pack(ident, flags, 1, 0, 0, 1) + query.raw[12 : query.question_end]
-    if not padded:
-        return head + _OPT[do]
-    fill = -(len(head) + len(wire.opt_record(do=do)) + 4) % _PAD_BLOCK
-    padding = wire.U16.pack(_OPTION_PADDING) + wire.U16.pack(fill) + bytes(fill)
-    return head + wire.opt_record(do=do, options=padding)
+    def _cancel(self) -> None:
+        if self.stop is not None:
+            self.stop()
 
 
 class Forwarder:
@@ -112,27 +95,138 @@ class Forwarder:
             if server.scheme != "dns":
                 self._encrypted.preset(server)
 
+    def ask(self, query: Query) -> Answer | Pending:
+        """The answer to ``query`` from the first upstream that gives a usable one.
+
+        An Answer when it is known at once (every upstream skipped, or each failed as
+        its question was sent), else a ``Pending`` completed from the upstream socket's
+        callback: a question over UDP, the common case, runs no task and no coroutine.
+        DoT, DoH and the TCP retry of a truncated answer run as tasks."""
+        asking = _Asking(query)
+        answer = self._ask_from(asking, 0)
+        return answer if answer is not None else asking.pending
+
     async def resolve(self, query: Query) -> Answer:
-        for server in self.servers:
-            health = self.health[server]
-            if not health.up:
+        """``ask``, awaited."""
+        result = self.ask(query)
+        return result if isinstance(result, Answer) else await result
+
+    def _ask_from(self, asking: _Asking, first: int) -> Answer | None:
+        """Ask the upstreams in order from index ``first``: None while one is asked,
+        else the final answer (SERVFAIL when none gave a usable one)."""
+        servers = self.servers
+        for index in range(first, len(servers)):
+            server = servers[index]
+            if not self.health[server].up:
                 self._metrics.upstream_skipped.labels(server.label).inc()
                 continue
-            answer = await self._attempt(server, query)
-            if answer is None:
-                if health.suspect():
-                    self._start_check(server)
-                continue
-            self._alive(server)
-            if answer.outcome is Outcome.FORWARDED:
+            try:
+                self._send(asking, index)
+                return None
+            except OSError as error:
+                self._failed(server, error)
+            answer = self._judged(server, None)
+            if answer is not None:
                 return answer
         # Never NXDOMAIN here: a failure must not look like "this name does not exist".
         return responses.error(
-            query,
+            asking.query,
             wire.SERVFAIL,
             Outcome.SERVFAIL,
             (wire.EDE_NO_REACHABLE_AUTHORITY, "no upstream answered"),
         )
+
+    def _judged(self, server: Upstream, answer: Answer | None) -> Answer | None:
+        """After one upstream's attempt: the answer to give (None: ask the next one)."""
+        if answer is None:
+            if self.health[server].suspect():
+                self._start_check(server)
+            return None
+        self._alive(server)
+        return answer if answer.outcome is Outcome.FORWARDED else None
+
+    def _send(self, asking: _Asking, index: int) -> None:
+        """Send the question to upstream ``index``: its reply goes on with ``asking``.
+        Raises OSError when the datagram could not be sent."""
+        server = self.servers[index]
+        query = asking.query
+        ident = secrets.randbits(16)
+        expected = Expected(
+            ident, query.qname, query.raw[query.question_end - 4 : query.question_end]
+        )
+        message = upstream_query(query, ident, padded=server.scheme != "dns")
+        asking.index, asking.started = index, time.monotonic()
+        if server.scheme != "dns":
+            task = asyncio.get_running_loop().create_task(
+                self._exchange_encrypted(server, message, expected)
+            )
+            asking.stop = task.cancel
+            task.add_done_callback(functools.partial(self._replied, asking))
+            return
+        sockets = self._sockets(server)
+        sock = sockets.acquire()
+        try:
+            sock.ask(message, expected, self.timeout)
+        except BaseException:
+            sockets.release(sock, answered=False)
+            raise
+        asking.stop = sock.cancel
+        # Called from the socket's reader callback itself: the answer goes on to the
+        # client in the same callback, not on the event loop's next turn.
+        sock.on_reply = functools.partial(
+            self._replied_udp, asking, sockets, sock, message, expected
+        )
+
+    def _replied_udp(
+        self,
+        asking: _Asking,
+        sockets: UdpSockets,
+        sock: UdpSocket,
+        message: bytes,
+        expected: Expected,
+        done: asyncio.Future[Reply],
+    ) -> None:
+        answered = not done.cancelled() and done.exception() is None
+        sockets.release(sock, answered)
+        if answered and wire.U16.unpack_from(done.result()[0], 2)[0] & wire.TC:
+            if asking.pending.done():
+                return
+            # Too big for UDP: the full answer is only to be had over TCP (RFC 7766 5).
+            server = self.servers[asking.index]
+            task = asyncio.get_running_loop().create_task(
+                self._exchange_tcp(server, message, expected)
+            )
+            asking.stop = task.cancel
+            task.add_done_callback(functools.partial(self._replied, asking))
+            return
+        self._replied(asking, done)
+
+    def _replied(self, asking: _Asking, done: asyncio.Future[Reply]) -> None:
+        """The exchange with upstream ``asking.index`` is over: answer, or ask the next."""
+        pending = asking.pending
+        if pending.done():
+            return  # given up on (cancelled)
+        if done.cancelled():
+            pending.cancel()
+            return
+        server = self.servers[asking.index]
+        error = done.exception()
+        try:
+            if error is None:
+                answer = self._accepted(server, asking.query, asking.started, done.result())
+            elif isinstance(error, _EXCHANGE_FAILURES):
+                self._failed(server, error)
+                answer = None
+            else:
+                raise error  # a bug: the client gets SERVFAIL, counted
+            final = self._judged(server, answer)
+            if final is None:
+                final = self._ask_from(asking, asking.index + 1)
+        except Exception as bug:
+            pending.set_exception(bug)
+            return
+        if final is not None:
+            pending.set_result(final)
 
     def _rejection_counter(self, label: str) -> Callable[[str], None]:
         def rejected(reason: str) -> None:
@@ -209,8 +303,8 @@ class Forwarder:
                 # own: the probe tests the upstream, not a socket that served others.
                 await self._exchange_udp(server, message, expected, reuse=False)
             else:
-                await self._exchange(server, message, expected)
-        except (OSError, TimeoutError, Rejected, asyncio.IncompleteReadError):
+                await self._exchange_encrypted(server, message, expected)
+        except _EXCHANGE_FAILURES:
             return False
         return True
 
@@ -224,27 +318,21 @@ class Forwarder:
             sockets.close()
         self._udp.clear()
 
-    async def _attempt(self, server: Upstream, query: Query) -> Answer | None:
-        """One upstream's answer; None when it did not answer (timeout, network error,
-        nothing genuine), an Answer with outcome SERVFAIL when it answered that it cannot."""
-        ident = secrets.randbits(16)
-        expected = Expected(
-            ident, query.qname, query.raw[query.question_end - 4 : query.question_end]
-        )
-        message = _upstream_query(query, ident, padded=server.scheme != "dns")
-        started = time.monotonic()
-        try:
-            data, scan = await self._exchange(server, message, expected)
-        except TimeoutError:
+    def _failed(self, server: Upstream, error: BaseException) -> None:
+        """An attempt that got no answer (timeout, network error, nothing genuine)."""
+        if isinstance(error, TimeoutError):
             self._metrics.upstream_errors.labels(server.label, "timeout").inc()
-            return None
-        except (OSError, Rejected, asyncio.IncompleteReadError) as error:
-            # A TLS failure (certificate refused, handshake) is an ssl.SSLError.
-            reason = "tls" if isinstance(error, ssl.SSLError) else "network"
-            reason = error.reason if isinstance(error, Rejected) else reason
-            self._metrics.upstream_errors.labels(server.label, reason).inc()
-            log.debug("upstream %s failed: %s", server.label, error)
-            return None
+            return
+        # A TLS failure (certificate refused, handshake) is an ssl.SSLError.
+        reason = "tls" if isinstance(error, ssl.SSLError) else "network"
+        reason = error.reason if isinstance(error, Rejected) else reason
+        self._metrics.upstream_errors.labels(server.label, reason).inc()
+        log.debug("upstream %s failed: %s", server.label, error)
+
+    def _accepted(self, server: Upstream, query: Query, started: float, reply: Reply) -> Answer:
+        """A genuine answer: relayed, or SERVFAIL with outcome SERVFAIL when the
+        upstream answered that it cannot (the next one is asked)."""
+        data, scan = reply
         if scan.rcode in _FAILOVER_RCODES:
             reason = wire.RCODE_NAMES[scan.rcode].lower()
             self._metrics.upstream_errors.labels(server.label, reason).inc()
@@ -253,22 +341,16 @@ class Forwarder:
         now = time.monotonic()
         self.last_success = now
         self._durations[server.label].observe(now - started)
-        return _answer_from(data, scan)
+        return answer_from(data, scan)
 
-    async def _exchange(
+    async def _exchange_encrypted(
         self, server: Upstream, message: bytes, expected: Expected
-    ) -> tuple[bytes, wire.ResponseScan]:
-        if server.scheme != "dns":
-            # DoT, DoH: the connection picks the ID (unique among those in flight on it;
-            # 0 for DoH), the answer is checked here as any other.
-            async with asyncio.timeout(self.timeout):
-                ident, data = await self._encrypted.exchange(server, message)
-            return self._accept_stream(server, data, replace(expected, ident=ident))
-        data, scan = await self._exchange_udp(server, message, expected)
-        if wire.U16.unpack_from(data, 2)[0] & wire.TC:
-            # Too big for UDP: the full answer is only to be had over TCP (RFC 7766 5).
-            data, scan = await self._exchange_tcp(server, message, expected)
-        return data, scan
+    ) -> Reply:
+        """DoT, DoH: the connection picks the ID (unique among those in flight on it; 0
+        for DoH), the answer is checked here as any other."""
+        async with asyncio.timeout(self.timeout):
+            ident, data = await self._encrypted.exchange(server, message)
+        return self._accept_stream(server, data, replace(expected, ident=ident))
 
     def _sockets(self, server: Upstream) -> UdpSockets:
         loop = asyncio.get_running_loop()
@@ -283,9 +365,9 @@ class Forwarder:
 
     async def _exchange_udp(
         self, server: Upstream, message: bytes, expected: Expected, reuse: bool = True
-    ) -> tuple[bytes, wire.ResponseScan]:
-        """``reuse``: on a socket that sequential questions share (``udp``), else on
-        one opened for this question alone."""
+    ) -> Reply:
+        """The probes' exchange. ``reuse``: on a socket that sequential questions
+        share (``udp``), else on one opened for this question alone."""
         sockets = self._sockets(server)
         sock = sockets.acquire(reuse)
         answered = False
@@ -296,9 +378,7 @@ class Forwarder:
         finally:
             sockets.release(sock, answered, reuse)
 
-    async def _exchange_tcp(
-        self, server: Upstream, message: bytes, expected: Expected
-    ) -> tuple[bytes, wire.ResponseScan]:
+    async def _exchange_tcp(self, server: Upstream, message: bytes, expected: Expected) -> Reply:
         async with asyncio.timeout(self.timeout):
             reader, writer = await asyncio.open_connection(server.host, server.port)
             try:
@@ -310,9 +390,7 @@ class Forwarder:
                 writer.close()
         return self._accept_stream(server, data, expected)
 
-    def _accept_stream(
-        self, server: Upstream, data: bytes, expected: Expected
-    ) -> tuple[bytes, wire.ResponseScan]:
+    def _accept_stream(self, server: Upstream, data: bytes, expected: Expected) -> Reply:
         """An answer over a stream (TCP, TLS, HTTPS), checked as ``udp.check`` does."""
         try:
             scan = check(data, expected)
@@ -343,26 +421,3 @@ class Forwarder:
         )
         answer = await self.resolve(query)
         return answer.outcome is Outcome.FORWARDED
-
-
-def _answer_from(data: bytes, scan: wire.ResponseScan) -> Answer:
-    message, ttl_offsets = wire.without_opt(data, scan)
-    if scan.huge_ttls:
-        message = wire.zero_huge_ttls(message, ttl_offsets)
-    flags = wire.U16.unpack_from(message, 2)[0]
-    if flags & wire.AA:
-        # We did not author this data: never claim authority for it.
-        message = message[:2] + wire.U16.pack(flags & ~wire.AA) + message[4:]
-    cache_ttl: int | None = None
-    if scan.rcode == wire.NOERROR and scan.min_ttl is not None:
-        cache_ttl = scan.min_ttl
-    elif scan.rcode in (wire.NOERROR, wire.NXDOMAIN) and scan.negative_ttl is not None:
-        cache_ttl = scan.negative_ttl
-    return Answer(
-        message=message,
-        outcome=Outcome.FORWARDED,
-        rcode=scan.rcode,
-        cnames=scan.cnames,
-        ttl_offsets=ttl_offsets,
-        cache_ttl=cache_ttl,
-    )

@@ -29,7 +29,9 @@ question left them:
 - probes of the upstream's health always use a socket of their own, opened for them.
 
 The exchange is a future completed from the socket's reader callback, with a plain
-``call_at`` timer: no task and no timeout context of its own.
+``call_at`` timer: no task and no timeout context of its own. Its owner may also ask to
+be called at once when it completes (``on_reply``), in the same callback, rather than on
+the event loop's next turn as a future's callbacks are.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def check(data: bytes, expected: Expected) -> wire.ResponseScan:
     ):
         raise Rejected("wrong_question")
     try:
-        return wire.scan_response(data)
+        # The question is ours, just compared: the walk starts after it.
+        return wire.scan_response(data, name_end + 4)
     except wire.WireError:
         raise Rejected("malformed") from None
 
@@ -98,6 +101,7 @@ class UdpSocket:
         "born",
         "clean",
         "future",
+        "on_reply",
         "uses",
     )
 
@@ -108,6 +112,9 @@ class UdpSocket:
         self._timer: asyncio.TimerHandle | None = None
         self._expected: Expected | None = None
         self.future: asyncio.Future[Reply] | None = None
+        # Called with the future as soon as it completes, whatever the end (answer,
+        # error, timeout, cancel); once per question.
+        self.on_reply: Callable[[asyncio.Future[Reply]], None] | None = None
         self.uses = 0
         self.clean = True  # nothing but genuine answers was ever read on it
         self.born = loop.time()
@@ -146,6 +153,7 @@ class UdpSocket:
                 self.clean = False
                 if self.future is not None and not self.future.done():
                     self.future.set_exception(error)
+                    self._tell(self.future)
                 return
             future, expected = self.future, self._expected
             if future is None or expected is None or future.done():
@@ -160,6 +168,7 @@ class UdpSocket:
                 self._rejected(rejected.reason)
                 continue
             future.set_result((data, scan))
+            self._tell(future)
             # Anything after the answer is read on the next call, as a stray datagram;
             # draining on here would cost a failed recv per question.
             return
@@ -168,6 +177,18 @@ class UdpSocket:
         self._timer = None
         if self.future is not None and not self.future.done():
             self.future.set_exception(TimeoutError())
+            self._tell(self.future)
+
+    def cancel(self) -> None:
+        """Give up on the question (its client is gone, the server stops)."""
+        if self.future is not None and not self.future.done():
+            self.future.cancel()
+            self._tell(self.future)
+
+    def _tell(self, future: asyncio.Future[Reply]) -> None:
+        on_reply, self.on_reply = self.on_reply, None
+        if on_reply is not None:
+            on_reply(future)
 
     def finish(self) -> None:
         """The question is over, whatever its end."""
@@ -175,9 +196,11 @@ class UdpSocket:
             self._timer.cancel()
             self._timer = None
         self.future = None
+        self.on_reply = None
         self._expected = None
 
     def close(self) -> None:
+        self.cancel()  # a question it carries is given up on: its owner is told
         self.finish()
         if self._fd >= 0:
             if not self._loop.is_closed():
@@ -265,10 +288,11 @@ class UdpSockets:
             self._sweep = self.loop.call_at(oldest + MAX_AGE, self._expire_idle)
 
     def close(self) -> None:
+        """Close every socket, idle or carrying a question (whose owner is told)."""
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
-        for sock in self._idle:
+        for sock in list(self._open):
             self._close(sock)
         self._idle.clear()
 

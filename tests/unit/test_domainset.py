@@ -140,10 +140,59 @@ def test_large_set_matches_with_a_few_probes_per_label():
     assert CountingDict.probes <= 2
 
     CountingDict.probes = 0
+    assert lookup(domains, "a.b.c.not-listed.example72.net") is None
+    # A miss costs at most a plain and a wildcard probe per label (six labels).
+    assert 0 < CountingDict.probes <= 2 * 6
+
+    CountingDict.probes = 0
     assert lookup(domains, "a.b.c.not-listed.org") is None
-    # A miss costs at most a plain and a wildcard probe per label (five labels).
-    assert 0 < CountingDict.probes <= 2 * 5
+    # No entry ends with "not-listed.org": ruled out without a probe.
+    assert CountingDict.probes == 0
 
     assert lookup(domains, "x.wild.example") == Match(-1, 1)
     assert lookup(domains, "host5.example5.net") == Match(5, 0)
     assert lookup(domains, "host5.example6.net") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "label"),
+    [
+        ("aiwall", "aiwall", 0),
+        ("x.aiwall", "aiwall", 1),
+        ("a.b.example", "*.example", 2),
+        ("example", None, 0),
+        ("deep.api.openai.com", "api.openai.com", 1),
+        ("a.b.c.d.example.org", None, 0),
+    ],
+)
+def test_names_of_one_label_and_their_wildcards_are_found_under_any_name(name, value, label):
+    """Entries of one label (and wildcards below one) end with no name's last two labels:
+    the test that rules names out by their last two labels must not miss them."""
+    domains = build("aiwall", "api.openai.com", wildcards=("example",))
+    found = lookup(domains, name)
+    assert (found is None) if value is None else found == Match(value, label)
+
+
+def test_entries_added_after_a_lookup_are_found():
+    domains = build("openai.com")
+    assert lookup(domains, "chat.deepseek.com") is None
+    domains.add(wire.text_to_name("deepseek.com"), "later")
+    domains.setdefault(wire.text_to_name("kimi.ai"), "kimi")
+    assert lookup(domains, "chat.deepseek.com") == Match("later", 1)
+    assert lookup(domains, "www.kimi.ai") == Match("kimi", 1)
+
+
+def test_a_name_of_two_labels_is_not_taken_for_one_of_one(monkeypatch):
+    """Only entries of one label make every name's last label worth a look-up."""
+    domains = build("deepseek.com", "a.b.example")
+    seen: list[bytes] = []
+    tails = domains._tails
+
+    class Seen(set):
+        def __contains__(self, key: object) -> bool:
+            seen.append(bytes(key))  # type: ignore[arg-type]
+            return key in tails
+
+    domains._tails = Seen()
+    assert lookup(domains, "x.y.other.org") is None
+    assert seen == [wire.text_to_name("other.org")]

@@ -94,3 +94,28 @@ def test_a_table_written_to_a_file_is_read_in_place_by_another_process_with_the_
         text=True,
     )
     assert same.stdout.strip() == "[7, 7, -1]"
+
+
+def test_a_pickled_set_keeps_its_exceptions_over_the_table():
+    """Policies reach the workers pickled (``policy.published``): the entries that win
+    over the table (an allow below a listed name) must still be found after."""
+    import pickle
+
+    domains = with_lists(("list", ("example-ai.net", "other.example")))
+    domains.add(wire.text_to_name("ok.example-ai.net"), "allow")
+    copy: DomainSet[str] = pickle.loads(pickle.dumps(domains))
+    assert domains.table is not None
+    copy.reattach(domains.table)
+    assert match(copy, "x.ok.example-ai.net").value == "allow"
+    assert match(copy, "x.example-ai.net").value == "list"
+    assert match(copy, "a.other.example").label == 1
+
+
+def test_the_table_is_probed_from_the_most_specific_label_whatever_the_entries():
+    domains = with_lists(("list", ("b.example-ai.net", "a.b.example-ai.net")))
+    domains.add(wire.text_to_name("example-ai.net"), "catalog")
+    assert match(domains, "x.a.b.example-ai.net").value == "list"
+    assert match(domains, "x.a.b.example-ai.net").label == 1
+    assert match(domains, "c.example-ai.net").value == "catalog"
+    assert match(domains, "example-ai.net").value == "catalog"
+    assert match(domains, "net") is None

@@ -14,7 +14,7 @@ class NamedForwarder:
         self.label = label
         self.asked: list[bytes] = []
 
-    async def resolve(self, query):
+    def ask(self, query):
         self.asked.append(query.qname)
         return responses.error(query, wire.NOERROR, Outcome.FORWARDED)
 

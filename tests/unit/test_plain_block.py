@@ -24,6 +24,7 @@ from resolver.dns.model import Answer, Outcome
 from resolver.metrics import Metrics
 from resolver.pipeline import Pipeline, build_pipeline
 from resolver.policy.blocklist import Blocklist
+from resolver.policy.domainset import DomainSet
 from resolver.policy.groups import ClientGroups, Group
 from resolver.policy.rules import Rule
 from resolver.serve.fastpath import FastPath
@@ -299,13 +300,13 @@ def _handle(setup: Setup, data: bytes, client: str) -> Answer:
 
 def counting_matches(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     seen: list[bytes] = []
-    match = Blocklist.match
+    find = DomainSet.find
 
-    def counted(self: Blocklist, qname: bytes, labels: tuple[int, ...]) -> Any:
+    def counted(self: DomainSet[Rule], qname: bytes, labels: tuple[int, ...]) -> Any:
         seen.append(qname)
-        return match(self, qname, labels)
+        return find(self, qname, labels)
 
-    monkeypatch.setattr(Blocklist, "match", counted)
+    monkeypatch.setattr(DomainSet, "find", counted)
     return seen
 
 

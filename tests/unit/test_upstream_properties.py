@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from resolver.dns import wire
-from resolver.upstream.forwarder import _answer_from
+from resolver.upstream.messages import answer_from as _answer_from
 from resolver.upstream.streams import Rejected
 from resolver.upstream.udp import Expected, check
 
