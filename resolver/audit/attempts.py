@@ -51,6 +51,7 @@ class AttemptBatcher:
         self._bound = BOUNDED if bounded else QUEUE_LIMIT
         self._lock = threading.Lock()
         self.dropped = 0  # attempts that found it full, since the start
+        self.count = 0  # attempts held now (each key's count, summed)
 
     def record(
         self,
@@ -81,9 +82,11 @@ class AttemptBatcher:
         seen = pending.get(key)
         if seen is not None:
             pending[key] = (min(seen[0], first), seen[1] + count)
+            self.count += count
         elif self._held + len(pending) >= QUEUE_LIMIT:
             self._gather_when_full(key, first, count)
         else:
+            self.count += count
             if len(pending) >= self._bound:
                 self._full.append(pending)
                 self._held += len(pending)
@@ -97,6 +100,7 @@ class AttemptBatcher:
             seen = batch.get(key)
             if seen is not None:
                 batch[key] = (min(seen[0], first), seen[1] + count)
+                self.count += count
                 return
         self.dropped += count
 
@@ -104,7 +108,7 @@ class AttemptBatcher:
         """What was gathered since the last take (non-empty dicts), and the drops so far."""
         with self._lock:
             batches = [*self._full, self._pending] if self._pending else self._full
-            self._pending, self._full, self._held = {}, [], 0
+            self._pending, self._full, self._held, self.count = {}, [], 0, 0
             return batches, self.dropped
 
     def __len__(self) -> int:

@@ -46,10 +46,6 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT = 30.0
 
 
-def _attempts(batches: list[dict[AttemptKey, Seen]]) -> int:
-    return int(sum(count for batch in batches for _, count in batch.values()))
-
-
 class AuditWriter:
     """The answering process's side of the audit trail: what the server and the
     supervisor use (``record``, ``absorb``, ``degraded``, ``start``, ``close``). It runs
@@ -150,28 +146,30 @@ class AuditWriter:
         self._timer = self._loop.call_later(self.config.flush_interval, self._flush_due)
         if self._handover is not None and self._handover.busy:
             return  # the last batch is still going out (a slow writer): keep gathering
-        batches = self._take()
+        batches, count = self._take()
         if self._process is None or self._process.poll() is not None:
             self._writer_died()
-            if not self._respawn(batches):
+            if not self._respawn(count):
                 return
         assert self._handover is not None
         # Unconfirmed until the writer reports the flush that follows them.
-        self._in_flight.append(_attempts(batches))
+        self._in_flight.append(count)
         self._handover.send(messages(batches, ("flush",)))
 
-    def _take(self) -> list[dict[AttemptKey, Seen]]:
+    def _take(self) -> tuple[list[dict[AttemptKey, Seen]], int]:
+        """What was gathered, and how many attempts that is."""
+        count = self.attempts.count
         batches, dropped = self.attempts.take()
         self._count_dropped(dropped - self._dropped_reported)
         self._dropped_reported = dropped
-        return batches
+        return batches, count
 
-    def _respawn(self, batches: list[dict[AttemptKey, Seen]]) -> bool:
+    def _respawn(self, count: int) -> bool:
         try:
             self._spawn()
         except OSError as error:
             log.error("audit log: cannot start the writer process: %s", error)
-            self._count_dropped(_attempts(batches))
+            self._count_dropped(count)
             return False
         return True
 
@@ -211,10 +209,10 @@ class AuditWriter:
 
     def _close(self, unsent: tuple[bytes, Iterator[bytes] | None]) -> None:
         rest, frames = unsent
-        batches = self._take()
+        batches, count = self._take()
         if self._process is None or self._process.poll() is not None:
             self._writer_died()
-            if not batches or not self._respawn(batches):
+            if not batches or not self._respawn(count):
                 return
             rest, frames = b"", None
         process = self._process
@@ -223,7 +221,7 @@ class AuditWriter:
         os.set_blocking(process.stdin.fileno(), True)
         if self._reports >= 0:
             os.set_blocking(self._reports, True)
-        self._in_flight.append(_attempts(batches))
+        self._in_flight.append(count)
         try:
             process.stdin.write(rest)
             for data in itertools.chain(frames or (), messages(batches, ("close",))):
