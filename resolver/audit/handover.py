@@ -20,6 +20,7 @@ import os
 import pickle
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -51,11 +52,16 @@ def receive(stream: IO[bytes]) -> tuple[Any, ...] | None:
 def messages(batches: list[dict[AttemptKey, Seen]], last: tuple[Any, ...]) -> Iterator[bytes]:
     """The frames that hand ``batches`` over in chunks, then ``last`` ("flush" or
     "close"); each chunk is pickled only when the pipe can take it. The batches are
-    emptied as they go: a second's attempts freed all at once, when the last frame was
+    emptied as they go, in the order the attempts came (a sink that must drop some
+    drops the oldest): a second's attempts freed all at once, when the last frame was
     made, took up to 12 ms of the loop (11,500 attempts); a chunk's are freed with it."""
     for batch in batches:
-        while batch:
-            chunk = dict(batch.popitem() for _ in range(min(CHUNK, len(batch))))
+        keys = deque(batch)
+        while keys:
+            chunk = {}
+            for _ in range(min(CHUNK, len(keys))):
+                key = keys.popleft()
+                chunk[key] = batch.pop(key)
             yield frame(("attempts", [chunk]))
     yield frame(last)
 
