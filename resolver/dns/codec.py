@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 from resolver.dns import wire
+from resolver.dns.edns import lone_opt, read_opt
 from resolver.dns.model import Answer, Query
 
 _TYPE_CLASS = struct.Struct("!HH")  # a question's type and class, after its name
@@ -40,7 +41,7 @@ def parse_query(data: bytes, protocol: str, client: str) -> Query | None:
             qtype, qclass = _TYPE_CLASS.unpack_from(data, name_end)
             question_end = name_end + 4
             if ancount or nscount or arcount:
-                edns, problem = wire.read_opt(data, question_end, (ancount, nscount, arcount))
+                edns, problem = read_opt(data, question_end, (ancount, nscount, arcount))
         except wire.WireError as error:
             problem = str(error)
     return Query(
@@ -121,7 +122,7 @@ def _tail_shape(tail: bytes) -> _TailShape:
         return _NOT_PLAIN
     if len(tail) == 4:
         return qtype, NO_EDNS, 0
-    shape = wire.lone_opt(tail, 4)
+    shape = lone_opt(tail, 4)
     if shape is None or shape[1] & 0x00FF0000:  # not one OPT, or an EDNS version > 0
         return _NOT_PLAIN
     payload, ttl = shape

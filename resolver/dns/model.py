@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
-from resolver.dns.wire import Edns
+from resolver.dns.edns import Edns
 
 
 class Outcome(enum.StrEnum):

@@ -150,21 +150,37 @@ def read_name(data: bytes, offset: int) -> bytes:
         offset += length + 1
 
 
-_PLAIN_TEXT = re.compile(rb"[A-Za-z0-9_.-]*")
+# A name of plain labels (letters, digits, "-", "_"), none of them longer than
+# 44 bytes, up to its root label: one alternative per label length, so the match checks
+# every length byte, and needs no loop of ours. Below 45 a length byte is never a byte
+# such a label holds ("-" is 45, digits 48 to 57), so the length bytes can become dots
+# by a byte translation. Longer labels and other bytes take the label walk.
+_PLAIN_LABEL = rb"[-0-9A-Z_a-z]"
+_PLAIN_NAME = re.compile(
+    b"(?:"
+    + b"|".join(re.escape(bytes((n,))) + _PLAIN_LABEL + b"{%d}" % n for n in range(1, 45))
+    + b")*\x00"
+)
+_LENGTHS_TO_DOTS = bytes.maketrans(bytes(range(1, 45)), b"." * 44)
 
 
 def name_to_text(name: bytes) -> str:
-    """Wire-form name to presentation text without the trailing dot ("" for the root)."""
+    """Wire-form name to presentation text without the trailing dot ("" for the root).
+
+    It stops at the root label (or at the end of ``name``); bytes after it are ignored.
+    A byte outside printable ASCII, and a "." or "\\" inside a label, is written ``\\DDD``
+    (RFC 1035 5.1); case is kept (RFC 4343 2.1).
+    """
+    plain = _PLAIN_NAME.match(name)
+    if plain is not None:
+        # Nearly every name: no escaping to do.
+        return name[1 : plain.end() - 1].translate(_LENGTHS_TO_DOTS).decode("ascii")
     labels: list[bytes] = []
     position = 0
     while position < len(name) and name[position]:
         length = name[position]
         labels.append(name[position + 1 : position + 1 + length])
         position += length + 1
-    joined = b".".join(labels)
-    # Nearly every name is letters, digits and hyphens: no escaping to do.
-    if _PLAIN_TEXT.fullmatch(joined) and all(b"." not in label for label in labels):
-        return joined.decode("ascii")
     return ".".join(
         "".join(
             chr(b) if 0x21 <= b <= 0x7E and b not in (0x2E, 0x5C) else f"\\{b:03d}" for b in label
@@ -214,60 +230,6 @@ def query_message(ident: int, question_bytes: bytes, flags: int = RD, opt: bytes
 # The server's own question to an upstream (probes, readiness): the root NS set, which
 # every recursive resolver can answer from its cache.
 ROOT_NS = b"\x00" + U16.pack(TYPE_NS) + U16.pack(CLASS_IN)
-
-
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs a microsecond per query
-class Edns:
-    payload: int
-    version: int
-    do: bool
-
-
-def lone_opt(data: bytes, offset: int) -> tuple[int, int] | None:
-    """The shape of nearly every EDNS query: one root-owned OPT right after the question,
-    ending the message. Its (payload size field, TTL field) when so, else None."""
-    if data[offset : offset + 3] == b"\x00\x00\x29" and offset + 11 <= len(data):
-        _, payload, ttl, rdlength = RR_FIXED.unpack_from(data, offset + 1)
-        if offset + 11 + rdlength == len(data):
-            return payload, ttl
-    return None
-
-
-def read_opt(data: bytes, offset: int, counts: tuple[int, int, int]) -> tuple[Edns | None, str]:
-    """Find the OPT record among the records that start at ``offset``.
-
-    Returns the EDNS parameters (None when absent) and a problem description ("" when
-    none): more than one OPT, or an OPT with a non-root owner, is a FORMERR (RFC 6891 6.1.1).
-    """
-    answers, authorities, additionals = counts
-    if additionals == 1 and not answers and not authorities:
-        shape = lone_opt(data, offset)
-        if shape is not None:
-            payload, ttl = shape
-            return Edns(max(payload, PLAIN_UDP_LIMIT), (ttl >> 16) & 0xFF, bool(ttl & EDNS_DO)), ""
-    edns: Edns | None = None
-    total = answers + authorities + additionals
-    for index in range(total):
-        name_start = offset
-        offset = skip_name(data, offset)
-        if offset + 10 > len(data):
-            raise WireError("record header cut short")
-        rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, offset)
-        offset += 10 + rdlength
-        if offset > len(data):
-            raise WireError("record data cut short")
-        if rtype != TYPE_OPT:
-            continue
-        if index < answers + authorities:
-            return None, "OPT outside the additional section"
-        if edns is not None:
-            return None, "more than one OPT record"
-        if data[name_start] != 0:
-            return None, "OPT owner is not the root"
-        edns = Edns(
-            payload=max(rclass, PLAIN_UDP_LIMIT), version=(ttl >> 16) & 0xFF, do=bool(ttl & EDNS_DO)
-        )
-    return edns, ""
 
 
 def opt_record(*, do: bool, extended_rcode: int = 0, options: bytes = b"") -> bytes:

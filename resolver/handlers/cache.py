@@ -13,7 +13,17 @@ from resolver.config import CacheConfig
 from resolver.dns import wire
 from resolver.dns.model import Answer, Handler, Outcome, Query, Resolution
 from resolver.dns.pending import Pending
-from resolver.handlers.cache_entry import Entry, cache_key, message_length, pack, unpack
+from resolver.handlers.cache_entry import (
+    HEAD,
+    Entry,
+    cache_key,
+    cnames_in,
+    message_length,
+    pack,
+    served_anew,
+    ttl_offsets,
+    unpack,
+)
 from resolver.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -110,37 +120,51 @@ class AnswerCache:
         return min(max(ttl, self._config.min_ttl), self._config.max_ttl)
 
     def get(self, key: CacheKey, now: float) -> Answer | None:
-        entries = self._slab(key)
+        entries = self._slabs[hash(key) & self._slab_mask]  # _slab, inlined: every hit
         data = entries.get(key)
         if data is None:
             return None
-        entry = unpack(data)
-        if now >= entry.expires:
-            if now >= entry.expires + self._config.max_stale:
+        # Only what a hit needs is read: the head, the offsets and names when there are
+        # any, and the message only when the copy served last is not of this second.
+        stored, expires, _, served_age, rcode, count, cnames_length, length = HEAD.unpack_from(data)
+        if now >= expires:
+            if now >= expires + self._config.max_stale:
                 self._drop(key)
             return None
         del entries[key]  # back in at the end: the most recently used
-        entries[key] = data
-        age = int(now - entry.stored)
-        served = entry.served
-        if age != entry.served_age:
-            copy = bytearray(entry.message)
-            for offset in entry.ttl_offsets:
-                ttl = self._clamp(wire.U32.unpack_from(copy, offset)[0])
-                wire.U32.pack_into(copy, offset, max(ttl - age, 0))
-            served = bytes(copy)
-            entries[key] = pack(entry._replace(served_age=age, served=served))
+        offsets = ttl_offsets(data, count) if count else ()
+        start = HEAD.size + 2 * count
+        end = start + cnames_length
+        age = int(now - stored)
+        message_end = end + length
+        if age == served_age:
+            entries[key] = data
+            served = data[message_end:]
+        else:
+            served = self._counted_down(data[end:message_end], offsets, age)
+            entries[key] = served_anew(data, message_end, age, served)
         return Answer(
             message=served,
             outcome=Outcome.CACHED,
-            rcode=entry.rcode,
-            cnames=entry.cnames,
+            rcode=rcode,
+            cnames=cnames_in(data, start, end) if cnames_length else (),
             # Reusable until expiry by whoever counts the TTLs down by the second from
             # ``stored`` (the fast path does; without that, until the next second).
-            ttl_offsets=entry.ttl_offsets,
-            reuse_until=entry.expires,
-            countdown=(entry.stored, age),
+            ttl_offsets=offsets,
+            reuse_until=expires,
+            countdown=(stored, age),
         )
+
+    def _counted_down(self, message: bytes, ttl_offsets: tuple[int, ...], age: int) -> bytes:
+        """``message`` with each TTL clamped, then less ``age`` seconds, never below 0
+        (RFC 1035 7.4, RFC 2181 8)."""
+        copy = bytearray(message)
+        low, high, u32 = self._config.min_ttl, self._config.max_ttl, wire.U32
+        for offset in ttl_offsets:
+            # ``_clamp``, inlined: this loop runs for every TTL of a hit in a new second.
+            ttl = min(max(u32.unpack_from(copy, offset)[0], low), high) - age
+            u32.pack_into(copy, offset, ttl if ttl > 0 else 0)
+        return bytes(copy)
 
     def _stale_entry(self, key: CacheKey, now: float) -> Entry | None:
         data = self._slab(key).get(key)
@@ -188,7 +212,7 @@ class AnswerCache:
 
     def recheck_pending(self, key: CacheKey, now: float) -> bool:
         data = self._slab(key).get(key)
-        return data is not None and now < unpack(data).recheck_after
+        return data is not None and now < HEAD.unpack_from(data)[2]  # recheck_after
 
     def _drop(self, key: CacheKey) -> None:
         index = hash(key) & self._slab_mask

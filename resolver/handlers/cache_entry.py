@@ -23,6 +23,12 @@ from typing import NamedTuple
 
 HEAD = struct.Struct("=dddiHHHH")
 _KEY_TAIL = struct.Struct("!HB")
+# ``served_age`` within HEAD (native byte order, no padding: "=").
+_AGE = struct.Struct("=i")
+_AGE_AT = struct.calcsize("=ddd")
+# Readers of the TTL offsets for the common counts, compiled once (a format string
+# built per read costs more than the read itself).
+_OFFSETS = tuple(struct.Struct(f"={count}H") for count in range(65))
 
 
 def cache_key(qname: bytes, qtype: int, flags: int) -> bytes:
@@ -65,18 +71,42 @@ def unpack(data: bytes) -> Entry:
         data
     )
     start = HEAD.size + 2 * count
-    offsets = tuple(array("H", data[HEAD.size : start]))
+    end = start + cnames_length
+    return Entry(
+        stored,
+        expires,
+        recheck,
+        served_age,
+        rcode,
+        ttl_offsets(data, count),
+        cnames_in(data, start, end),
+        data[end : end + length],
+        data[end + length :],
+    )
+
+
+def ttl_offsets(data: bytes, count: int) -> tuple[int, ...]:
+    """The ``count`` TTL offsets of an entry (they follow its head)."""
+    if count < len(_OFFSETS):
+        return _OFFSETS[count].unpack_from(data, HEAD.size)
+    return struct.unpack_from(f"={count}H", data, HEAD.size)
+
+
+def cnames_in(data: bytes, start: int, end: int) -> tuple[bytes, ...]:
+    """The CNAME targets an entry holds between ``start`` and ``end``."""
     cnames: list[bytes] = []
-    at, end = start, start + cnames_length
+    at = start
     while at < end:
         size = data[at]
         cnames.append(data[at + 1 : at + 1 + size])
         at += 1 + size
-    message = data[end : end + length]
-    served = data[end + length :]
-    return Entry(
-        stored, expires, recheck, served_age, rcode, offsets, tuple(cnames), message, served
-    )
+    return tuple(cnames)
+
+
+def served_anew(data: bytes, message_end: int, age: int, served: bytes) -> bytes:
+    """The entry ``data`` with another copy served, ``age`` seconds old: its bytes up to
+    the end of its message kept but for ``served_age``, then ``served``."""
+    return b"".join((data[:_AGE_AT], _AGE.pack(age), data[_AGE_AT + 4 : message_end], served))
 
 
 def message_length(data: bytes) -> int:

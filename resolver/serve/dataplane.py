@@ -31,8 +31,10 @@ from resolver.serve.encrypted import EncryptedListeners
 from resolver.serve.fastpath import AuditRecord, FastPath
 from resolver.serve.sockets import DnsSockets
 from resolver.serve.stalls import LoopWatch
-from resolver.serve.transport import QueryRunner, TcpConnection, UdpListener
+from resolver.serve.tcp import TcpConnection
+from resolver.serve.transport import QueryRunner, UdpListener
 from resolver.serve.xfr import ZoneService
+from resolver.serve.young import YoungCollector
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class DataPlane:
         )
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._watch = LoopWatch(metrics)
+        self._young = YoungCollector()
         self.fast = FastPath(metrics, self._group_of, audit)
         self.zones = ZoneService(config, metrics)  # the rpz: zones, read from their files
         self.encrypted = EncryptedListeners(config, metrics)  # listen.dot, listen.doh
@@ -201,12 +204,14 @@ class DataPlane:
             self.dns_endpoints.append(Endpoint(sockets.host, sockets.port))
         await self.encrypted.start(encrypted, runner)
         self._watch.start(loop)
+        self._young.start(loop)
 
     async def stop(self) -> None:
         """Stop taking queries, let the answers in flight reach their clients, close."""
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
         self._watch.stop()
+        self._young.stop()
         for listener in self._listeners.udp:
             listener.accepting = False
         for tcp in self._listeners.tcp:

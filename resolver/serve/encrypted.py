@@ -19,8 +19,9 @@ from resolver.metrics import Metrics
 from resolver.serve.connections import TcpConnections
 from resolver.serve.doh import DohService, Http1Connection
 from resolver.serve.doh2 import Http2Connection
+from resolver.serve.tcp import TcpConnection
 from resolver.serve.tls import ClientSlots, Live, TlsAcceptor, TlsContexts
-from resolver.serve.transport import QueryRunner, TcpConnection
+from resolver.serve.transport import QueryRunner
 
 log = logging.getLogger(__name__)
 

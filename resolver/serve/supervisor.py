@@ -12,9 +12,10 @@ supervisor keeps one state for all of them:
 - it probes failing upstreams, once for the whole server, and posts their health on a
   board the workers read (``resolver.shared``), where the rate limit's buckets are too;
 - it owns the audit trail, the HTTP endpoint (the control operations, answered from
-  its workers over the control channel, ``serve.channel``), and the merged metrics,
-  which never go down: a dead worker's last values are kept (``serve.merge``).
-Workers that die are forked again, from the supervisor's current policy.
+  its workers taken together, ``serve.fleetview``), and the merged metrics, which
+  never go down: a dead worker's last values are kept (``serve.merge``).
+Workers that die are forked again, from the supervisor's current policy
+(``serve.fleet``).
 """
 
 from __future__ import annotations
@@ -28,19 +29,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-
 from resolver.audit.writer import AuditWriter
 from resolver.config import Config, ConfigError
 from resolver.launch import reload_was_asked
 from resolver.metrics import Metrics
 from resolver.policy.loading import BuiltPolicy, PolicyError, retire
-from resolver.policy.published import Published, load_published, publish
+from resolver.policy.published import load_published, publish
 from resolver.policy.source import PolicySource
-from resolver.serve.channel import ChannelClosed, RemoteError
 from resolver.serve.fleet import Fleet, WorkerStartError
+from resolver.serve.fleetview import FleetView
 from resolver.serve.http import StatusServer
-from resolver.serve.merge import MergedMetrics, MergedStats
 from resolver.serve.probing import SharedUpstreams
 from resolver.serve.relay import relay_sockets
 from resolver.serve.rpzfeed import RpzFeed
@@ -51,12 +49,6 @@ from resolver.serve.worker import WorkerStart
 from resolver.shared import BucketTable
 
 log = logging.getLogger(__name__)
-
-# A scrape, /readyz or /api/stats asks every worker with this deadline; a worker that
-# misses it is taken at its last known values (metrics) or as not ready.
-QUICK_TIMEOUT = 2.0
-# Loading a new version of the policy: a million-name table mapped and unpickled.
-PREPARE_TIMEOUT = 120.0
 
 
 class Supervisor:
@@ -73,19 +65,9 @@ class Supervisor:
         self.audit = AuditWriter.for_config(config, self.metrics)
         self.upstreams = SharedUpstreams(config, self.metrics)
         self.buckets = BucketTable(config.ratelimit.max_prefixes)
-        self._registry = CollectorRegistry()
-        self._restarts = Counter(
-            "aiwall_worker_restarts_total",
-            "Worker processes restarted after they died.",
-            registry=self._registry,
-        )
-        Gauge("aiwall_workers", "Worker processes configured.", registry=self._registry).set(
-            self.count
-        )
-        self._merged = MergedMetrics()
-        self._stats = MergedStats()
         self._paused_until = 0.0  # monotonic (one clock for every process of the host)
         self.fleet = Fleet(self.count, self._start_for, self._from_worker, self._died, self._own)
+        self.workers = FleetView(self.fleet)
         self._sockets: list[DnsSockets] = []
         self._relay: list[socket.socket] = []
         self._encrypted: list[tuple[str, socket.socket]] = []
@@ -252,15 +234,7 @@ class Supervisor:
             self.upstreams.revived(payload)
 
     def _died(self, index: int) -> None:
-        """Its totals stay; a new worker takes its place (``Fleet.watch``)."""
-        self._restarts.inc()
-        self._merged.retire(index)
-        self._stats.retire(index)
-
-    async def _ask_all(
-        self, op: str, payload: Any = None, wait: float = QUICK_TIMEOUT
-    ) -> list[Any | BaseException]:
-        return await self.fleet.ask_all(op, payload, wait)
+        self.workers.died(index)
 
     # --- reload ----------------------------------------------------------------------
 
@@ -291,7 +265,8 @@ class Supervisor:
             except OSError as error:
                 return self._rejected(f"cannot write the policy for the workers: {error}")
             try:
-                accepted, detail = await self._switch(config, published)
+                slots = self.upstreams.assign(config)
+                accepted, detail = await self.workers.switch(config, published, slots)
                 # Ours mapped from the same file, so that a worker forked later shares
                 # the table's pages with the others.
                 current = await asyncio.to_thread(load_published, published) if accepted else None
@@ -316,20 +291,6 @@ class Supervisor:
             log.info("reloaded: %d policy entries, version %d on every worker", entries, version)
             return True, "; ".join([f"reloaded: {entries} policy entries", *built.warnings])
 
-    async def _switch(self, config: Config, published: Published) -> tuple[bool, str]:
-        payload = (published.version, published, config, self.upstreams.assign(config))
-        results = await self._ask_all("prepare", payload, PREPARE_TIMEOUT)
-        failed = [
-            f"worker {h.index}: {r}"
-            for h, r in zip(self.fleet.handles, results, strict=True)
-            if r is not True
-        ]
-        if failed:
-            await self._ask_all("abort", published.version)
-            return False, "; ".join(failed)
-        await self._ask_all("commit", published.version, PREPARE_TIMEOUT)
-        return True, ""
-
     def _rejected(self, detail: str) -> tuple[bool, str]:
         log.error("reload rejected, keeping the running config and policy: %s", detail)
         self.metrics.reloads.labels("rejected").inc()
@@ -341,70 +302,26 @@ class Supervisor:
         return self._api_token
 
     async def exposition(self) -> bytes:
-        answers = await self._ask_all("metrics")
-        for handle, answer in zip(self.fleet.handles, answers, strict=True):
-            if isinstance(answer, bytes):
-                self._merged.update(handle.index, answer.decode())
-        return self._merged.render(self.metrics.registry) + generate_latest(self._registry)
+        return await self.workers.exposition(self.metrics.registry)
 
     async def ready(self) -> tuple[bool, str]:
         missing = self.source.missing
         if missing:
             return False, f"no copy yet of {', '.join(missing)} (never fetched)"
-        answers = await self._ask_all("ready")
-        for handle, answer in zip(self.fleet.handles, answers, strict=True):
-            if not isinstance(answer, tuple) or not answer[0]:
-                detail = answer[1] if isinstance(answer, tuple) else f"no answer ({answer!r})"
-                return False, f"worker {handle.index}: {detail}"
-        return True, "ready"
+        return await self.workers.ready()
 
     async def check(self, name: str, client: str) -> dict[str, object]:
-        for handle in self.fleet.handles:
-            if handle.channel is None:
-                continue
-            try:
-                answer: dict[str, object] = await handle.channel.request(
-                    "check", (name, client), QUICK_TIMEOUT
-                )
-            except RemoteError as error:
-                raise ValueError(str(error).split(": ", 1)[-1]) from None
-            except (TimeoutError, ChannelClosed):
-                continue
-            return answer
-        raise ValueError("no worker answered")
+        return await self.workers.check(name, client)
 
     async def stats(self) -> dict[str, object]:
-        answers = await self._ask_all("stats")
-        current = []
-        for handle, answer in zip(self.fleet.handles, answers, strict=True):
-            if isinstance(answer, dict):
-                self._stats.update(handle.index, answer)
-                current.append(answer)
-        first = current[0] if current else {}
-        return {
-            **self._stats.totals(),
-            "policy_entries": first.get("policy_entries", 0),
-            "groups": first.get("groups", []),
-            "paused_seconds_left": first.get("paused_seconds_left", 0),
-            "policy_version": self._version,
-            "worker_policy_versions": [a.get("policy_version") for a in current],
-            "workers_answering": len(current),
-            "audit_degraded": self.audit.degraded,
-        }
+        return await self.workers.stats(self._version, self.audit.degraded)
 
     async def pause(self, minutes: float) -> tuple[bool, str]:
         refused = pause_refused(self.config, minutes)
         if refused:
             return False, refused
-        answers = await self._ask_all("pause", minutes * 60)
-        failed = [
-            f"worker {h.index}"
-            for h, a in zip(self.fleet.handles, answers, strict=True)
-            if a is not True
-        ]
+        failed = await self.workers.pause(minutes * 60)
         if failed:
-            # All or none: blocking goes back on wherever the pause did reach.
-            await self._ask_all("pause", 0)
             self._paused_until = 0.0
             return False, f"not paused: no answer from {', '.join(failed)}; blocking stays on"
         # Kept for the workers forked later (a restart must not end the pause early),

@@ -4,7 +4,9 @@ Every attempt uses a fresh random ID; over UDP, a socket connected to the upstre
 random port, which carries one question at a time and is replaced within a second
 (``resolver.upstream.udp`` says why and how). An answer is accepted only if it carries the ID
 sent, echoes the question asked and can be walked to its end; anything else is ignored
-and counted while we keep waiting for the real answer until the timeout.
+and counted while we keep waiting for the real answer until the timeout. The exchanges
+themselves, over each transport, are ``resolver.upstream.exchanges``'s; here, the order
+the upstreams are asked in, failover, and their health.
 """
 
 from __future__ import annotations
@@ -16,27 +18,23 @@ import secrets
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from resolver.dns import responses, wire
 from resolver.dns.model import Answer, Outcome, Query
 from resolver.dns.pending import Pending
 from resolver.metrics import Metrics
-from resolver.upstream.encrypted import EncryptedUpstreams
+from resolver.upstream.exchanges import EXCHANGE_FAILURES, Exchanges
 from resolver.upstream.health import MAX_BACKOFF, Health, UpstreamHealth
 from resolver.upstream.messages import Upstream as Upstream  # re-exported: the type callers know
 from resolver.upstream.messages import answer_from, upstream_query
 from resolver.upstream.streams import Rejected
-from resolver.upstream.udp import Expected, Reply, UdpSocket, UdpSockets, check
+from resolver.upstream.udp import Expected, Reply, UdpSocket, UdpSockets
 
 log = logging.getLogger(__name__)
 
 # Upstream rcodes that say "this server cannot answer", so the next one is asked.
 _FAILOVER_RCODES = frozenset({wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR})
-# How an exchange fails without a genuine answer: the next upstream is asked. Anything
-# else is a bug, and fails the question (SERVFAIL, counted by the listener).
-_EXCHANGE_FAILURES = (OSError, TimeoutError, Rejected, asyncio.IncompleteReadError)
 
 
 class _Asking:
@@ -83,17 +81,14 @@ class Forwarder:
         }
         self._on_change = on_change
         self._checks: set[asyncio.Task[None]] = set()
-        self._encrypted = EncryptedUpstreams(ca_file, timeout, metrics)
+        self._exchanges = Exchanges(servers, timeout, metrics, ca_file)
         # Keyed by label (a string caches its hash; an Upstream hashes six fields).
         # Looked up once, not per answer: a labelled child costs a lock and a lookup.
         self._durations = {s.label: metrics.upstream_duration.labels(s.label) for s in servers}
-        self._rejected = {s.label: self._rejection_counter(s.label) for s in servers}
-        self._udp: dict[str, UdpSockets] = {}  # per upstream, for this event loop
         for server in servers:
             metrics.upstream_up.labels(server.label).set(1)
             metrics.preset_upstream(server.label)
-            if server.scheme != "dns":
-                self._encrypted.preset(server)
+            self._exchanges.preset(server)
 
     def ask(self, query: Query) -> Answer | Pending:
         """The answer to ``query`` from the first upstream that gives a usable one.
@@ -158,12 +153,12 @@ class Forwarder:
         asking.index, asking.started = index, time.monotonic()
         if server.scheme != "dns":
             task = asyncio.get_running_loop().create_task(
-                self._exchange_encrypted(server, message, expected)
+                self._exchanges.encrypted(server, message, expected)
             )
             asking.stop = task.cancel
             task.add_done_callback(functools.partial(self._replied, asking))
             return
-        sockets = self._sockets(server)
+        sockets = self._exchanges.sockets(server)
         sock = sockets.acquire()
         try:
             sock.ask(message, expected, self.timeout)
@@ -194,7 +189,7 @@ class Forwarder:
             # Too big for UDP: the full answer is only to be had over TCP (RFC 7766 5).
             server = self.servers[asking.index]
             task = asyncio.get_running_loop().create_task(
-                self._exchange_tcp(server, message, expected)
+                self._exchanges.tcp(server, message, expected)
             )
             asking.stop = task.cancel
             task.add_done_callback(functools.partial(self._replied, asking))
@@ -214,7 +209,7 @@ class Forwarder:
         try:
             if error is None:
                 answer = self._accepted(server, asking.query, asking.started, done.result())
-            elif isinstance(error, _EXCHANGE_FAILURES):
+            elif isinstance(error, EXCHANGE_FAILURES):
                 self._failed(server, error)
                 answer = None
             else:
@@ -227,12 +222,6 @@ class Forwarder:
             return
         if final is not None:
             pending.set_result(final)
-
-    def _rejection_counter(self, label: str) -> Callable[[str], None]:
-        def rejected(reason: str) -> None:
-            self._metrics.upstream_rejected.labels(label, reason).inc()
-
-        return rejected
 
     def _alive(self, server: Upstream) -> None:
         if self.health[server].succeeded():
@@ -301,10 +290,10 @@ class Forwarder:
             if server.scheme == "dns":
                 # Over UDP only (any answer, even truncated, will do), on a socket of its
                 # own: the probe tests the upstream, not a socket that served others.
-                await self._exchange_udp(server, message, expected, reuse=False)
+                await self._exchanges.udp(server, message, expected, reuse=False)
             else:
-                await self._exchange_encrypted(server, message, expected)
-        except _EXCHANGE_FAILURES:
+                await self._exchanges.encrypted(server, message, expected)
+        except EXCHANGE_FAILURES:
             return False
         return True
 
@@ -313,10 +302,7 @@ class Forwarder:
             task.cancel()
         if self._checks:
             await asyncio.gather(*self._checks, return_exceptions=True)
-        await self._encrypted.close()
-        for sockets in self._udp.values():
-            sockets.close()
-        self._udp.clear()
+        await self._exchanges.close()
 
     def _failed(self, server: Upstream, error: BaseException) -> None:
         """An attempt that got no answer (timeout, network error, nothing genuine)."""
@@ -342,66 +328,6 @@ class Forwarder:
         self.last_success = now
         self._durations[server.label].observe(now - started)
         return answer_from(data, scan)
-
-    async def _exchange_encrypted(
-        self, server: Upstream, message: bytes, expected: Expected
-    ) -> Reply:
-        """DoT, DoH: the connection picks the ID (unique among those in flight on it; 0
-        for DoH), the answer is checked here as any other."""
-        async with asyncio.timeout(self.timeout):
-            ident, data = await self._encrypted.exchange(server, message)
-        return self._accept_stream(server, data, replace(expected, ident=ident))
-
-    def _sockets(self, server: Upstream) -> UdpSockets:
-        loop = asyncio.get_running_loop()
-        sockets = self._udp.get(server.label)
-        if sockets is None or sockets.loop is not loop:
-            if sockets is not None:
-                sockets.close()
-            sockets = self._udp[server.label] = UdpSockets(
-                loop, (server.host, server.port), server.family, self._rejected[server.label]
-            )
-        return sockets
-
-    async def _exchange_udp(
-        self, server: Upstream, message: bytes, expected: Expected, reuse: bool = True
-    ) -> Reply:
-        """The probes' exchange. ``reuse``: on a socket that sequential questions
-        share (``udp``), else on one opened for this question alone."""
-        sockets = self._sockets(server)
-        sock = sockets.acquire(reuse)
-        answered = False
-        try:
-            reply = await sock.ask(message, expected, self.timeout)
-            answered = True
-            return reply
-        finally:
-            sockets.release(sock, answered, reuse)
-
-    async def _exchange_tcp(self, server: Upstream, message: bytes, expected: Expected) -> Reply:
-        async with asyncio.timeout(self.timeout):
-            reader, writer = await asyncio.open_connection(server.host, server.port)
-            try:
-                writer.write(wire.U16.pack(len(message)) + message)
-                await writer.drain()
-                length = wire.U16.unpack(await reader.readexactly(2))[0]
-                data = await reader.readexactly(length)
-            finally:
-                writer.close()
-        return self._accept_stream(server, data, expected)
-
-    def _accept_stream(self, server: Upstream, data: bytes, expected: Expected) -> Reply:
-        """An answer over a stream (TCP, TLS, HTTPS), checked as ``udp.check`` does."""
-        try:
-            scan = check(data, expected)
-            if wire.U16.unpack_from(data, 2)[0] & wire.TC:
-                # Over TCP there is no bigger channel to retry on: a cut answer is broken,
-                # and relayed or cached it would be served cut.
-                raise Rejected("truncated")
-            return data, scan
-        except Rejected as rejected:
-            self._rejected[server.label](rejected.reason)
-            raise
 
     async def probe(self) -> bool:
         """True if any upstream answers a query for the root NS (for /readyz)."""

@@ -63,7 +63,10 @@ def test_a_repeated_blocked_question_gets_the_same_bytes_and_every_effect(start_
 def test_cached_answers_are_counted_and_their_ttl_still_counts_down(start_server, upstream):
     server = start_server()
     first = [dns.message.from_wire(raw_ask(server, "ttl.example.test", n)) for n in range(ASKED)]
-    assert {r.answer[0].ttl for r in first[1:]} == {first[0].answer[0].ttl}
+    shown = first[0].answer[0].ttl
+    # Counted down by the fast path at a moment of its second spread by the question's
+    # hash: never higher than the cache's, at most one lower.
+    assert {r.answer[0].ttl for r in first[1:]} <= {shown, shown - 1}
     assert fast_hits(server) >= ASKED - 2  # the miss, then at most one cache walk
     assert server.metric("aiwall_cache_hits_total") == ASKED - 1
     assert server.metric("aiwall_responses_total", outcome="cached", rcode="NOERROR") == ASKED - 1

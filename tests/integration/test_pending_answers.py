@@ -114,7 +114,7 @@ def _silent_forwarder(upstream: FakeUpstream) -> Forwarder:
 
 
 def _open_sockets(forwarder: Forwarder) -> list[socket.socket]:
-    return [sock._sock for pool in forwarder._udp.values() for sock in pool._open]
+    return [sock._sock for pool in forwarder._exchanges._udp.values() for sock in pool._open]
 
 
 def test_closing_the_forwarder_cancels_the_questions_in_flight_and_their_sockets(

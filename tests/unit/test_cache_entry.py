@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from resolver.handlers.cache_entry import Entry, cache_key, message_length, pack, unpack
+from resolver.handlers.cache_entry import (
+    Entry,
+    cache_key,
+    message_length,
+    pack,
+    served_anew,
+    ttl_offsets,
+    unpack,
+)
 
 
 @pytest.mark.parametrize(
@@ -40,3 +48,25 @@ def test_keys_differ_by_name_type_and_flags() -> None:
         cache_key(b"\x01a\x01b\x00", 1, 0),
     }
     assert len(keys) == 5
+
+
+@pytest.mark.parametrize("served", [b"", b"\x12\x34" + b"\xff" * 60])
+@pytest.mark.parametrize("cnames", [(), (b"\x03cdn\x07example\x00",)])
+def test_a_new_served_copy_changes_only_the_copy_and_its_age(
+    cnames: tuple[bytes, ...], served: bytes
+) -> None:
+    entry = Entry(1.5, 301.5, 31.0, -1 if not served else 2, 0, (12, 28), cnames, b"m" * 40, served)
+    data = pack(entry)
+    message_end = len(data) - len(served)
+    again = served_anew(data, message_end, 9, b"s" * 40)
+    assert again == pack(entry._replace(served_age=9, served=b"s" * 40))
+    assert unpack(again) == entry._replace(served_age=9, served=b"s" * 40)
+
+
+@pytest.mark.parametrize("count", [0, 1, 64, 65, 300])
+def test_any_number_of_ttl_offsets_is_read_back(count: int) -> None:
+    offsets = tuple(range(12, 12 + 16 * count, 16))
+    entry = Entry(0.0, 60.0, 0.0, -1, 0, offsets, (), b"\x00" * 12, b"")
+    data = pack(entry)
+    assert ttl_offsets(data, count) == offsets
+    assert unpack(data) == entry

@@ -13,6 +13,7 @@ import pytest
 
 from resolver.dns import responses, wire
 from resolver.dns.codec import encode_answer, parse_query
+from resolver.dns.edns import Edns
 from resolver.dns.model import Answer, Outcome, Query
 
 
@@ -143,14 +144,14 @@ def test_question_fields_and_case():
 def test_edns_is_read():
     query = parse(make_raw(edns=True, payload=4096, do=True))
     assert query.problem == ""
-    assert query.edns == wire.Edns(payload=4096, version=0, do=True)
+    assert query.edns == Edns(payload=4096, version=0, do=True)
     # question_end stops before the OPT record.
     assert query.raw[query.question_end] == 0
     assert wire.U16.unpack_from(query.raw, query.question_end + 1)[0] == wire.TYPE_OPT
 
 
 def test_small_edns_payload_reads_as_512():
-    assert parse(make_raw(edns=True, payload=200)).edns == wire.Edns(512, 0, False)
+    assert parse(make_raw(edns=True, payload=200)).edns == Edns(512, 0, False)
 
 
 def test_two_opts_are_a_problem_but_the_question_is_kept():

@@ -3,6 +3,7 @@ repeats for every answer it gives (no sockets)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -56,7 +57,9 @@ def with_id(data: bytes, query_id: int) -> bytes:
 def make(audit: list[tuple[Any, ...]] | None = None, limit: int = 100) -> FastPath:
     groups = {"127.0.0.3": LAB}
     record = None if audit is None else (lambda *row: audit.append(row))
-    return FastPath(Metrics(), lambda client: groups.get(client, OFFICE), record, limit)
+    return FastPath(
+        Metrics(), lambda client: groups.get(client, OFFICE), record, capacity=limit, clients=limit
+    )
 
 
 def test_a_kept_blocked_answer_is_given_with_the_new_id_and_every_effect(clock: Clock) -> None:
@@ -138,24 +141,36 @@ def test_the_tables_are_bounded(clock: Clock) -> None:
     assert fast.clients <= 3
 
 
-def test_a_cached_answer_counts_its_ttls_down_itself(clock: Clock) -> None:
-    fast = make()
-    query = make_query("example.test")
+def cached(query: Query, stored: float, now: float) -> Answer:
+    """The cache's answer to ``query``: one A record, TTL 300, stored at ``stored``."""
     upstream = dns.message.make_response(dns.message.from_wire(query.raw))
-    upstream.answer.append(dns.rrset.from_text("example.test.", 300, "IN", "A", "192.0.2.1"))
+    owner = upstream.question[0].name
+    upstream.answer.append(dns.rrset.from_text(owner, 300, "IN", "A", "192.0.2.1"))
     upstream.use_edns(False)  # an Answer's message has no OPT: the codec adds it
     message = upstream.to_wire()
     ttl_at = message.index(bytes.fromhex("0000012c"))  # 300
-    stored = clock.now - 0.5
-    answer = Answer(
+    return Answer(
         message,
         Outcome.CACHED,
         wire.NOERROR,
         ttl_offsets=(ttl_at,),
-        reuse_until=clock.now + 300,
+        reuse_until=now + 300,
         countdown=(stored, 0),
     )
-    kept(fast, query, answer)
+
+
+@pytest.fixture
+def on_the_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TTLs recounted right at each whole second of age (not spread by the question's
+    hash), for a schedule a test can name."""
+    monkeypatch.setattr(fastpath, "_early", lambda key: 0.0)
+
+
+def test_a_cached_answer_counts_its_ttls_down_itself(clock: Clock, on_the_second: None) -> None:
+    fast = make()
+    query = make_query("example.test")
+    stored = clock.now - 0.5
+    kept(fast, query, cached(query, stored, clock.now))
     clock.now += 0.4  # the same whole second of age
     same = dns.message.from_wire(fast.answer(query.raw, "127.0.0.1") or b"")
     assert same.answer[0].ttl == 300
@@ -166,7 +181,9 @@ def test_a_cached_answer_counts_its_ttls_down_itself(clock: Clock) -> None:
     assert dns.message.from_wire(fast.answer(query.raw, "127.0.0.1") or b"").answer[0].ttl == 296
 
 
-def test_a_truncated_cached_answer_is_kept_until_its_next_second_only(clock: Clock) -> None:
+def test_a_truncated_cached_answer_is_kept_until_its_next_second_only(
+    clock: Clock, on_the_second: None
+) -> None:
     fast = make()
     query = make_query("example.test")
     answer = responses.error(query, wire.NOERROR, Outcome.CACHED)
@@ -192,3 +209,44 @@ def test_a_kept_answer_asked_in_another_case_is_audited_under_the_name_as_the_pi
     kept(fast, query, blocked(query, math.inf))
     assert fast.answer(with_id(query.raw, 7), "127.0.0.1") is not None
     assert [row[2] for row in audit] == [query.qname] == [b"\x04chat\x08deepseek\x03com\x00"]
+
+
+def test_nothing_set_aside_by_a_clear_is_served_while_it_is_being_freed(clock: Clock) -> None:
+    async def scenario() -> tuple[int, bytes | None, bytes | None]:
+        fast = make(limit=8_192)
+        queries = [make_query(f"n{i}.deepseek.com") for i in range(3_000)]
+        for query in queries:
+            kept(fast, query, blocked(query, math.inf))
+        assert fast.answer(queries[0].raw, "127.0.0.1") is not None
+        fast.clear()  # inside the loop: the slabs are freed over the next turns
+        retired = fast._tables.retired
+        during = fast.answer(queries[0].raw, "127.0.0.1")
+        for _ in range(retired + 1):
+            await asyncio.sleep(0)
+        return retired, during, fast.answer(queries[1].raw, "127.0.0.1")
+
+    retired, during, after = asyncio.run(scenario())
+    assert retired > 0
+    assert during is None
+    assert after is None
+
+
+def test_answers_cached_together_are_recounted_spread_over_the_second(clock: Clock) -> None:
+    fast = make(limit=8_192)
+    stored = clock.now
+    queries = [make_query(f"host{i}.example.test") for i in range(200)]
+    for query in queries:
+        kept(fast, query, cached(query, stored, clock.now))
+    recounted_at: dict[int, int] = {}
+    for step in range(1, 151):  # 1.5 s in 10 ms steps
+        clock.now = stored + step / 100
+        true_age = int(clock.now - stored)
+        for index, query in enumerate(queries):
+            ttl = dns.message.from_wire(fast.answer(query.raw, "127.0.0.1") or b"").answer[0].ttl
+            # Never higher than the cache's own count, at most a second lower.
+            assert 300 - true_age - 1 <= ttl <= 300 - true_age
+            if ttl == 299:
+                recounted_at.setdefault(index, step)
+    assert len(recounted_at) == len(queries)
+    # Spread over the second rather than all at its end: 200 names, over 50 moments.
+    assert len(set(recounted_at.values())) > 50

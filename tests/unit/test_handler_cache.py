@@ -332,3 +332,37 @@ def test_the_garbage_collector_never_walks_the_cache():
     assert hit.message[:2] == answer.message[:2]
     assert hit.cnames == answer.cnames
     assert hit.ttl_offsets == answer.ttl_offsets
+
+
+def _cname_answer(name: str, target: str, ttl: int) -> Answer:
+    query = dns.message.make_query(name, "A")
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text(name, ttl, "IN", "CNAME", target))
+    response.answer.append(dns.rrset.from_text(target, ttl + 100, "IN", "A", "192.0.2.7"))
+    data = response.to_wire()
+    return _answer_from(data, wire.scan_response(data))
+
+
+def test_every_hit_gives_the_whole_answer_whether_its_copy_is_reused_or_made_anew():
+    """A hit reads its entry in part (the copy served within the same second is reused,
+    a new second makes a new one): every field of the Answer is there each time, and the
+    entry keeps its original message for the next second and for serve-stale."""
+    cache = AnswerCache(CacheConfig(max_stale=600), Metrics())
+    query = make_query("alias.test")
+    key = cache_key(query.qname, 1, 0)
+    answer = _cname_answer("alias.test.", "cdn.example.test.", 300)
+    assert answer.cnames == (wire.text_to_name("cdn.example.test."),)
+    cache.put(key, answer, now=100.0)
+    for now, age in ((100.2, 0), (100.9, 0), (103.5, 3), (103.6, 3), (250.0, 150)):
+        hit = cache.get(key, now=now)
+        assert hit is not None
+        assert hit.outcome is Outcome.CACHED
+        assert hit.cnames == answer.cnames
+        assert hit.ttl_offsets == answer.ttl_offsets
+        assert hit.reuse_until == 400.0
+        assert hit.countdown == (100.0, age)
+        assert [r.ttl for r in decode(query, hit).answer] == [300 - age, 400 - age]
+    stale = cache.stale(key, now=500.0)
+    assert stale is not None
+    assert [r.ttl for r in decode(query, stale).answer] == [30, 30]
+    assert stale.cnames == answer.cnames

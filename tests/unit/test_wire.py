@@ -19,6 +19,7 @@ import dns.rrset
 import pytest
 
 from resolver.dns import wire
+from resolver.dns.edns import Edns, read_opt
 
 # --- helpers: build messages by hand, without compression, so offsets are known ---------
 
@@ -252,11 +253,11 @@ def test_name_to_text_escapes_so_dnspython_reads_the_same_labels():
 # --- read_opt ---------------------------------------------------------------------------
 
 
-def read_opt_of(data: bytes) -> tuple[wire.Edns | None, str]:
+def read_opt_of(data: bytes) -> tuple[Edns | None, str]:
     _, _, qd, an, ns, ar = wire.HEADER.unpack_from(data)
     assert qd == 1
     end = wire.read_question_name(data, 12)[0] + 4
-    return wire.read_opt(data, end, (an, ns, ar))
+    return read_opt(data, end, (an, ns, ar))
 
 
 @pytest.mark.parametrize(
@@ -266,7 +267,7 @@ def test_read_opt_payload_floor_is_512(payload, expected):
     data = dns.message.make_query("example.com", "A", use_edns=0, payload=payload).to_wire()
     edns, problem = read_opt_of(data)
     assert problem == ""
-    assert edns == wire.Edns(payload=expected, version=0, do=False)
+    assert edns == Edns(payload=expected, version=0, do=False)
 
 
 def test_read_opt_version_and_do_bit():
