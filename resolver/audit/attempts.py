@@ -43,7 +43,7 @@ class AttemptBatcher:
     answer, or relay for those that do), no dict holds more than ``BOUNDED`` keys.
 
     Called from one thread only, the event loop's (no lock: taking one cost about a
-    fifth of ``record``, which runs for every banned name answered).
+    third of ``record``, which runs for every banned name answered).
     """
 
     def __init__(self, bounded: bool = False) -> None:

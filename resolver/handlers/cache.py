@@ -159,11 +159,9 @@ class AnswerCache:
         """``message`` with each TTL clamped, then less ``age`` seconds, never below 0
         (RFC 1035 7.4, RFC 2181 8)."""
         copy = bytearray(message)
-        low, high, u32 = self._config.min_ttl, self._config.max_ttl, wire.U32
         for offset in ttl_offsets:
-            # ``_clamp``, inlined: this loop runs for every TTL of a hit in a new second.
-            ttl = min(max(u32.unpack_from(copy, offset)[0], low), high) - age
-            u32.pack_into(copy, offset, ttl if ttl > 0 else 0)
+            ttl = self._clamp(wire.U32.unpack_from(copy, offset)[0])
+            wire.U32.pack_into(copy, offset, max(ttl - age, 0))
         return bytes(copy)
 
     def _stale_entry(self, key: CacheKey, now: float) -> Entry | None:
