@@ -19,6 +19,13 @@ QUEUE_LIMIT = 200_000
 # times a second costs one row, not a thousand.
 AttemptKey = tuple[str, str, bytes | str, int | str, str, str, str]
 
+# The type of an attempt recorded as the question came: its name is then the datagram
+# without its ID (header, name, type, class, what follows), as the fast path keeps it.
+# Reading the name out of it and lowering its case cost the answering process about a
+# microsecond per banned answer; the writer process does it (``settled``), where alike
+# attempts are merged again.
+QUESTION = -1
+
 
 # (first seen, count). A tuple of numbers, replaced rather than changed: the garbage
 # collector stops tracking it, so a second's attempts never lengthen its pauses.
@@ -46,11 +53,15 @@ class AttemptBatcher:
     third of ``record``, which runs for every banned name answered).
     """
 
-    def __init__(self, bounded: bool = False) -> None:
+    def __init__(self, bounded: bool = False, settle: bool = False) -> None:
+        self._settle = settle  # the writer's: turn QUESTION attempts into names
         self._pending: dict[AttemptKey, Seen] = {}
         self._full: list[dict[AttemptKey, Seen]] = []  # bounded: dicts that reached it
         self._held = 0  # keys in ``_full``
         self._bound = BOUNDED if bounded else QUEUE_LIMIT
+        # Keys ``_pending`` takes before it is full or the cap is reached: until then a
+        # new attempt goes straight in (``record``).
+        self._room = self._bound
         self.dropped = 0  # attempts that found it full, since the start
         self.count = 0  # attempts held now (each key's count, summed)
 
@@ -67,12 +78,24 @@ class AttemptBatcher:
         """Count one attempt; called on the answer path, so it only bumps a counter (a
         wire-form name and a numeric type are turned into text by the writer)."""
         key = (client, group, name, qtype, service, category, action)
-        self._gather(key, time.time(), 1)
+        pending = self._pending
+        seen = pending.get(key)
+        if seen is not None:  # the same attempt again (first seen: the first recorded)
+            pending[key] = (seen[0], seen[1] + 1)
+        elif len(pending) < self._room:
+            pending[key] = (time.time(), 1)
+        else:
+            self._gather(key, time.time(), 1)
+            return
+        self.count += 1
 
     def absorb(self, batches: list[dict[AttemptKey, Seen]], dropped: int = 0) -> None:
         """Attempts another process gathered, and how many it had to drop."""
+        settle = self._settle
         for batch in batches:
             for key, (first, count) in batch.items():
+                if settle and key[3] == QUESTION:
+                    key = settled(key)
                 self._gather(key, first, int(count))
         self.dropped += dropped
 
@@ -89,6 +112,7 @@ class AttemptBatcher:
             if len(pending) >= self._bound:
                 self._full.append(pending)
                 self._held += len(pending)
+                self._room = min(self._bound, QUEUE_LIMIT - self._held)
                 pending = self._pending = {}
             pending[key] = (first, count)
 
@@ -107,7 +131,22 @@ class AttemptBatcher:
         """What was gathered since the last take (non-empty dicts), and the drops so far."""
         batches = [*self._full, self._pending] if self._pending else self._full
         self._pending, self._full, self._held, self.count = {}, [], 0, 0
+        self._room = self._bound
         return batches, self.dropped
 
     def __len__(self) -> int:
         return self._held + len(self._pending)
+
+
+def settled(key: AttemptKey) -> AttemptKey:
+    """A QUESTION attempt as the others are: its name in lowercase wire form (RFC 4343:
+    names compare without case), its type as a number. A question cut short keeps what
+    it has (the name up to the end, type 0)."""
+    client, group, question, _, service, category, action = key
+    assert isinstance(question, bytes)
+    end = 10  # after the header's flags and four counts (RFC 1035 4.1.1)
+    while end < len(question) and question[end]:
+        end += question[end] + 1
+    name = question[10 : end + 1].lower()
+    qtype = int.from_bytes(question[end + 1 : end + 3], "big")
+    return (client, group, name, qtype, service, category, action)

@@ -201,7 +201,7 @@ class AuditLog:
         self.config = config
         self._metrics = metrics
         # Attempts since the last flush, this process's and its workers'.
-        self.attempts = AttemptBatcher()
+        self.attempts = AttemptBatcher(settle=True)
         self.record = self.attempts.record
         self.absorb = self.attempts.absorb
         self._dropped_reported = 0

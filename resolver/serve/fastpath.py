@@ -43,6 +43,7 @@ import struct
 import time
 from collections.abc import Callable
 
+from resolver.audit.attempts import QUESTION
 from resolver.dns.codec import plain_question
 from resolver.dns.model import Answer, Outcome, Query
 from resolver.handlers.blocking import BlockingHandler, answer_mode
@@ -60,14 +61,6 @@ _NEVER = 1 << 40
 # What an answer does besides its bytes: (qtype, outcome, rcode, cached?, (service,
 # category, group) when blocked). Few distinct ones; each kept answer points at one.
 _Effects = tuple[int, str, int, bool, "tuple[str, str, str] | None"]
-
-
-def _qname(key: bytes) -> bytes:
-    """The question name in a datagram without its ID (header, then the name)."""
-    end = 10
-    while key[end]:
-        end += key[end] + 1
-    return key[10 : end + 1]
 
 
 _COUNTDOWN = struct.Struct("!dIQ")  # stored (monotonic s), age shown (whole s), until (ms)
@@ -220,10 +213,11 @@ class FastPath:
                 return None
         index = packed & _EFFECT
         self._counted[index] += 1
-        qtype, _, _, _, blocked = self._effects[index]
+        blocked = self._effects[index][4]
         if blocked is not None and self._audit is not None:
+            # The question as it came: the writer reads the name out of it (QUESTION).
             service, category, name = blocked
-            self._audit(client, name, _qname(key).lower(), qtype, service, category, "blocked")
+            self._audit(client, name, key, QUESTION, service, category, "blocked")
         return data[:2] + payload
 
     def keep(self, query: Query, answer: Answer, sent: bytes) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 
-from resolver.audit.attempts import BOUNDED, QUEUE_LIMIT, AttemptBatcher
+import dns.message
+
+from resolver.audit.attempts import BOUNDED, QUESTION, QUEUE_LIMIT, AttemptBatcher, settled
 from resolver.audit.handover import CHUNK, messages, receive
 
 
@@ -90,3 +92,35 @@ def test_handing_over_empties_the_batches_a_chunk_at_a_time() -> None:
     ]
     # In the order they came: a sink that must drop some drops the oldest.
     assert names == [f"n{i}.example" for i in range(1000)]
+
+
+def test_a_question_as_it_came_is_settled_by_the_writer_into_the_pipelines_attempt() -> None:
+    """The fast path records a kept answer's question as the datagram carried it (any
+    case, EDNS after it); the answering process keeps it so (no name read out on the
+    answer path), and the writer's batcher merges it with the pipeline's attempt on the
+    same name: one row, both counted, first seen the earlier."""
+    asked = dns.message.make_query("Chat.DeepSeek.COM", "AAAA", use_edns=0, want_dnssec=True)
+    question = asked.to_wire()[2:]
+    pipeline = ("192.0.2.1", "office", b"\x04chat\x08deepseek\x03com\x00", 28)
+    rest = ("deepseek", "chat_assistant", "blocked")
+    answering = AttemptBatcher(bounded=True)
+    answering.record(*pipeline, *rest)
+    for _ in range(3):
+        answering.record("192.0.2.1", "office", question, QUESTION, *rest)
+    batches, _ = answering.take()
+    assert sum(len(batch) for batch in batches) == 2  # not settled where it answers
+    writer = AttemptBatcher(settle=True)
+    writer.absorb(batches)
+    merged, _ = writer.take()
+    [(key, (first, count))] = [item for batch in merged for item in batch.items()]
+    assert key == (*pipeline, *rest)
+    assert count == 4
+    assert first == min(seen[0] for batch in batches for seen in batch.values())
+
+
+def test_settling_a_question_cut_short_keeps_what_there_is() -> None:
+    """A kept question is always whole; a cut one must still not stop the writer."""
+    cut = dns.message.make_query("a.example", "A").to_wire()[2:-3]
+    key = settled(("c", "g", cut, QUESTION, "s", "c", "blocked"))
+    assert key[2] == b"\x01a\x07example\x00"
+    assert key[3] == 0
