@@ -313,7 +313,8 @@ class FastPath:
         self._tables.store(group, key, payload, self._cap_packed | effect, None)
         self._counted[effect] += 1
         if self._audit is not None:
-            self._audit(client, chosen.name, qname, qtype, rule.service, rule.category, "blocked")
+            # In the form its next answers (kept) are recorded in, so they are one key.
+            self._audit(client, chosen.name, key, QUESTION, rule.service, rule.category, "blocked")
         return data[:2] + payload
 
     def _renew(self, group: int, key: bytes, slot: int, packed: int) -> bytes | None:

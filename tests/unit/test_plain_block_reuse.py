@@ -16,6 +16,7 @@ import dns.flags
 import dns.message
 import pytest
 
+from resolver.audit.attempts import AttemptBatcher
 from resolver.dns import responses, wire
 from resolver.dns.model import Outcome
 from resolver.policy.groups import ClientGroups, Group
@@ -244,3 +245,20 @@ def test_many_kinds_of_bytes_after_the_name_are_each_answered_as_the_pipeline(
     asked += [ask(f"p{i}.deepseek.com", options=[padding]) for i in range(3)]
     for data in asked:
         assert lane.fast.answer(data, client) == expected.through_pipeline(data, client)
+
+
+def test_a_names_first_answer_and_its_kept_answers_are_one_attempt_where_it_answers(
+    tmp_path: Path,
+) -> None:
+    """The first answer and the kept ones record the question in the same form, so the
+    answering process holds one attempt per name, not two (its cap is in attempts)."""
+    setup = Setup(tmp_path)
+    client = CLIENTS["nxdomain"]
+    setup.know(client)
+    batcher = AttemptBatcher(bounded=True)
+    setup.fast._audit = batcher.record
+    for ident in (1, 2, 3):
+        data = ident.to_bytes(2, "big") + ask("again.deepseek.com")[2:]
+        assert setup.fast.answer(data, client) is not None
+    assert len(batcher) == 1
+    assert batcher.count == 3
