@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-# Records waiting for the writer; beyond this (a writer stuck on a full disk) the oldest
-# are dropped and counted rather than letting memory grow without bound.
+# Distinct attempts waiting for the writer; beyond this (a writer starved or stuck) new
+# ones are dropped and counted rather than letting memory grow without bound.
 QUEUE_LIMIT = 200_000
 
 # (client, group, name, qtype, service, category, action): attempts alike within one
@@ -106,7 +106,11 @@ class AttemptBatcher:
             pending[key] = (min(seen[0], first), seen[1] + count)
             self.count += count
         elif self._held + len(pending) >= QUEUE_LIMIT:
-            self._gather_when_full(key, first, count)
+            # Full. An attempt alike to one in the newest dict still counted above; one
+            # alike to an attempt in an earlier dict is dropped, and counted, with the
+            # new ones: looking through every earlier dict made each attempt cost 9.1 µs
+            # instead of 1.3 (24 dicts; development VM) under the flood that fills it.
+            self.dropped += count
         else:
             self.count += count
             if len(pending) >= self._bound:
@@ -115,17 +119,6 @@ class AttemptBatcher:
                 self._room = min(self._bound, QUEUE_LIMIT - self._held)
                 pending = self._pending = {}
             pending[key] = (first, count)
-
-    def _gather_when_full(self, key: AttemptKey, first: float, count: int) -> None:
-        """At QUEUE_LIMIT: an attempt alike to one held in an earlier dict still counts
-        there; a new one is dropped, and counted as such."""
-        for batch in self._full:
-            seen = batch.get(key)
-            if seen is not None:
-                batch[key] = (min(seen[0], first), seen[1] + count)
-                self.count += count
-                return
-        self.dropped += count
 
     def take(self) -> tuple[list[dict[AttemptKey, Seen]], int]:
         """What was gathered since the last take (non-empty dicts), and the drops so far."""

@@ -53,11 +53,31 @@ def test_the_cap_counts_every_dict() -> None:
     batcher = AttemptBatcher(bounded=True)
     record(batcher, 0, QUEUE_LIMIT + 7)
     assert len(batcher) == QUEUE_LIMIT
-    record(batcher, 0, 3)  # already held: counted, not dropped
+    record(batcher, QUEUE_LIMIT - 3, 3)  # alike to attempts in the newest dict: counted
+    record(batcher, 0, 2)  # alike to attempts in the first dict: dropped, counted
     batches, dropped = batcher.take()
-    assert dropped == 7
+    assert dropped == 7 + 2
     assert max(len(batch) for batch in batches) == BOUNDED
     assert sum(count for batch in batches for _, count in batch.values()) == QUEUE_LIMIT + 3
+
+
+def test_a_full_batcher_drops_a_new_attempt_without_looking_through_every_dict() -> None:
+    """Under a flood of new names that fills it (a writer starved or stuck), a new
+    attempt must cost what it costs below the cap, not a look through every dict."""
+    batcher = AttemptBatcher(bounded=True)
+    record(batcher, 0, QUEUE_LIMIT)
+    full = batcher._full
+    looked: list[int] = []
+
+    class Counting(dict):  # type: ignore[type-arg]
+        def get(self, key, default=None):  # type: ignore[no-untyped-def]
+            looked.append(1)
+            return super().get(key, default)
+
+    batcher._full = [Counting(batch) for batch in full]
+    record(batcher, QUEUE_LIMIT, 100)
+    assert looked == []
+    assert batcher.dropped == 100
 
 
 def test_the_count_of_attempts_held_is_kept_as_they_come() -> None:
