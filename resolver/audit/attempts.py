@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from resolver.dns import wire
+
 # Distinct attempts waiting for the writer; beyond this (a writer starved or stuck) new
 # ones are dropped and counted rather than letting memory grow without bound.
 QUEUE_LIMIT = 200_000
@@ -133,13 +135,14 @@ class AttemptBatcher:
 
 def settled(key: AttemptKey) -> AttemptKey:
     """A QUESTION attempt as the others are: its name in lowercase wire form (RFC 4343:
-    names compare without case), its type as a number. A question cut short keeps what
-    it has (the name up to the end, type 0)."""
+    names compare without case), its type as a number. A kept question is always whole;
+    one that is not keeps what it has (the bytes after the header, type 0)."""
     client, group, question, _, service, category, action = key
     assert isinstance(question, bytes)
-    end = 10  # after the header's flags and four counts (RFC 1035 4.1.1)
-    while end < len(question) and question[end]:
-        end += question[end] + 1
-    name = question[10 : end + 1].lower()
-    qtype = int.from_bytes(question[end + 1 : end + 3], "big")
-    return (client, group, name, qtype, service, category, action)
+    try:
+        # After the header's flags and four counts (RFC 1035 4.1.1): no ID in a key.
+        end, _ = wire.read_question_name(question, 10)
+    except wire.WireError:
+        end = len(question)
+    qtype = int.from_bytes(question[end : end + 2], "big")
+    return (client, group, question[10:end].lower(), qtype, service, category, action)

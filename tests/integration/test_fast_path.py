@@ -217,6 +217,36 @@ def test_in_the_multi_worker_server_each_new_banned_name_is_blocked(upstream, tm
         assert server.metric("aiwall_blocked_queries_total", service="deepseek") == 30
 
 
+def test_in_the_multi_worker_server_each_banned_name_is_one_audit_name_however_asked(
+    upstream, tmp_path
+):
+    """Workers record a banned name's questions as they came (``attempts.QUESTION``); the
+    supervisor's writer process turns them into names. Through the real supervisor, the
+    same name asked in other forms (dig's random EDNS cookie, dnspython without EDNS,
+    upper case) is one name in the trail, every attempt counted."""
+    config = two_worker_config(upstream.server_spec, tmp_path)
+    names = [f"q{i}.chat.deepseek.com" for i in range(8)]
+    with Aiwall(config, tmp_path) as server:
+        port = server.address[1]
+        server.wait_serving()
+        for name in names:
+            assert dig_status("127.0.0.1", port, name) == "NXDOMAIN"
+            assert dig_status("127.0.0.1", port, name.upper()) == "NXDOMAIN"
+            for query_id in (1, 2):  # the second a kept answer (same bytes but the ID)
+                query = dns.message.make_query(name, "A", use_edns=False)
+                query.id = query_id
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.settimeout(3)
+                    sock.sendto(query.to_wire(), ("127.0.0.1", port))
+                    assert dns.message.from_wire(sock.recv(65535)).rcode() == dns.rcode.NXDOMAIN
+        assert server.stop() == 0
+    counts: dict[str, int] = {}
+    for name, action, count in audit_rows(tmp_path):
+        assert action == "blocked"
+        counts[name] = counts.get(name, 0) + count
+    assert counts == dict.fromkeys(names, 4)
+
+
 def dig_status(host: str, port: int, name: str) -> str:
     output = subprocess.run(
         ["dig", f"@{host}", "-p", str(port), name, "A", "+tries=1", "+time=3"],

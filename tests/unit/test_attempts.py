@@ -144,3 +144,7 @@ def test_settling_a_question_cut_short_keeps_what_there_is() -> None:
     key = settled(("c", "g", cut, QUESTION, "s", "c", "blocked"))
     assert key[2] == b"\x01a\x07example\x00"
     assert key[3] == 0
+    # The name itself cut: no exception in the writer, the bytes there are kept.
+    broken = settled(("c", "g", cut[:14], QUESTION, "s", "c", "blocked"))
+    assert broken[2] == b"\x01a\x07e" == cut[10:14]
+    assert broken[3] == 0
