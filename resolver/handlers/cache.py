@@ -20,6 +20,7 @@ from resolver.handlers.cache_entry import (
     cnames_in,
     message_length,
     pack,
+    pack_parts,
     served_anew,
     ttl_offsets,
     unpack,
@@ -237,18 +238,8 @@ class AnswerCache:
         entries = self._slabs[index]
         if key in entries:
             self._drop(key)
-        entries[key] = pack(
-            Entry(
-                now,
-                now + ttl,
-                0.0,
-                -1,
-                answer.rcode,
-                answer.ttl_offsets,
-                answer.cnames,
-                message,
-                b"",
-            )
+        entries[key] = pack_parts(
+            now, now + ttl, 0.0, -1, answer.rcode, answer.ttl_offsets, answer.cnames, message, b""
         )
         self.bytes += cost
         self._slab_bytes[index] += cost

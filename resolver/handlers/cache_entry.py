@@ -51,19 +51,31 @@ class Entry(NamedTuple):
 
 
 def pack(entry: Entry) -> bytes:
-    offsets = array("H", entry.ttl_offsets).tobytes()
-    cnames = b"".join(bytes([len(name)]) + name for name in entry.cnames)
+    return pack_parts(*entry)
+
+
+def pack_parts(
+    stored: float,
+    expires: float,
+    recheck_after: float,
+    served_age: int,
+    rcode: int,
+    ttl_offsets: tuple[int, ...],
+    cnames: tuple[bytes, ...],
+    message: bytes,
+    served: bytes,
+) -> bytes:
+    """``pack`` of an Entry's fields, without the Entry (each miss stores one)."""
+    count = len(ttl_offsets)
+    if count < len(_OFFSETS):
+        offsets = _OFFSETS[count].pack(*ttl_offsets)
+    else:
+        offsets = array("H", ttl_offsets).tobytes()
+    names = b"".join(bytes([len(name)]) + name for name in cnames) if cnames else b""
     head = HEAD.pack(
-        entry.stored,
-        entry.expires,
-        entry.recheck_after,
-        entry.served_age,
-        entry.rcode,
-        len(entry.ttl_offsets),
-        len(cnames),
-        len(entry.message),
+        stored, expires, recheck_after, served_age, rcode, count, len(names), len(message)
     )
-    return b"".join((head, offsets, cnames, entry.message, entry.served))
+    return b"".join((head, offsets, names, message, served))
 
 
 def unpack(data: bytes) -> Entry:

@@ -7,11 +7,11 @@ queries in flight on the connection, so an answer can never be given to the wron
 from __future__ import annotations
 
 import asyncio
-import secrets
 import ssl
 from collections.abc import Callable
 
 from resolver.dns import wire
+from resolver.upstream.idents import query_id
 from resolver.upstream.streams import Connection
 
 
@@ -27,9 +27,9 @@ class DotConnection(Connection):
 
     async def exchange(self, message: bytes) -> tuple[int, bytes]:
         """Send ``message`` under a fresh ID; that ID and the answer that carries it."""
-        ident = secrets.randbits(16)
+        ident = query_id()
         while ident in self.pending:
-            ident = secrets.randbits(16)
+            ident = query_id()
         message = wire.U16.pack(ident) + message[2:]
         future = self.expect(ident)
         self._writer.write(wire.U16.pack(len(message)) + message)

@@ -63,7 +63,11 @@ class Exchanges:
             if sockets is not None:
                 sockets.close()
             sockets = self._udp[server.label] = UdpSockets(
-                loop, (server.host, server.port), server.family, self._rejected[server.label]
+                loop,
+                (server.host, server.port),
+                server.family,
+                self._rejected[server.label],
+                self.timeout,
             )
         return sockets
 
@@ -76,7 +80,7 @@ class Exchanges:
         sock = sockets.acquire(reuse)
         answered = False
         try:
-            reply = await sock.ask(message, expected, self.timeout)
+            reply = await sock.ask(message, expected)
             answered = True
             return reply
         finally:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import secrets
 import ssl
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from resolver.dns.pending import Pending
 from resolver.metrics import Metrics
 from resolver.upstream.exchanges import EXCHANGE_FAILURES, Exchanges
 from resolver.upstream.health import MAX_BACKOFF, Health, UpstreamHealth
+from resolver.upstream.idents import query_id
 from resolver.upstream.messages import Upstream as Upstream  # re-exported: the type callers know
 from resolver.upstream.messages import answer_from, upstream_query
 from resolver.upstream.streams import Rejected
@@ -85,6 +85,8 @@ class Forwarder:
         # Keyed by label (a string caches its hash; an Upstream hashes six fields).
         # Looked up once, not per answer: a labelled child costs a lock and a lookup.
         self._durations = {s.label: metrics.upstream_duration.labels(s.label) for s in servers}
+        # The same, by the upstream's index: an Upstream hashes six fields per look-up.
+        self._healths = tuple(self.health[server] for server in servers)
         for server in servers:
             metrics.upstream_up.labels(server.label).set(1)
             metrics.preset_upstream(server.label)
@@ -109,10 +111,10 @@ class Forwarder:
     def _ask_from(self, asking: _Asking, first: int) -> Answer | None:
         """Ask the upstreams in order from index ``first``: None while one is asked,
         else the final answer (SERVFAIL when none gave a usable one)."""
-        servers = self.servers
+        servers, healths = self.servers, self._healths
         for index in range(first, len(servers)):
             server = servers[index]
-            if not self.health[server].up:
+            if not healths[index].up:
                 self._metrics.upstream_skipped.labels(server.label).inc()
                 continue
             try:
@@ -120,7 +122,7 @@ class Forwarder:
                 return None
             except OSError as error:
                 self._failed(server, error)
-            answer = self._judged(server, None)
+            answer = self._judged(index, None)
             if answer is not None:
                 return answer
         # Never NXDOMAIN here: a failure must not look like "this name does not exist".
@@ -131,13 +133,16 @@ class Forwarder:
             (wire.EDE_NO_REACHABLE_AUTHORITY, "no upstream answered"),
         )
 
-    def _judged(self, server: Upstream, answer: Answer | None) -> Answer | None:
-        """After one upstream's attempt: the answer to give (None: ask the next one)."""
+    def _judged(self, index: int, answer: Answer | None) -> Answer | None:
+        """After upstream ``index``'s attempt: the answer to give (None: ask the next
+        one)."""
+        health = self._healths[index]
         if answer is None:
-            if self.health[server].suspect():
-                self._start_check(server)
+            if health.suspect():
+                self._start_check(self.servers[index])
             return None
-        self._alive(server)
+        if health.succeeded():
+            self._back(self.servers[index])
         return answer if answer.outcome is Outcome.FORWARDED else None
 
     def _send(self, asking: _Asking, index: int) -> None:
@@ -145,7 +150,7 @@ class Forwarder:
         Raises OSError when the datagram could not be sent."""
         server = self.servers[index]
         query = asking.query
-        ident = secrets.randbits(16)
+        ident = query_id()
         expected = Expected(
             ident, query.qname, query.raw[query.question_end - 4 : query.question_end]
         )
@@ -161,7 +166,7 @@ class Forwarder:
         sockets = self._exchanges.sockets(server)
         sock = sockets.acquire()
         try:
-            sock.ask(message, expected, self.timeout)
+            sock.ask(message, expected)
         except BaseException:
             sockets.release(sock, answered=False)
             raise
@@ -214,7 +219,7 @@ class Forwarder:
                 answer = None
             else:
                 raise error  # a bug: the client gets SERVFAIL, counted
-            final = self._judged(server, answer)
+            final = self._judged(asking.index, answer)
             if final is None:
                 final = self._ask_from(asking, asking.index + 1)
         except Exception as bug:
@@ -223,10 +228,10 @@ class Forwarder:
         if final is not None:
             pending.set_result(final)
 
-    def _alive(self, server: Upstream) -> None:
-        if self.health[server].succeeded():
-            log.info("upstream %s answers again", server.label)
-            self._changed(server, True)
+    def _back(self, server: Upstream) -> None:
+        """``server`` was down and gave a genuine answer."""
+        log.info("upstream %s answers again", server.label)
+        self._changed(server, True)
 
     def _changed(self, server: Upstream, up: bool) -> None:
         self._metrics.upstream_up.labels(server.label).set(1 if up else 0)
@@ -243,8 +248,8 @@ class Forwarder:
     def revived(self, label: str) -> None:
         """Another process got a genuine answer from ``label``: it is alive."""
         for server in self.health:
-            if server.label == label:
-                self._alive(server)
+            if server.label == label and self.health[server].succeeded():
+                self._back(server)
 
     def _start_check(self, server: Upstream) -> None:
         task = asyncio.get_running_loop().create_task(self._check(server))
@@ -283,7 +288,7 @@ class Forwarder:
 
     async def _probe_one(self, server: Upstream) -> bool:
         """True if the upstream gives any genuine answer to our own question."""
-        ident = secrets.randbits(16)
+        ident = query_id()
         message = wire.query_message(ident, wire.ROOT_NS)
         expected = Expected(ident, b"\x00", wire.ROOT_NS[1:])
         try:

@@ -18,9 +18,13 @@ upstream sockets for 10 s). What keeps a blind forger's odds where a fresh socke
 question left them:
 - a socket's port is picked at random by the kernel when it is connected; a socket
   carries one question at a time, so questions in flight are on distinct ports;
-- a socket serves at most ``MAX_USES`` questions and is closed ``MAX_AGE`` seconds after
-  it was opened, whether busy or idle: a port learnt through a side channel (the ICMP
-  rate-limit probing of SAD DNS needs seconds per port range) is worth a second at most;
+- a socket serves at most ``MAX_USES`` questions and is closed at most ``MAX_AGE``
+  seconds after it was opened, whether busy or idle: a port learnt through a side
+  channel (the ICMP rate-limit probing of SAD DNS needs seconds per port range) is worth
+  a second at most. Each socket's lifetime is drawn between half and all of
+  ``MAX_AGE``: sockets opened together (a burst of misses) would otherwise all expire
+  together, and be closed and replaced together, once a second: 2-5 ms of the event
+  loop at a time (measured on the development VM, 2026-11-30);
 - a socket on which anything but the genuine answer was read (a forgery, garbage, a
   late or duplicate answer, a datagram while idle) is closed at once, never reused: its
   port is known to someone;
@@ -28,27 +32,31 @@ question left them:
   client gone) is closed too, so a late answer never meets a later question;
 - probes of the upstream's health always use a socket of their own, opened for them.
 
-The exchange is a future completed from the socket's reader callback, with a plain
-``call_at`` timer: no task and no timeout context of its own. Its owner may also ask to
-be called at once when it completes (``on_reply``), in the same callback, rather than on
-the event loop's next turn as a future's callbacks are.
+The exchange is a future completed from the socket's reader callback: no task, and no
+timer of its own either (its timeout is a line in its pool's ``Deadlines``). Its owner
+may also ask to be called at once when it completes (``on_reply``), in the same
+callback, rather than on the event loop's next turn as a future's callbacks are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from resolver.dns import wire
+from resolver.upstream.deadlines import Deadlines
 from resolver.upstream.streams import Rejected
 
 # A socket carries at most this many questions, and lives at most this long (seconds).
 MAX_USES = 100
 MAX_AGE = 1.0
+# A socket's lifetime is MAX_AGE less up to this share of it, drawn at random.
+AGE_SPREAD = 0.5
 # Idle sockets kept per upstream; beyond this a socket is closed once its question ends.
 MAX_IDLE = 256
 
@@ -92,14 +100,15 @@ class UdpSocket:
     """One socket connected to the upstream, carrying one question at a time."""
 
     __slots__ = (
+        "_deadlines",
         "_expected",
         "_fd",
         "_loop",
         "_rejected",
         "_sock",
-        "_timer",
-        "born",
         "clean",
+        "deadline",
+        "expires",
         "future",
         "on_reply",
         "uses",
@@ -109,7 +118,8 @@ class UdpSocket:
         """Opened to ``pool``'s upstream, on its loop."""
         loop = self._loop = pool.loop
         self._rejected = pool.rejected
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadlines = pool.deadlines
+        self.deadline = 0.0  # when the question in flight times out (0: none)
         self._expected: Expected | None = None
         self.future: asyncio.Future[Reply] | None = None
         # Called with the future as soon as it completes, whatever the end (answer,
@@ -117,7 +127,9 @@ class UdpSocket:
         self.on_reply: Callable[[asyncio.Future[Reply]], None] | None = None
         self.uses = 0
         self.clean = True  # nothing but genuine answers was ever read on it
-        self.born = loop.time()
+        # Not secret, so not from the CSPRNG: the spread only keeps sockets opened
+        # together from expiring together.
+        self.expires = loop.time() + MAX_AGE * (1.0 - AGE_SPREAD * random.random())
         sock = self._sock = socket.socket(pool.family, socket.SOCK_DGRAM | _NONBLOCK)
         self._fd = -1
         try:
@@ -132,14 +144,15 @@ class UdpSocket:
             sock.close()
             raise
 
-    def ask(self, message: bytes, expected: Expected, timeout: float) -> asyncio.Future[Reply]:
+    def ask(self, message: bytes, expected: Expected) -> asyncio.Future[Reply]:
         """Send ``message``; the future is completed with the answer, or fails with
-        ``TimeoutError`` or ``OSError``. The owner calls ``UdpSockets.release`` after."""
+        ``TimeoutError`` (after the pool's timeout) or ``OSError``. The owner calls
+        ``UdpSockets.release`` after."""
         self.uses += 1
         self._expected = expected
         future = self.future = self._loop.create_future()
         self._sock.send(message)
-        self._timer = self._loop.call_at(self._loop.time() + timeout, self._expire)
+        self.deadline = self._deadlines.add(self)
         return future
 
     def _readable(self) -> None:
@@ -173,8 +186,9 @@ class UdpSocket:
             # draining on here would cost a failed recv per question.
             return
 
-    def _expire(self) -> None:
-        self._timer = None
+    def expire(self) -> None:
+        """The question's deadline passed (``Deadlines``)."""
+        self.deadline = 0.0
         if self.future is not None and not self.future.done():
             self.future.set_exception(TimeoutError())
             self._tell(self.future)
@@ -192,9 +206,7 @@ class UdpSocket:
 
     def finish(self) -> None:
         """The question is over, whatever its end."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = 0.0  # its line in the deadlines is passed over
         self.future = None
         self.on_reply = None
         self._expected = None
@@ -225,12 +237,15 @@ class UdpSockets:
         address: tuple[str, int],
         family: socket.AddressFamily,
         rejected: Callable[[str], None],
+        timeout: float,
     ) -> None:
-        """``rejected`` is told the reason of every datagram that is not the answer."""
+        """``rejected`` is told the reason of every datagram that is not the answer;
+        a question not answered within ``timeout`` seconds fails."""
         self.loop = loop
         self.address = address
         self.family = family
         self.rejected = rejected
+        self.deadlines = Deadlines(loop, timeout)
         self._idle: list[UdpSocket] = []
         self._open: set[UdpSocket] = set()  # idle or carrying a question
         self._sweep: asyncio.TimerHandle | None = None
@@ -245,10 +260,10 @@ class UdpSockets:
         else a new one (a new random port)."""
         idle = self._idle
         if reuse and idle:
-            limit = self.loop.time() - MAX_AGE
+            now = self.loop.time()
             while idle:
                 sock = idle.pop()
-                if sock.born > limit and sock.clean:
+                if sock.expires > now and sock.clean:
                     return sock
                 self._close(sock)
         sock = UdpSocket(self)
@@ -263,12 +278,12 @@ class UdpSockets:
             and answered
             and sock.clean
             and sock.uses < MAX_USES
-            and sock.born > self.loop.time() - MAX_AGE
+            and sock.expires > self.loop.time()
             and len(self._idle) < MAX_IDLE
         ):
             self._idle.append(sock)
             if self._sweep is None:
-                self._sweep = self.loop.call_at(sock.born + MAX_AGE, self._expire_idle)
+                self._sweep = self.loop.call_at(sock.expires, self._expire_idle)
         else:
             self._close(sock)
 
@@ -277,15 +292,16 @@ class UdpSockets:
         sock.close()
 
     def _expire_idle(self) -> None:
-        """No socket outlives MAX_AGE, even when no question comes to reuse it."""
+        """No socket outlives its lifetime, even when no question comes to reuse it."""
         self._sweep = None
-        limit = self.loop.time() - MAX_AGE
-        for sock in [s for s in self._idle if s.born <= limit]:
-            self._idle.remove(sock)
-            self._close(sock)
-        if self._idle:
-            oldest = min(s.born for s in self._idle)
-            self._sweep = self.loop.call_at(oldest + MAX_AGE, self._expire_idle)
+        now = self.loop.time()
+        kept = [s for s in self._idle if s.expires > now]
+        for sock in self._idle:
+            if sock.expires <= now:
+                self._close(sock)
+        self._idle = kept
+        if kept:
+            self._sweep = self.loop.call_at(min(s.expires for s in kept), self._expire_idle)
 
     def close(self) -> None:
         """Close every socket, idle or carrying a question (whose owner is told)."""
@@ -295,6 +311,7 @@ class UdpSockets:
         for sock in list(self._open):
             self._close(sock)
         self._idle.clear()
+        self.deadlines.close()
 
     def _forget_in_child(self) -> None:
         self._sweep = None
@@ -302,6 +319,7 @@ class UdpSockets:
             sock.abandon()
         self._open.clear()
         self._idle.clear()
+        self.deadlines.forget()
 
 
 # Every pool in this process, so that a forked child (a worker) closes the sockets it
