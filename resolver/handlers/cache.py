@@ -52,6 +52,13 @@ ENTRY_OVERHEAD = 400
 # one slab, least recently used first across all of it.
 MAX_SLABS = 64
 SLAB_BYTES = 512 * 1024
+# An eviction takes the slab's first key. A dict leaves a hole where a key was deleted,
+# and finding its first key steps over every hole in front of it, until the dict happens
+# to be resized: in a full 64 MiB cache (slabs of 1,638 answers) that took 3.4 µs per
+# eviction, and a miss's put with its eviction 10-20 µs instead of 7 (development VM,
+# 2026-11-30). So a slab is copied without its holes (in order, about 20 µs) every
+# COMPACT_EVERY evictions: a few hundred holes at most to step over.
+COMPACT_EVERY = 256
 
 # RFC 8767 5 "failure recheck timer": after the upstreams failed for a name, its stale
 # answer is served without asking them again for this long, so a dead upstream is not
@@ -91,6 +98,7 @@ class AnswerCache:
         self._slab_mask = slabs - 1
         self._slab_limit = self.max_bytes // slabs
         self._slab_bytes = [0] * slabs
+        self._evicted = [0] * slabs  # evictions from each slab since it was compacted
         self.bytes = 0  # what the entries cost now (cost())
         # Read when scraped: exact, and nothing to do per answer stored (Gauge.set takes
         # a lock). The cache built last is the one the pipeline uses.
@@ -246,6 +254,10 @@ class AnswerCache:
         while self._slab_bytes[index] > self._slab_limit:
             self._drop(next(iter(entries)))
             self._metrics.cache_evictions.inc()
+            self._evicted[index] += 1
+        if self._evicted[index] >= COMPACT_EVERY:
+            self._slabs[index] = dict(entries)  # the same keys, in the same order
+            self._evicted[index] = 0
 
 
 class CacheHandler:

@@ -13,8 +13,11 @@ passed over.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 # A question times out at most this late: the timer wakes no more often than this,
 # however many questions are in flight.
@@ -64,7 +67,11 @@ class Deadlines:
             # The item's deadline is this line's unless its question ended (0) or a later
             # question on the same socket set a later one (which has its own line).
             if item.deadline == deadline:
-                item.expire()
+                try:
+                    item.expire()
+                except Exception:
+                    # One question's bug must not leave the others without a timeout.
+                    log.exception("a question's timeout failed")
         if times:
             self._timer = self._loop.call_at(max(times[0], now + SLACK), self._due)
 

@@ -10,7 +10,7 @@ import dns.rrset
 from resolver.config import CacheConfig
 from resolver.dns import responses, wire
 from resolver.dns.model import Answer, Outcome
-from resolver.handlers.cache import AnswerCache, CacheHandler
+from resolver.handlers.cache import COMPACT_EVERY, AnswerCache, CacheHandler
 from resolver.handlers.cache_entry import cache_key
 from resolver.metrics import Metrics
 from resolver.upstream.messages import answer_from as _answer_from
@@ -366,3 +366,35 @@ def test_every_hit_gives_the_whole_answer_whether_its_copy_is_reused_or_made_ane
     assert stale is not None
     assert [r.ttl for r in decode(query, stale).answer] == [30, 30]
     assert stale.cnames == answer.cnames
+
+
+def test_a_slab_compacted_after_many_evictions_keeps_its_least_recently_used_order():
+    """Every COMPACT_EVERY evictions a slab is copied without the holes its evictions
+    left: the copy must keep every entry, its bytes and the least-recently-used order
+    (a hit moves a name to the end)."""
+    metrics = Metrics()
+    answer = upstream_answer("x.test")
+    cost = AnswerCache.cost(answer.message)
+    cache = AnswerCache(CacheConfig(max_bytes=100 * cost), metrics)
+    assert cache.slabs == 1
+
+    def key(index: int) -> bytes:
+        return cache_key(b"\x07n%06d\x04test\x00" % index, 1, 0)
+
+    kept = key(0)
+    cache.put(kept, answer, now=0)
+    evictions = 0
+    for index in range(1, 3 * COMPACT_EVERY):
+        cache.put(key(index), answer, now=0)
+        if index % 50 == 0:
+            # A hit: the first name becomes the most recently used again.
+            assert cache.get(kept, now=1) is not None
+        evictions = metrics.cache_evictions._value.get()
+    assert evictions > 2 * COMPACT_EVERY  # at least two compactions happened
+    assert len(cache) == 100
+    assert cache.bytes == 100 * cost
+    assert cache.get(kept, now=1) is not None
+    newest = 3 * COMPACT_EVERY - 1
+    # The 99 others are exactly the latest names; everything older went first.
+    assert all(cache.get(key(i), now=1) is not None for i in range(newest - 98, newest + 1))
+    assert cache.get(key(newest - 99), now=1) is None
