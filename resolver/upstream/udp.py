@@ -21,10 +21,10 @@ question left them:
 - a socket serves at most ``MAX_USES`` questions and is closed at most ``MAX_AGE``
   seconds after it was opened, whether busy or idle: a port learnt through a side
   channel (the ICMP rate-limit probing of SAD DNS needs seconds per port range) is worth
-  a second at most. Each socket's lifetime is drawn between half and all of
-  ``MAX_AGE``: sockets opened together (a burst of misses) would otherwise all expire
-  together, and be closed and replaced together, once a second: 2-5 ms of the event
-  loop at a time (measured on the development VM, 2026-11-30);
+  a second at most. Each socket's lifetime is drawn at random (0.45-0.9 s; an idle
+  socket is closed by the sweep within ``SWEEP_EVERY`` after it): sockets opened
+  together (a burst of misses) would otherwise all expire together, and be closed and
+  replaced in one callback, once a second;
 - a socket on which anything but the genuine answer was read (a forgery, garbage, a
   late or duplicate answer, a datagram while idle) is closed at once, never reused: its
   port is known to someone;
@@ -55,7 +55,10 @@ from resolver.upstream.streams import Rejected
 # A socket carries at most this many questions, and lives at most this long (seconds).
 MAX_USES = 100
 MAX_AGE = 1.0
-# A socket's lifetime is MAX_AGE less up to this share of it, drawn at random.
+# Idle sockets past their lifetime are closed by a sweep this often (while any is idle),
+# so a lifetime is at most MAX_AGE - SWEEP_EVERY: none is open past MAX_AGE.
+SWEEP_EVERY = 0.1
+# A socket's lifetime is that, less up to this share of it, drawn at random.
 AGE_SPREAD = 0.5
 # Idle sockets kept per upstream; beyond this a socket is closed once its question ends.
 MAX_IDLE = 256
@@ -129,7 +132,8 @@ class UdpSocket:
         self.clean = True  # nothing but genuine answers was ever read on it
         # Not secret, so not from the CSPRNG: the spread only keeps sockets opened
         # together from expiring together.
-        self.expires = loop.time() + MAX_AGE * (1.0 - AGE_SPREAD * random.random())
+        lifetime = (MAX_AGE - SWEEP_EVERY) * (1.0 - AGE_SPREAD * random.random())
+        self.expires = loop.time() + lifetime
         sock = self._sock = socket.socket(pool.family, socket.SOCK_DGRAM | _NONBLOCK)
         self._fd = -1
         try:
@@ -283,7 +287,7 @@ class UdpSockets:
         ):
             self._idle.append(sock)
             if self._sweep is None:
-                self._sweep = self.loop.call_at(sock.expires, self._expire_idle)
+                self._sweep = self.loop.call_later(SWEEP_EVERY, self._expire_idle)
         else:
             self._close(sock)
 
@@ -301,7 +305,7 @@ class UdpSockets:
                 self._close(sock)
         self._idle = kept
         if kept:
-            self._sweep = self.loop.call_at(min(s.expires for s in kept), self._expire_idle)
+            self._sweep = self.loop.call_later(SWEEP_EVERY, self._expire_idle)
 
     def close(self) -> None:
         """Close every socket, idle or carrying a question (whose owner is told)."""
