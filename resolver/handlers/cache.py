@@ -57,7 +57,9 @@ SLAB_BYTES = 512 * 1024
 # to be resized: in a full 64 MiB cache (slabs of 1,638 answers) that took 3.4 µs per
 # eviction, and a miss's put with its eviction 10-20 µs instead of 7 (development VM,
 # 2026-11-30). So a slab is copied without its holes (in order, about 20 µs) every
-# COMPACT_EVERY evictions: a few hundred holes at most to step over.
+# COMPACT_EVERY evictions, or every eighth of its entries in a bigger slab (a cache of
+# over 64 MiB): a few hundred holes to step over, and at most eight entries copied per
+# eviction.
 COMPACT_EVERY = 256
 
 # RFC 8767 5 "failure recheck timer": after the upstreams failed for a name, its stale
@@ -255,7 +257,7 @@ class AnswerCache:
             self._drop(next(iter(entries)))
             self._metrics.cache_evictions.inc()
             self._evicted[index] += 1
-        if self._evicted[index] >= COMPACT_EVERY:
+        if self._evicted[index] >= COMPACT_EVERY and self._evicted[index] >= len(entries) >> 3:
             self._slabs[index] = dict(entries)  # the same keys, in the same order
             self._evicted[index] = 0
 

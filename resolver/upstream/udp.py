@@ -22,7 +22,7 @@ question left them:
   seconds after it was opened, whether busy or idle: a port learnt through a side
   channel (the ICMP rate-limit probing of SAD DNS needs seconds per port range) is worth
   a second at most. Each socket's lifetime is drawn at random (0.45-0.9 s; an idle
-  socket is closed by the sweep within ``SWEEP_EVERY`` after it): sockets opened
+  socket is closed by the sweep within ``SWEEP_EVERY`` of its end): sockets opened
   together (a burst of misses) would otherwise all expire together, and be closed and
   replaced in one callback, once a second;
 - a socket on which anything but the genuine answer was read (a forgery, garbage, a
