@@ -79,9 +79,7 @@ class Deadlines:
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
-        self._times.clear()
-        self._items.clear()
+        self.forget()
 
     def forget(self) -> None:
         """In a forked child: drop everything, the timer included, without touching the

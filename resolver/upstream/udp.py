@@ -299,9 +299,11 @@ class UdpSockets:
         """No socket outlives its lifetime, even when no question comes to reuse it."""
         self._sweep = None
         now = self.loop.time()
-        kept = [s for s in self._idle if s.expires > now]
+        kept: list[UdpSocket] = []
         for sock in self._idle:
-            if sock.expires <= now:
+            if sock.expires > now:
+                kept.append(sock)
+            else:
                 self._close(sock)
         self._idle = kept
         if kept:
