@@ -64,6 +64,34 @@ class ListenConfig:
         per_client = self.tls_max_connections_per_client
         check_range(f"{path}.tls_max_connections_per_client", per_client, 1, 100_000)
         check_range(f"{path}.http_max_header_bytes", self.http_max_header_bytes, 1024, 65536)
+        _check_tcp_clashes(path, self._tcp_listeners())
+
+    def _tcp_listeners(self) -> list[tuple[str, DnsEndpoint | HttpEndpoint]]:
+        """Every address served over TCP, with its key: a DNS address takes TCP too."""
+        listeners: list[tuple[str, DnsEndpoint | HttpEndpoint]] = []
+        for key, endpoints in (("dns", self.dns), ("dot", self.dot), ("doh", self.doh)):
+            listeners += [(f"{key}[{index}]", each) for index, each in enumerate(endpoints)]
+        if self.http is not None:
+            listeners.append(("http", self.http))
+        return listeners
+
+
+def _check_tcp_clashes(path: str, listeners: list[tuple[str, DnsEndpoint | HttpEndpoint]]) -> None:
+    """Two listeners on one TCP port of one address would both bind (SO_REUSEADDR) and
+    the second would fail at ``listen`` in every worker: refused here, naming both. A
+    wildcard address covers its family's addresses ([::] is bound IPv6-only); port 0
+    (any free port) clashes with nothing."""
+    for later, (key, endpoint) in enumerate(listeners):
+        for first_key, first in listeners[:later]:
+            same_port = endpoint.port == first.port != 0
+            overlap = endpoint.host == first.host or (
+                endpoint.family == first.family and (endpoint.wildcard or first.wildcard)
+            )
+            if same_port and overlap:
+                raise ConfigError(
+                    f"{path}.{key}: expected an address and port of its own, got {endpoint} "
+                    f"(TCP), which {path}.{first_key} ({first}) already takes"
+                )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.fakes.upstream import FakeUpstream
+from tests.peers.tlsca import TestCA
 from tests.support import free_port
 
 AIWALL = [sys.executable, "-m", "resolver"]
@@ -190,6 +191,36 @@ def test_serve_refuses_a_bad_config(tmp_path, catalog_dir):
     result = run("serve", "--config", str(bad), catalog_dir=catalog_dir)
     assert result.returncode == 1
     assert "listen.htpp: unknown key" in result.stderr
+
+
+def test_serve_refuses_dot_and_doh_on_one_port_naming_both(tmp_path, catalog_dir):
+    # Both sockets would bind (SO_REUSEADDR) and every worker would fail at listen.
+    issued = TestCA(tmp_path).issue(["dns.test"])
+    port = free_port()
+    config = {
+        "listen": {
+            "dns": [f"127.0.0.1:{free_port()}"],
+            "http": "",
+            "dot": [f"127.0.0.1:{port}"],
+            "doh": [f"127.0.0.1:{port}"],
+        },
+        "tls": {"certificate": str(issued.certificate), "key": str(issued.key), "name": "dns.test"},
+        "state": {"directory": str(tmp_path / "state")},
+    }
+    path = tmp_path / "clash.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {"AIWALL_CATALOG_DIR": str(catalog_dir), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [*AIWALL, "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "listen.doh[0]: expected an address and port of its own" in result.stderr
+    assert "listen.dot[0]" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_healthcheck_fails_when_nothing_listens(catalog_dir):

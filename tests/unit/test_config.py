@@ -405,3 +405,40 @@ def test_a_local_list_takes_a_path_or_a_mapping_with_its_guard(tmp_path):
     ]
     with pytest.raises(ConfigError, match=r"blocking.lists\[0\].max_invalid"):
         config_from_mapping({"blocking": {"lists": [{"path": "a", "max_invalid": 2}]}})
+
+
+# --- one TCP port, one listener -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("listen", "key", "first"),
+    [
+        # DoT and DoH on one port: both bind (SO_REUSEADDR), the second listen fails.
+        ({"dot": ["127.0.0.1:8853"], "doh": ["127.0.0.1:8853"]}, "doh[0]", "dot[0]"),
+        # A DNS address takes TCP too.
+        ({"dns": ["127.0.0.1:53"], "dot": ["127.0.0.1:53"]}, "dot[0]", "dns[0]"),
+        ({"dns": ["127.0.0.1:53", "127.0.0.1:53"]}, "dns[1]", "dns[0]"),
+        # A wildcard covers every address of its family.
+        ({"dns": ["0.0.0.0:53"], "http": "127.0.0.1:53"}, "http", "dns[0]"),
+        ({"dns": ["[::1]:5353"], "doh": ["[::]:5353"]}, "doh[0]", "dns[0]"),
+    ],
+)
+def test_two_listeners_on_one_tcp_port_are_refused_naming_both(listen, key, first):
+    message = error_of({"listen": listen})
+    assert message.startswith(f"listen.{key}: expected an address and port of its own")
+    assert f"listen.{first}" in message
+
+
+@pytest.mark.parametrize(
+    "listen",
+    [
+        {"dns": ["127.0.0.1:53", "127.0.0.2:53"], "http": "127.0.0.1:9153"},
+        # [::] is bound IPv6-only, so 0.0.0.0 and [::] sit side by side.
+        {"dns": ["0.0.0.0:53", "[::]:53"], "http": "127.0.0.1:9153"},
+        # Port 0: each takes a free port of its own.
+        {"dns": ["127.0.0.1:0", "127.0.0.1:0"], "http": "127.0.0.1:0"},
+    ],
+)
+def test_listeners_on_distinct_addresses_or_ports_are_accepted(listen):
+    config = config_from_mapping({"listen": listen})
+    assert len(config.listen.dns) == len(listen["dns"])
