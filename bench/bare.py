@@ -4,8 +4,15 @@ For each datagram: read the header, look the rest of the packet up in a dict of 
 answers, patch the ID in, ``sendto``. That is all a Python process can do per query at
 the least, so the report can say how far aiwall is from it. What is not in the dict
 yet is made once: NXDOMAIN for a name on the block list (or below one), else the
-upstream's answer, relayed and kept for good (no TTLs, no limits, no checks: never run
+upstream's answer, relayed and kept for good (no TTLs, no timeouts, no limits: never run
 this for anything but a benchmark).
+
+The upstream is asked as aiwall asks it (RFC 5452): each question in flight on a socket
+of its own, connected to the upstream from a random port, with a random ID, reused for
+later questions at most 100 times and for at most 0.9 s; an answer is taken only with
+the ID and question sent. So the miss mix's ceiling is that of aiwall's socket
+discipline, not of a cheaper one. ``--one-socket`` asks everything over one socket and
+takes any answer to an ID in flight, as a relay with no care for forgeries could.
 
     python bench/bare.py --port 5300 --upstream 127.0.0.1:5301 --blocklist names.txt
 """
@@ -15,8 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import socket
 import struct
+import time
 
 _HEADER = struct.Struct("!HHHHHH")
 
@@ -39,19 +48,52 @@ def _suffixes(data: bytes, end: int) -> list[bytes]:
     return [b".".join(labels[i:]) for i in range(len(labels))]
 
 
+# A socket to the upstream carries at most this many questions, and lives this long (s).
+SOCKET_USES = 100
+SOCKET_AGE = 0.9
+
+
+class _Asking:
+    """A socket to the upstream and the one question it carries now."""
+
+    __slots__ = ("born", "fd", "ident", "key", "reply_to", "sock", "uses")
+
+    def __init__(self, upstream: tuple[str, int], loop: asyncio.AbstractEventLoop, bare: Bare):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+        self.sock.connect(upstream)  # the kernel picks a random port
+        self.fd = self.sock.fileno()
+        self.born = time.monotonic()
+        self.uses = 0
+        self.ident = 0
+        self.key = b""
+        self.reply_to: tuple[bytes, tuple[str, int]] = (b"", ("", 0))
+        loop.add_reader(self.fd, bare.on_own_answer, self)
+
+
 class Bare:
-    def __init__(self, sock: socket.socket, upstream: tuple[str, int], blocked: set[bytes]):
+    def __init__(
+        self,
+        sock: socket.socket,
+        upstream: tuple[str, int],
+        blocked: set[bytes],
+        one_socket: bool = False,
+    ):
         self.sock = sock
         self.upstream = upstream
         self.blocked = blocked
+        self.one_socket = one_socket
         self.ready: dict[bytes, bytes] = {}
         self.waiting: dict[int, tuple[bytes, bytes, tuple[str, int]]] = {}
         self.ids = itertools.cycle(range(1, 65536))
+        self.random_ids: list[int] = []
+        self.idle: list[_Asking] = []
         self.out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.out.setblocking(False)
         self.out.connect(upstream)
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         loop.add_reader(self.sock.fileno(), self.on_query)
         loop.add_reader(self.out.fileno(), self.on_answer)
 
@@ -76,9 +118,41 @@ class Bare:
             self.ready[data[2:]] = answer
             self.sock.sendto(data[:2] + answer, addr)
             return
-        ident = next(self.ids)
-        self.waiting[ident] = (data[2:], data[:2], addr)
-        self.out.send(struct.pack("!H", ident) + data[2:])
+        if self.one_socket:
+            ident = next(self.ids)
+            self.waiting[ident] = (data[2:], data[:2], addr)
+            self.out.send(struct.pack("!H", ident) + data[2:])
+            return
+        if not self.random_ids:
+            self.random_ids = list(struct.unpack("2048H", os.urandom(4096)))
+        assert self.loop is not None
+        asking = self.idle.pop() if self.idle else _Asking(self.upstream, self.loop, self)
+        asking.uses += 1
+        asking.ident = self.random_ids.pop()
+        asking.key = data[2:]
+        asking.reply_to = (data[:2], addr)
+        asking.sock.send(struct.pack("!H", asking.ident) + data[2:])
+
+    def on_own_answer(self, asking: _Asking) -> None:
+        """The answer on a socket of its own: taken only with the ID and question sent."""
+        try:
+            data = asking.sock.recv(65535)
+        except OSError:
+            return
+        end = _qname_end(data) + 4 if len(data) > 12 else 0
+        # The question from offset 12 of the answer is at offset 10 of the key (no ID).
+        genuine = struct.unpack_from("!H", data)[0] == asking.ident if end else False
+        if not genuine or data[12:end].lower() != asking.key[10 : end - 2].lower():
+            return
+        ident, addr = asking.reply_to
+        self.ready[asking.key] = data[2:]
+        self.sock.sendto(ident + data[2:], addr)
+        if asking.uses < SOCKET_USES and time.monotonic() - asking.born < SOCKET_AGE:
+            self.idle.append(asking)
+        else:
+            assert self.loop is not None
+            self.loop.remove_reader(asking.fd)
+            asking.sock.close()
 
     def on_answer(self) -> None:
         for _ in range(64):
@@ -99,6 +173,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="HOST:PORT")
     parser.add_argument("--blocklist", required=True, help="one name per line")
+    parser.add_argument(
+        "--one-socket", action="store_true", help="ask the upstream over one socket"
+    )
     args = parser.parse_args()
     host, _, port = args.upstream.rpartition(":")
     with open(args.blocklist, "rb") as stream:
@@ -108,7 +185,8 @@ def main() -> None:
     sock.setblocking(False)
 
     async def serve() -> None:
-        Bare(sock, (host, int(port)), blocked).start(asyncio.get_running_loop())
+        bare = Bare(sock, (host, int(port)), blocked, one_socket=args.one_socket)
+        bare.start(asyncio.get_running_loop())
         await asyncio.Event().wait()
 
     asyncio.run(serve())
