@@ -35,7 +35,7 @@ from bench.settings import (
     BenchError,
     Settings,
 )
-from bench.system import ensure_packages, find_binary, raise_interrupt
+from bench.system import ensure_packages, find_binary, pinned, raise_interrupt, run_tool
 from tests.peers.process import memory_kb
 
 
@@ -187,6 +187,20 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     )
 
 
+# How long the server's core is spun on before the runs (bench/floor.py).
+FLOOR_SECONDS = 10.0
+
+
+def core_floor(settings: Settings) -> dict[str, Any]:
+    """The gaps in the server's core (``bench/floor.py``), measured before anything of
+    the benchmark runs there."""
+    seconds = 1.0 if settings.smoke else FLOOR_SECONDS
+    script = str(Path(__file__).with_name("floor.py"))
+    command = pinned(settings, [sys.executable, script, f"{seconds:g}"], "server")
+    floor: dict[str, Any] = json.loads(run_tool(command, timeout=seconds + 60).splitlines()[-1])
+    return floor
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_args(argv)
     previous = signal.signal(signal.SIGTERM, raise_interrupt)
@@ -198,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ensure_packages(["dnsperf", "nsd", *settings.servers])
         if settings.pin and find_binary("taskset") is None:
             raise BenchError("--pin needs taskset (util-linux)")
+        floor = core_floor(settings)
+        print(f"server core: worst gap {floor['worst_ms']:.2f} ms in {floor['seconds']:g} s")
         # Also without aiwall under test: its export gives everyone the catalog.
         bench.servers.aiwall_version = bench.servers.snapshot_aiwall()
         print(f"aiwall under test: {bench.servers.aiwall_version}", flush=True)
@@ -263,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "timeout": settings.timeout,
             },
             "upstream_peak_rss_kb": upstream_memory["peak_rss_kb"],
+            "core_floor": floor,
             "other_cores_max": max(
                 (r["other_cores"] for r in bench.journal.runs if not r["discarded"]), default=0.0
             ),

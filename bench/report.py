@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.floor import describe
 from bench.settings import DNSPERF_CLIENTS, DNSPERF_OUTSTANDING
 
 
@@ -229,6 +230,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"- other processes on the machine used up to {meta['other_cores_max']:.2f} cores"
         " during a kept run (0 = a quiet machine);"
         f" {meta['discarded_runs']} noisy runs were measured again",
+        *filter(None, [describe(meta.get("core_floor"))]),
         "",
         "## Throughput and latency",
         "",

@@ -60,6 +60,12 @@ def test_bench_smoke_produces_numbers_for_every_server_and_mix(tmp_path: Path) -
         assert results["summary"]["aiwall"][mix]["stall_at_half_ms"] is not None
         assert results["summary"]["unbound"][mix]["stall_at_half_ms"] is None
 
+    # The floor under every stall figure: the server core's gaps, measured before the runs.
+    floor = results["meta"]["core_floor"]
+    assert floor["seconds"] == 1
+    assert floor["worst_ms"] >= 0
+    assert f"worst gap {floor['worst_ms']:.2f} ms" in (tmp_path / "results.md").read_text()
+
     scale = results["list_scale"]
     assert [row["extra_names"] for row in scale] == [0, 1000, 2000]
     for row in scale:
