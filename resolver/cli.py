@@ -42,6 +42,7 @@ from resolver.policy.catalog_lint import lint
 from resolver.policy.explain import explain
 from resolver.policy.export import FORMATS, ExportOptions, render
 from resolver.policy.loading import PolicyError, load_policy, remote_lists
+from resolver.serve import runfolder
 from resolver.serve.builder import ChildBuilds
 from resolver.serve.server import Server, serve_until_stopped
 from resolver.serve.supervisor import Supervisor, WorkerStartError
@@ -69,6 +70,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     path = Path(args.config) if args.config else None
     setup_logging(config.logging)
+    # Before any process is forked, so that all of them hold the claim.
+    claimed = runfolder.claim(config.state_dir)
     try:
         if config.worker_count > 1:
             code = Supervisor(config, path).run()
@@ -92,6 +95,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except WorkerStartError as error:
         log.error("not starting: %s", error)
         return EXIT_FAILURE
+    finally:
+        if claimed is not None:
+            claimed.release()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
