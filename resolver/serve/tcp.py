@@ -158,9 +158,19 @@ class TcpConnection(asyncio.Protocol):
     def _on_write_stalled(self) -> None:
         self._stall_timer = None
         if self._transport is not None:
-            self._connections.count_closed("write_stalled")
-            # abort, not close: close would wait to flush answers nobody reads.
-            self._transport.abort()
+            self._cut_off()
+
+    def _cut_off(self) -> None:
+        """A client that does not take its answers: counted once, and aborted, not
+        closed (close would wait to flush answers nobody reads)."""
+        transport, self._transport = self._transport, None
+        for timer in (self._idle_timer, self._stall_timer):
+            if timer is not None:
+                timer.cancel()
+        self._idle_timer = self._stall_timer = None
+        self._connections.count_closed("write_stalled")
+        if transport is not None:
+            transport.abort()
 
     def eof_received(self) -> bool:
         # The client has sent its last query; answer what is outstanding, then close.
@@ -175,8 +185,17 @@ class TcpConnection(asyncio.Protocol):
             self._idle_timer = loop.call_later(self._connections.idle_timeout, self._on_idle)
 
     def _on_idle(self) -> None:
-        if self._outstanding:
+        self._idle_timer = None
+        if self._transport is None:
+            return
+        if self._outstanding or self._write_paused:
+            # Still answering; or behind on reading its answers: the stall timer's case.
             self._arm_idle_timer()
+            return
+        if self._transport.get_write_buffer_size():
+            # Answers left untaken for a whole idle period: stalled, not idle. A graceful
+            # close would wait for them for as long as the client does not read.
+            self._cut_off()
             return
         self._connections.count_closed("idle")
         self.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -199,7 +200,8 @@ def test_a_build_that_fails_is_rejected_with_its_reason_counted_by_the_server(
 def test_no_room_for_the_builder_is_a_rejected_reload(small: tuple[Aiwall, Path]) -> None:
     server, listed = small
     run = server.path.parent / "state" / "run"
-    run.parent.mkdir(exist_ok=True)
+    # The server made the folder (and holds its lock) at start: put a file in its place.
+    shutil.rmtree(run, ignore_errors=True)
     run.write_text("a file where the builds' folder goes")
     write_list(listed, 50, "next")
     reload_and_wait(server, "rejected")

@@ -95,7 +95,10 @@ def test_a_client_that_does_not_read_is_paused_then_cut_off(start_server, upstre
             # Our send buffer is full because the server stopped reading: wait for the cut.
             cut_off = closed_by_server(hog) or closed_after(hog, 3.0)
     assert cut_off, f"still connected after sending {sent} bytes"
+    # Closed once, as stalled: never also (or instead) as idle, which would wait for
+    # the answers it does not read.
     assert server.metric("aiwall_tcp_connections_closed_total", reason="write_stalled") == 1
+    assert server.metric("aiwall_tcp_connections_closed_total", reason="idle") == 0
     assert ask(server, "after-hog.example.test", tcp=True).rcode() == dns.rcode.NOERROR
 
 
