@@ -139,10 +139,11 @@ class Bare:
             data = asking.sock.recv(65535)
         except OSError:
             return
-        end = _qname_end(data) + 4 if len(data) > 12 else 0
+        if len(data) <= 12 or struct.unpack_from("!H", data)[0] != asking.ident:
+            return
+        end = _qname_end(data) + 4
         # The question from offset 12 of the answer is at offset 10 of the key (no ID).
-        genuine = struct.unpack_from("!H", data)[0] == asking.ident if end else False
-        if not genuine or data[12:end].lower() != asking.key[10 : end - 2].lower():
+        if data[12:end].lower() != asking.key[10 : end - 2].lower():
             return
         ident, addr = asking.reply_to
         self.ready[asking.key] = data[2:]

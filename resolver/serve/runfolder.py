@@ -29,8 +29,7 @@ LEFTOVERS = ("build-*", "policy-*")
 class RunFolder:
     """The claim on ``state/run``: the lock's file descriptor, kept open."""
 
-    def __init__(self, directory: Path, fd: int) -> None:
-        self.directory = directory
+    def __init__(self, fd: int) -> None:
         self._fd = fd
 
     def release(self) -> None:
@@ -70,4 +69,4 @@ def claim(state_dir: Path) -> RunFolder | None:
             removed += 1
     if removed:
         log.info("removed %d files and folders a stopped server left in %s", removed, directory)
-    return RunFolder(directory, fd)
+    return RunFolder(fd)

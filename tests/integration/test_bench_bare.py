@@ -76,10 +76,17 @@ def _answered_a(answer: dns.message.Message) -> list[str]:
     ]
 
 
-def test_questions_in_flight_each_go_out_on_a_port_of_their_own(tmp_path, upstream):
+@pytest.mark.parametrize(
+    ("extra", "ports"),
+    [((), len(NAMES)), (("--one-socket",), 1)],
+    ids=["a-port-per-question", "one-socket"],
+)
+def test_questions_in_flight_go_out_on_a_port_each_or_on_one_socket(
+    tmp_path, upstream, extra, ports
+):
     for name in NAMES:
         upstream.set_delay(name, 0.3)  # all four in flight at once
-    process, port = _start(tmp_path, upstream)
+    process, port = _start(tmp_path, upstream, *extra)
     try:
         answers = _ask_together(port)
     finally:
@@ -88,21 +95,7 @@ def test_questions_in_flight_each_go_out_on_a_port_of_their_own(tmp_path, upstre
     assert [_answered_a(answer) for answer in answers] == [[DEFAULT_A]] * len(NAMES)
     asked = [query for query in upstream.queries if query.name in NAMES]
     assert len(asked) == len(NAMES)
-    assert len({query.source[1] for query in asked}) == len(NAMES)
-
-
-def test_one_socket_mode_asks_everything_from_one_port(tmp_path, upstream):
-    for name in NAMES:
-        upstream.set_delay(name, 0.3)
-    process, port = _start(tmp_path, upstream, "--one-socket")
-    try:
-        answers = _ask_together(port)
-    finally:
-        process.kill()
-        process.wait()
-    assert [_answered_a(answer) for answer in answers] == [[DEFAULT_A]] * len(NAMES)
-    asked = [query for query in upstream.queries if query.name in NAMES]
-    assert len({query.source[1] for query in asked}) == 1
+    assert len({query.source[1] for query in asked}) == ports
 
 
 @pytest.mark.parametrize("kind", ["wrong-id", "wrong-question"])
