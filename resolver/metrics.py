@@ -107,7 +107,8 @@ class Metrics:
         self.cache_misses = HotCounter(
             "aiwall_cache_misses_total", "Cache lookups that found no usable answer.", registry=r
         )
-        self.cache_evictions = Counter(
+        # A HotCounter: once the cache is full, every miss stored evicts.
+        self.cache_evictions = HotCounter(
             "aiwall_cache_evictions_total",
             "Entries evicted to keep the cache within its size.",
             registry=r,

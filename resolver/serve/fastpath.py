@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable
 
 from resolver.audit.attempts import QUESTION
-from resolver.dns.codec import plain_question
+from resolver.dns.codec import PlainQuestion, plain_question
 from resolver.dns.model import Answer, Outcome, Query
 from resolver.handlers.blocking import BlockingHandler, answer_mode
 from resolver.metrics import Metrics
@@ -154,6 +154,10 @@ class FastPath:
         # here), and the names stages before it answer (DDR's, the rpz zones').
         self.blocker: BlockingHandler | None = None
         self.reserved: tuple[bytes, ...] = ()
+        # (datagram, its plain question) read by the first-answer path for a datagram
+        # it left to the pipeline: the listener takes it (``take_question``) rather
+        # than parse that datagram's question again.
+        self._question: tuple[bytes, PlainQuestion] | None = None
         metrics.defer(self.flush)
 
     def __len__(self) -> int:
@@ -282,6 +286,7 @@ class FastPath:
         question = plain_question(data)
         if question is None:
             return None
+        self._question = (data, question)
         name_end, labels, qtype, edns = question
         qname = data[12:name_end].lower()
         if qname.endswith(self.reserved):
@@ -316,6 +321,14 @@ class FastPath:
             # In the form its next answers (kept) are recorded in, so they are one key.
             self._audit(client, chosen.name, key, QUESTION, rule.service, rule.category, "blocked")
         return data[:2] + payload
+
+    def take_question(self, data: bytes) -> PlainQuestion | None:
+        """The plain question ``answer`` read in this very datagram (``data``, the same
+        object) and left to the pipeline; None when it read none. Once."""
+        kept, self._question = self._question, None
+        if kept is not None and kept[0] is data:
+            return kept[1]
+        return None
 
     def _renew(self, group: int, key: bytes, slot: int, packed: int) -> bytes | None:
         """A kept answer past its deadline: a cached one still valid gets its TTLs at

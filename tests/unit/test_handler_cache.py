@@ -102,7 +102,7 @@ def test_least_recently_used_entry_is_evicted_first():
     cache.put(keys[2], upstream_answer("c."), now=2)
     assert cache.get(keys[1], now=3) is None
     assert cache.get(keys[0], now=3) is not None
-    assert metrics.cache_evictions._value.get() == 1
+    assert metrics.cache_evictions.value() == 1
 
 
 def test_handler_serves_the_second_query_from_cache_without_next():
@@ -278,7 +278,7 @@ def test_the_cache_holds_bytes_not_entries():
         cache.put(cache_key(bytes([4]) + b"n%03d" % index + b"\x00", 16, 0), big, now=0)
         assert cache.bytes <= 1024 * 1024
     assert len(cache) == 1024 * 1024 // AnswerCache.cost(big.message)
-    assert metrics.cache_evictions._value.get() == 100 - len(cache)
+    assert metrics.cache_evictions.value() == 100 - len(cache)
 
 
 def test_workers_split_the_bytes_between_them():
@@ -303,7 +303,7 @@ def test_a_full_cache_is_held_in_slabs_that_each_stay_small():
     assert len(cache) > 0.9 * cache.max_bytes // cost
     slab_share = cache.max_bytes // cache.slabs // cost
     assert max(len(slab) for slab in cache._slabs) <= slab_share
-    assert metrics.cache_evictions._value.get() == names - len(cache)
+    assert metrics.cache_evictions.value() == names - len(cache)
     # The latest names are all there; each slab dropped its own least recently used.
     latest = [
         cache_key(b"\x07n%06d\x04test\x00" % index, 1, 0) for index in range(names - 100, names)
@@ -389,7 +389,7 @@ def test_a_slab_compacted_after_many_evictions_keeps_its_least_recently_used_ord
         if index % 50 == 0:
             # A hit: the first name becomes the most recently used again.
             assert cache.get(kept, now=1) is not None
-        evictions = metrics.cache_evictions._value.get()
+        evictions = metrics.cache_evictions.value()
     assert evictions > 2 * COMPACT_EVERY  # at least two compactions happened
     assert len(cache) == 100
     assert cache.bytes == 100 * cost

@@ -20,7 +20,7 @@ import pytest
 from resolver.audit.attempts import QUESTION, settled
 from resolver.config import ClientNetwork, config_from_mapping
 from resolver.dns import responses, wire
-from resolver.dns.codec import encode_answer, parse_query
+from resolver.dns.codec import encode_answer, parse_query, plain_query
 from resolver.dns.model import Answer, Outcome
 from resolver.metrics import Metrics
 from resolver.pipeline import Pipeline, build_pipeline
@@ -346,3 +346,20 @@ def test_a_lookup_kept_for_the_pipeline_never_outlives_a_policy_change(tmp_path:
         dns.message.from_wire(encode_answer(parse_query(data, "udp", client), answer, True)).rcode()
         == 3
     )  # type: ignore[arg-type]
+
+
+def test_a_plain_question_left_to_the_pipeline_is_handed_over_once_for_that_datagram(
+    tmp_path: Path,
+) -> None:
+    setup = Setup(tmp_path)
+    client = CLIENTS["nxdomain"]
+    setup.know(client)
+    data = ask("Allowed.Example", "AAAA", want_dnssec=True)
+    assert setup.fast.answer(data, client) is None  # not blocked: the pipeline's
+    # Another datagram of the same bytes gets nothing: it was not read.
+    assert setup.fast.take_question(bytes(bytearray(data))) is None
+    assert setup.fast.answer(data, client) is None
+    question = setup.fast.take_question(data)
+    assert question is not None
+    assert plain_query(data, "udp", client, question) == parse_query(data, "udp", client)
+    assert setup.fast.take_question(data) is None  # once
