@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import sys
@@ -201,6 +202,21 @@ def core_floor(settings: Settings) -> dict[str, Any]:
     return floor
 
 
+# Round trips per figure of bench/wakeups.py.
+WAKEUP_COUNT = 20_000
+
+
+def wakeup_cost(settings: Settings) -> dict[str, Any]:
+    """What waking a sleeping process on the load generator's core costs a process on
+    the server's (``bench/wakeups.py``), measured before anything of the benchmark runs."""
+    count = 2_000 if settings.smoke else WAKEUP_COUNT
+    cpus = [re.split(r"[,-]", cpu)[0] for cpu in settings.pin] if settings.pin else []
+    script = str(Path(__file__).with_name("wakeups.py"))
+    command = [sys.executable, script, str(count), *cpus]
+    wakeups: dict[str, Any] = json.loads(run_tool(command, timeout=300).splitlines()[-1])
+    return wakeups
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_args(argv)
     previous = signal.signal(signal.SIGTERM, raise_interrupt)
@@ -214,6 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise BenchError("--pin needs taskset (util-linux)")
         floor = core_floor(settings)
         print(f"server core: worst gap {floor['worst_ms']:.2f} ms in {floor['seconds']:g} s")
+        wakeups = wakeup_cost(settings)
+        print(
+            f"waking a sleeping peer: {wakeups['sleeping_peer_us']:.1f} µs of CPU per datagram"
+            f" ({wakeups['spinning_peer_us']:.1f} µs when it never sleeps)"
+        )
         # Also without aiwall under test: its export gives everyone the catalog.
         bench.servers.aiwall_version = bench.servers.snapshot_aiwall()
         print(f"aiwall under test: {bench.servers.aiwall_version}", flush=True)
@@ -280,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "upstream_peak_rss_kb": upstream_memory["peak_rss_kb"],
             "core_floor": floor,
+            "wakeups": wakeups,
             "other_cores_max": max(
                 (r["other_cores"] for r in bench.journal.runs if not r["discarded"]), default=0.0
             ),

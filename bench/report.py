@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.floor import describe
 from bench.settings import DNSPERF_CLIENTS, DNSPERF_OUTSTANDING
+from bench.wakeups import describe as describe_wakeups
 
 
 @dataclass
@@ -230,7 +231,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"- other processes on the machine used up to {meta['other_cores_max']:.2f} cores"
         " during a kept run (0 = a quiet machine);"
         f" {meta['discarded_runs']} noisy runs were measured again",
-        *filter(None, [describe(meta.get("core_floor"))]),
+        *filter(None, [describe(meta.get("core_floor")), describe_wakeups(meta.get("wakeups"))]),
         "",
         "## Throughput and latency",
         "",

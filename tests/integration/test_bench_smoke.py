@@ -65,6 +65,12 @@ def test_bench_smoke_produces_numbers_for_every_server_and_mix(tmp_path: Path) -
     assert floor["seconds"] == 1
     assert floor["worst_ms"] >= 0
     assert f"worst gap {floor['worst_ms']:.2f} ms" in (tmp_path / "results.md").read_text()
+    # What waking a sleeping peer costs (bench/wakeups.py), beside it.
+    wakeups = results["meta"]["wakeups"]
+    assert wakeups["count"] == 2_000
+    assert wakeups["sleeping_peer_us"] > 0
+    assert wakeups["spinning_peer_us"] > 0
+    assert f"spent {wakeups['sleeping_peer_us']:.1f} µs" in (tmp_path / "results.md").read_text()
 
     scale = results["list_scale"]
     assert [row["extra_names"] for row in scale] == [0, 1000, 2000]
