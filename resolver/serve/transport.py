@@ -183,47 +183,47 @@ class UdpListener:
         context: Any
         question: PlainQuestion | None
         deadline = time.monotonic() + UDP_BATCH_TIME
-        for _ in range(UDP_BATCH // UDP_CHUNK):
-            for _ in range(UDP_CHUNK):
-                try:
-                    if wildcard:
-                        data, ancillary, _flags, addr = recvmsg(65535, _ANCILLARY_SPACE)
-                        context = (addr, _reply_from(ancillary))
-                    else:
-                        data, addr = recvfrom(65535)
-                        context = addr
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as error:
-                    # ICMP errors for earlier answers (a client gone away); nothing to do.
-                    log.debug("UDP receive error: %s", error)
-                    continue
-                if not self.accepting:
-                    continue
-                question = None
-                if ready_answer is not None:
-                    ready = ready_answer(data, addr[0])
-                    if ready is not None:
-                        self._send_bytes(ready, context)
-                        continue
-                    assert fast is not None
-                    question = fast.take_question(data)  # read by the fast path already
-                if question is None:
-                    query = parse_query(data, "udp", addr[0])
-                else:
-                    query = plain_query(data, "udp", addr[0], question)
-                if query is None:
-                    self._dropped.inc()
-                    continue
-                zones = self._zones  # the rpz zones served (resolver.serve.xfr)
-                if zones is not None and zones.active and (zone := zones.claims(query)):
-                    self._send_bytes(zones.answer(zone, query), context)
-                    continue
-                answer = runner.answer_now(query, self._send, context)
-                if answer is not None:
-                    self._send(query, answer, context)
-            if time.monotonic() >= deadline:
+        for count in range(UDP_BATCH):
+            # At each chunk's end: the batch stops once it has held the loop long enough.
+            if count and not count % UDP_CHUNK and time.monotonic() >= deadline:
                 return
+            try:
+                if wildcard:
+                    data, ancillary, _flags, addr = recvmsg(65535, _ANCILLARY_SPACE)
+                    context = (addr, _reply_from(ancillary))
+                else:
+                    data, addr = recvfrom(65535)
+                    context = addr
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                # ICMP errors for earlier answers (a client gone away); nothing to do.
+                log.debug("UDP receive error: %s", error)
+                continue
+            if not self.accepting:
+                continue
+            question = None
+            if ready_answer is not None:
+                ready = ready_answer(data, addr[0])
+                if ready is not None:
+                    self._send_bytes(ready, context)
+                    continue
+                assert fast is not None
+                question = fast.take_question(data)  # read by the fast path already
+            if question is None:
+                query = parse_query(data, "udp", addr[0])
+            else:
+                query = plain_query(data, "udp", addr[0], question)
+            if query is None:
+                self._dropped.inc()
+                continue
+            zones = self._zones  # the rpz zones served (resolver.serve.xfr)
+            if zones is not None and zones.active and (zone := zones.claims(query)):
+                self._send_bytes(zones.answer(zone, query), context)
+                continue
+            answer = runner.answer_now(query, self._send, context)
+            if answer is not None:
+                self._send(query, answer, context)
 
     def _send(self, query: Query, answer: Answer, context: Any) -> None:
         if answer.outcome is Outcome.DROPPED or self._sock.fileno() < 0:
