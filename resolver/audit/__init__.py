@@ -6,6 +6,6 @@ replica writes (``postgres``) and its tables' migrations (``schema``), the write
 that owns the sinks and the server's side of the pipe to it (``writer``), and the
 summaries ``aiwall report`` prints (``report``).
 
-May import ``resolver.dns``, ``resolver.config``, ``resolver.metrics`` and
-``resolver.logs``.
+May import ``resolver.dns``, ``resolver.config``, ``resolver.metrics``, ``resolver.logs``
+and ``resolver.background`` (the writer's priority).
 """

@@ -36,6 +36,7 @@ from typing import IO, Any
 from resolver.audit.attempts import AttemptBatcher, AttemptKey, Seen
 from resolver.audit.handover import Handover, frame, messages, receive
 from resolver.audit.trail import AuditLog, sink_names
+from resolver.background import step_aside, step_back
 from resolver.config import AuditConfig, Config, LoggingConfig, PrivacyConfig
 from resolver.logs import setup_logging
 from resolver.metrics import Metrics
@@ -357,18 +358,16 @@ def child_main(commands: IO[bytes], reports: IO[str]) -> int:
     # writer must still write out what the server hands over while it stops.
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.SIG_IGN)
-    # Background work: on a small gateway it shares a core with the answering process,
-    # which must win every time it has a query. SCHED_IDLE (Linux) runs it only when
-    # nothing else wants the core, and the server's wake-up preempts it at once; nice 19
-    # is what is left where SCHED_IDLE is refused.
-    os.nice(19)
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     setup = receive(commands)
     if setup is None or setup[0] != "setup":
         return 2
     _, config, privacy, state_dir, base_dir, logging_config = setup
     setup_logging(logging_config)
+    # Background work: on a small gateway it shares a core with the answering process,
+    # which must win every time it has a query. SCHED_IDLE (Linux) runs it only when
+    # nothing else wants the core, and the server's wake-up preempts it at once; nice 19
+    # is what is left where SCHED_IDLE is refused.
+    step_aside("audit log writer", 19, idle=True)
     trail = AuditLog(config, privacy, state_dir, None, base_dir)
     trail.prepare()
     while True:
@@ -377,6 +376,9 @@ def child_main(commands: IO[bytes], reports: IO[str]) -> int:
             trail.absorb(message[1])
             continue
         last = message is None or message[0] == "close"
+        if last:
+            # The server's stop now waits for this flush: no longer background work.
+            step_back("audit log writer")
         trail.flush(last=last)
         try:
             reports.write(_report(trail, last=last))

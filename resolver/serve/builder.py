@@ -38,6 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NoReturn
 
+from resolver.background import step_aside
 from resolver.policy.loading import BuiltPolicy, PolicyError
 from resolver.policy.published import (
     BuildRequest,
@@ -216,7 +217,7 @@ def _run_forker(conn: Connection, timeout: float) -> NoReturn:
         # A build takes a core for seconds; on a host short of cores it must not take
         # it from the server, whose event loop would wait for the CPU (the builders
         # inherit this).
-        os.nice(BUILDER_NICE)
+        step_aside("the policy builders' forker", BUILDER_NICE)
         _serve_builds(conn, timeout)
     except BaseException:
         log.exception("the policy builder's forker failed")

@@ -20,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from resolver.background import SYSCALLS
 from resolver.config import config_from_mapping, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -377,6 +378,37 @@ def test_systemd_config_uses_port_53_and_the_state_directory() -> None:
     assert Path(config.state.directory) == Path("/var/lib") / s["StateDirectory"][0]
     assert config.listen.http is not None
     assert config.listen.http.host == "127.0.0.1"
+
+
+def syscalls(analyze: str, items: list[str]) -> set[str]:
+    """System call names, the filter's @groups expanded as systemd-analyze defines them."""
+    names: set[str] = set()
+    for item in items:
+        if not item.startswith("@"):
+            names.add(item)
+            continue
+        listing = run(analyze, "syscall-filter", item)
+        assert listing.returncode == 0, listing.stderr
+        members = [line.strip() for line in listing.stdout.splitlines()[1:]]
+        names |= syscalls(analyze, [m for m in members if m and not m.startswith("#")])
+    return names
+
+
+def test_systemd_units_syscall_filter_lets_the_helpers_step_aside_and_no_more() -> None:
+    """The unit denies @resources, which holds the calls the audit writer and the
+    reload builders make to lower their priority (``resolver.background``); it lets
+    exactly those back in. Refused, they cost the priority, not the helpers
+    (tests/integration/test_sandboxed_scheduling.py)."""
+    analyze = tool("systemd-analyze", "/usr/bin/systemd-analyze")
+    filters = unit_settings()["SystemCallFilter"]
+    assert not filters[0].startswith("~")  # an allow list: the first one sets the default
+    allowed: set[str] = set()
+    for value in filters:  # later lines add to it or take from it, in order
+        names = syscalls(analyze, value.removeprefix("~").split())
+        allowed = allowed - names if value.startswith("~") else allowed | names
+    assert set(SYSCALLS) <= allowed
+    assert allowed & syscalls(analyze, ["@resources"]) == set(SYSCALLS)
+    assert not allowed & syscalls(analyze, ["@privileged"])
 
 
 def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ command -v kdig >/dev/null || missing+=(knot-dnsutils)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 # systemd-analyze verifies deploy/systemd/aiwall.service.
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# strace refuses system calls as a sandbox would (its fault injection).
+command -v strace >/dev/null || missing+=(strace)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${missing[*]} (run as root: apt-get install -y ${missing[*]})" >&2

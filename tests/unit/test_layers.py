@@ -19,6 +19,7 @@ FOUNDATIONS = {
     "resolver.storage",
     "resolver.shared",
     "resolver.memory",
+    "resolver.background",
 }
 ALLOWED: dict[str, set[str]] = {
     "dns": set(),
@@ -26,11 +27,18 @@ ALLOWED: dict[str, set[str]] = {
     "clients": set(),
     "shared": set(),
     "memory": set(),
+    "background": set(),
     "collectors": set(),
     "metrics": {"resolver.dns", "resolver.collectors"},
     "policy": {"resolver.dns", "resolver.config", "resolver.clients", *FOUNDATIONS},
     "upstream": {"resolver.dns", "resolver.config", "resolver.metrics", "resolver.shared"},
-    "audit": {"resolver.dns", "resolver.config", "resolver.metrics", "resolver.logs"},
+    "audit": {
+        "resolver.dns",
+        "resolver.config",
+        "resolver.metrics",
+        "resolver.logs",
+        "resolver.background",
+    },
     "handlers": {
         "resolver.dns",
         "resolver.config",
