@@ -20,6 +20,9 @@ class PerfResult(DnsperfTotals):
     # CPU cores busy on average during the run: the server under test, dnsperf, and
     # everything else on the machine (other users' jobs, the hypervisor's steal).
     server_cores: float = 0.0
+    # The server's CPU per answer (µs), in user space and in the kernel.
+    user_us: float | None = None
+    kernel_us: float | None = None
     waited_for_quiet: float = 0.0
     load_before: float = 0.0
     dnsperf_cores: float = 0.0

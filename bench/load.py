@@ -32,6 +32,7 @@ from bench.system import (
     machine_busy_seconds,
     pinned,
     process_cpu_seconds,
+    process_cpu_split,
 )
 from tests.peers.process import tail
 
@@ -126,10 +127,16 @@ class Load:
         if not server.proc.alive:
             raise BenchError(f"{server.name} died during the run:\n{server.proc.tail()}")
         result = parse_dnsperf(out, verbose, self.settings.timeout)
-        wall, machine, server_cpu, upstream_cpu, dnsperf_cpu = (
+        wall, machine, server_user, server_kernel, upstream_cpu, dnsperf_cpu = (
             b - a for a, b in zip(before, after, strict=True)
         )
+        server_cpu = server_user + server_kernel
         result.server_cores = server_cpu / wall
+        if result.completed:
+            # Where a server's time per answer goes: its own code, or the kernel's work
+            # for its system calls (the same for every server making the same calls).
+            result.user_us = server_user / result.completed * 1e6
+            result.kernel_us = server_kernel / result.completed * 1e6
         result.upstream_cores = upstream_cpu / wall
         result.dnsperf_cores = dnsperf_cpu / wall
         result.other_cores = max(0.0, machine - server_cpu - upstream_cpu - dnsperf_cpu) / wall
@@ -159,7 +166,7 @@ class Load:
         return (
             time.monotonic(),
             machine_busy_seconds(),
-            process_cpu_seconds(server.proc.pid),
+            *process_cpu_split(server.proc.pid),
             process_cpu_seconds(self.servers.upstream_pid),
             children_cpu_seconds(),  # dnsperf, once reaped
         )
@@ -205,7 +212,12 @@ class Load:
         print(
             f"  round {round_} {mix:7} {kind:4} {server:8} {result.qps:9.0f} qps  {latency}"
             f"  lost {result.lost}  cores: server {result.server_cores:.2f}"
-            f" dnsperf {result.dnsperf_cores:.2f} other {result.other_cores:.2f}"
+            + (
+                f" ({result.user_us:.1f} µs user + {result.kernel_us:.1f} µs kernel an answer)"
+                if result.user_us is not None and result.kernel_us is not None
+                else ""
+            )
+            + f" dnsperf {result.dnsperf_cores:.2f} other {result.other_cores:.2f}"
             + (f"  (waited {result.waited_for_quiet:.0f} s)" if result.waited_for_quiet > 1 else "")
             + ("  NOISY: again" if discarded else ""),
             flush=True,

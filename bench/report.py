@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.floor import describe
-from bench.settings import DNSPERF_CLIENTS, DNSPERF_OUTSTANDING
+from bench.settings import DNSPERF_CLIENTS, DNSPERF_OUTSTANDING, REFERENCE
 from bench.wakeups import describe as describe_wakeups
 
 
@@ -39,35 +39,42 @@ def summarise(runs: list[dict[str, Any]], servers: Sequence[str], mixes: Sequenc
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for server in servers:
         for mix in mixes:
-            peak = [
+            kept = [
                 r for r in runs if r["server"] == server and r["mix"] == mix and not r["discarded"]
             ]
-            half = [r for r in peak if r["kind"] == "half"]
-            peak = [r for r in peak if r["kind"] == "peak"]
-            if not peak:
-                continue
-            qps = [r["qps"] for r in peak]
-            summary.setdefault(server, {})[mix] = {
-                "qps_median": statistics.median(qps),
-                "qps_min": min(qps),
-                "qps_max": max(qps),
-                "qps_runs": qps,
-                "avg_latency_at_peak_ms": median_or_none([r["avg_latency_ms"] for r in peak]),
-                "lost_at_peak": sum(r["lost"] for r in peak),
-                "server_cores_at_peak": median_or_none([r["server_cores"] for r in peak]),
-                "other_cores_max": max(r["other_cores"] for r in peak + half),
-                "half_load_qps": median_or_none([r["qps"] for r in half]),
-                "p50_ms": median_or_none([r["p50_ms"] for r in half]),
-                "p99_ms": median_or_none([r["p99_ms"] for r in half]),
-                "p99_ms_runs": [r["p99_ms"] for r in half],
-                "lost_at_half": sum(r["lost"] for r in half),
-                # The worst loop stall in the half-load runs (a bucket's upper bound).
-                "stall_at_half_ms": max(
-                    (r["stall_max_le_ms"] for r in half if r.get("stall_max_le_ms") is not None),
-                    default=None,
-                ),
-            }
+            peak = [r for r in kept if r["kind"] == "peak"]
+            if peak:
+                half = [r for r in kept if r["kind"] == "half"]
+                summary.setdefault(server, {})[mix] = _summary_row(peak, half)
     return summary, per_round_ratios(runs, servers, mixes)
+
+
+def _summary_row(peak: list[dict[str, Any]], half: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's figures for one mix, over its full-load and half-load runs."""
+    qps = [r["qps"] for r in peak]
+    return {
+        "qps_median": statistics.median(qps),
+        "qps_min": min(qps),
+        "qps_max": max(qps),
+        "qps_runs": qps,
+        "avg_latency_at_peak_ms": median_or_none([r["avg_latency_ms"] for r in peak]),
+        "lost_at_peak": sum(r["lost"] for r in peak),
+        "server_cores_at_peak": median_or_none([r["server_cores"] for r in peak]),
+        # CPU per answer at full load (µs): the server's own code, the kernel's.
+        "user_us_at_peak": median_or_none([r.get("user_us") for r in peak]),
+        "kernel_us_at_peak": median_or_none([r.get("kernel_us") for r in peak]),
+        "other_cores_max": max(r["other_cores"] for r in peak + half),
+        "half_load_qps": median_or_none([r["qps"] for r in half]),
+        "p50_ms": median_or_none([r["p50_ms"] for r in half]),
+        "p99_ms": median_or_none([r["p99_ms"] for r in half]),
+        "p99_ms_runs": [r["p99_ms"] for r in half],
+        "lost_at_half": sum(r["lost"] for r in half),
+        # The worst loop stall in the half-load runs (a bucket's upper bound).
+        "stall_at_half_ms": max(
+            (r["stall_max_le_ms"] for r in half if r.get("stall_max_le_ms") is not None),
+            default=None,
+        ),
+    }
 
 
 # The peers every server is compared with, per round (they ran in the same minutes).
@@ -204,6 +211,46 @@ def workers_table(workers: dict[str, Any], mixes: Sequence[str]) -> list[str]:
     return out
 
 
+def cpu_table(summary: dict[str, Any], servers: Sequence[str], mixes: Sequence[str]) -> list[str]:
+    """The server's CPU per answer at full load, split between its own code (user) and
+    the kernel's work for its system calls: where a gap to the reference comes from."""
+    reference = summary.get(REFERENCE, {})
+    rows: list[str] = []
+    for mix in mixes:
+        peer = reference.get(mix, {})
+        peer_user = peer.get("user_us_at_peak")
+        peer_total = None if peer_user is None else peer_user + peer["kernel_us_at_peak"]
+        for server in servers:
+            row = summary.get(server, {}).get(mix)
+            if row is None or row.get("user_us_at_peak") is None:
+                continue
+            user, kernel = row["user_us_at_peak"], row["kernel_us_at_peak"]
+            rows.append(
+                f"| {mix} | {server} | {fmt(user, 1)} µs | {fmt(kernel, 1)} µs |"
+                f" {fmt(user + kernel, 1)} µs | {_times(user, peer_user)} |"
+                f" {_times(user + kernel, peer_total)} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "## CPU per answer at full load",
+        "",
+        f"| mix | server | user | kernel | total | user vs {REFERENCE} | total vs {REFERENCE} |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        "From the server's utime and stime over each full-load run, divided by the answers"
+        " it gave; the median of the rounds. User: the server's own code. Kernel: its system"
+        " calls and the network stack's work for them, which grows when the peers sleep"
+        " between datagrams (the wake-up cost above).",
+    ]
+
+
+def _times(mine: float, theirs: float | None) -> str:
+    return "-" if not theirs else f"{mine / theirs:.2f}x"
+
+
 def fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
@@ -261,6 +308,7 @@ def markdown(results: dict[str, Any]) -> str:
         "vs unbound / vs dnsmasq: the median over the rounds of each round's qps ratio."
         " Worst loop stall at 50%: the upper bound of the highest bucket of"
         " aiwall_loop_stall_seconds that a half-load run reached.",
+        *cpu_table(summary, meta["servers"], meta["mixes"]),
         "",
         "## Start and memory (with the full list loaded)",
         "",

@@ -128,17 +128,25 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process tree."""
-    total = 0
+def process_cpu_split(pid: int) -> tuple[float, float]:
+    """CPU seconds of a process tree in user space and in the kernel (utime, stime: the
+    kernel's share holds the system calls and the network stack's work done for them,
+    softirqs included where the kernel charges them to the task)."""
+    user = system = 0
     for member in descendants(pid):
         try:
             stat = Path(f"/proc/{member}/stat").read_text()
         except OSError:
             continue
         fields = stat.rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
-    return total / CLOCK_TICKS
+        user += int(fields[11])  # field 14 of proc(5)
+        system += int(fields[12])  # field 15
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process tree."""
+    return sum(process_cpu_split(pid))
 
 
 def children_cpu_seconds() -> float:

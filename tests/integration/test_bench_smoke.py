@@ -72,6 +72,14 @@ def test_bench_smoke_produces_numbers_for_every_server_and_mix(tmp_path: Path) -
     assert wakeups["spinning_peer_us"] > 0
     assert f"spent {wakeups['sleeping_peer_us']:.1f} µs" in (tmp_path / "results.md").read_text()
 
+    # Where each server's time per answer goes: its own code, the kernel's work.
+    for server in SERVERS:
+        for mix in MIXES:
+            row = results["summary"][server][mix]
+            assert row["user_us_at_peak"] > 0, (server, mix)
+            assert row["kernel_us_at_peak"] > 0, (server, mix)
+    assert "## CPU per answer at full load" in (tmp_path / "results.md").read_text()
+
     scale = results["list_scale"]
     assert [row["extra_names"] for row in scale] == [0, 1000, 2000]
     for row in scale:
