@@ -15,9 +15,9 @@ import os
 
 log = logging.getLogger(__name__)
 
-# The system calls ``step_aside`` makes on Linux (os.nice, os.sched_setscheduler): what a
-# sandbox must let through for the helpers to step aside (deploy/systemd/aiwall.service).
-SYSCALLS = ("setpriority", "sched_setscheduler")
+# The system calls ``step_aside`` and ``step_back`` make on Linux: what a sandbox must let
+# through for the helpers to step aside and back (deploy/systemd/aiwall.service).
+SYSCALLS = ("setpriority", "sched_setscheduler", "getpriority", "sched_getscheduler")
 
 
 def step_aside(what: str, nice: int, idle: bool = False) -> bool:
@@ -52,14 +52,14 @@ def step_back(what: str) -> bool:
     An unprivileged process may do it only as far as RLIMIT_NICE allows
     (deploy/systemd/aiwall.service sets it); refused, the helper goes on where it is."""
     refused: list[str] = []
-    if hasattr(os, "SCHED_OTHER") and os.sched_getscheduler(0) != os.SCHED_OTHER:
+    if hasattr(os, "SCHED_OTHER"):
         try:
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            if os.sched_getscheduler(0) != os.SCHED_OTHER:
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         except OSError as error:
             refused.append(f"SCHED_OTHER: {error.strerror}")
     try:
-        current = os.getpriority(os.PRIO_PROCESS, 0)
-        if current > 0:
+        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
             os.setpriority(os.PRIO_PROCESS, 0, 0)
     except OSError as error:
         refused.append(f"nice 0: {error.strerror}")

@@ -28,11 +28,14 @@ from tests.peers.aiwall import Aiwall
 from tests.peers.process import descendants
 from tests.peers.wait import wait_until
 
-# What aiwall's helpers call to step aside (os.nice, os.sched_setscheduler).
-REFUSED = ",".join(SYSCALLS)
+# What a sandbox refuses: what the unit's @resources filter did (the calls that change a
+# priority: met when the helpers step aside), and everything the helpers call about
+# priorities (the readers too: sched_getscheduler is met when the writer steps back).
+REFUSALS = [("setpriority", "sched_setscheduler"), SYSCALLS]
+MET = {REFUSALS[0]: {"setpriority", "sched_setscheduler"}, SYSCALLS: {"sched_getscheduler"}}
 
 
-def strace_prefix(trace: Path) -> list[str]:
+def strace_prefix(trace: Path, refused: str) -> list[str]:
     strace = shutil.which("strace")
     assert strace, "strace is installed by tests/tools/install-system-deps.sh"
     return [
@@ -43,9 +46,9 @@ def strace_prefix(trace: Path) -> list[str]:
         "-o",
         str(trace),
         "-e",
-        f"trace={REFUSED}",
+        f"trace={refused}",
         "-e",
-        f"inject={REFUSED}:error=EPERM",
+        f"inject={refused}:error=EPERM",
     ]
 
 
@@ -60,8 +63,10 @@ def attempts_written(state: Path) -> int:
             return 0
 
 
-@pytest.fixture
-def refused(upstream: FakeUpstream, catalog_dir: Path, tmp_path: Path) -> Iterator[Any]:
+@pytest.fixture(params=REFUSALS, ids=lambda calls: "+".join(calls))
+def refused(
+    request: pytest.FixtureRequest, upstream: FakeUpstream, catalog_dir: Path, tmp_path: Path
+) -> Iterator[Any]:
     """The server of one process, its scheduling calls refused; its list and state."""
     listed = tmp_path / "list.txt"
     listed.write_text("banned.example\n")
@@ -74,10 +79,11 @@ def refused(upstream: FakeUpstream, catalog_dir: Path, tmp_path: Path) -> Iterat
         state={"directory": str(state)},
     )
     trace = tmp_path / "strace.out"
-    server = Aiwall(config, tmp_path, catalog_dir=catalog_dir, prefix=strace_prefix(trace))
+    calls = ",".join(request.param)
+    server = Aiwall(config, tmp_path, catalog_dir=catalog_dir, prefix=strace_prefix(trace, calls))
     try:
         server.wait_serving(60)
-        yield server, listed, state, trace
+        yield server, listed, state, trace, request.param
     finally:
         # strace holds back the signals sent to it: aiwall itself is told to stop.
         if server.alive and len(descendants(server.pid)) > 1:
@@ -91,7 +97,7 @@ def aiwall_pid(server: Aiwall) -> int:
 
 
 def test_refused_priority_calls_cost_neither_the_audit_trail_nor_reloads(refused: Any) -> None:
-    server, listed, state, trace = refused
+    server, listed, state, trace, calls = refused
     assert ask(server, "banned.example").rcode() == dns.rcode.NXDOMAIN
     wait_until(lambda: attempts_written(state) >= 1, 20, "the attempt in the audit trail")
 
@@ -106,9 +112,21 @@ def test_refused_priority_calls_cost_neither_the_audit_trail_nor_reloads(refused
     assert ask(server, "second.example").rcode() == dns.rcode.NXDOMAIN
     wait_until(lambda: attempts_written(state) >= 2, 20, "the second attempt written")
 
+    assert server.metric("aiwall_audit_degraded") == 0
+
+    # The stop: the writer cannot take back a priority either, and still writes its
+    # last flush before the server exits 0.
+    assert ask(server, "banned.example", "AAAA").rcode() == dns.rcode.NXDOMAIN
+    os.kill(aiwall_pid(server), signal.SIGTERM)
+    assert server.proc.wait(30) == 0, server.log
+    assert attempts_written(state) == 3, server.log
+
     # The calls were made and refused (the test exercised the path it is about), and
     # nothing failed for it.
-    injected = [line for line in trace.read_text().splitlines() if "INJECTED" in line]
-    assert any("setpriority" in line for line in injected), trace.read_text()
-    assert server.metric("aiwall_audit_degraded") == 0
+    refused = {
+        line.split()[1].partition("(")[0]
+        for line in trace.read_text().splitlines()
+        if "INJECTED" in line
+    }
+    assert MET[calls] <= refused, trace.read_text()
     assert "Traceback" not in server.log, server.log
