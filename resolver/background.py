@@ -47,8 +47,9 @@ def step_aside(what: str, nice: int, idle: bool = False) -> bool:
 def step_back(what: str) -> bool:
     """Back to the normal priority (SCHED_OTHER, nice 0): for a helper whose work now
     holds up the server's stop (the audit writer's last flush), which at SCHED_IDLE
-    could wait for a busy core for many seconds (16 s on two saturated cores against
-    0.06 s idle; development VM, 2026-12-01), past a service manager's stop timeout.
+    could wait for a busy core for seconds (9.2-12.6 s with both cores kept busy by one
+    process each, against 0.2 s since; development VM, 2026-12-01), past a service
+    manager's stop timeout.
     An unprivileged process may do it only as far as RLIMIT_NICE allows
     (deploy/systemd/aiwall.service sets it); refused, the helper goes on where it is."""
     refused: list[str] = []

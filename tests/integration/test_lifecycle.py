@@ -174,8 +174,10 @@ def test_a_list_that_cannot_be_read_at_start_opens_no_port(upstream, catalog_dir
 SPIN_SECONDS = 30
 SPIN = f"import time\nend = time.monotonic() + {SPIN_SECONDS}\nwhile time.monotonic() < end: pass"
 # A service manager's patience: systemd's TimeoutStopSec in deploy/systemd/aiwall.service
-# and podman's default stop timeout are 10 s; past it, everything is killed.
-STOP_BUDGET = 10.0
+# and podman's default stop timeout are 10 s; past it, everything is killed. The stop
+# must take at most half of it (about 0.2 s measured; 9.2-12.6 s before the fix).
+STOP_PATIENCE = 10.0
+STOP_BUDGET = STOP_PATIENCE / 2
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -183,7 +185,7 @@ def test_sigterm_on_saturated_cores_stops_within_a_service_managers_patience(
     upstream, catalog_dir, tmp_path, workers
 ):
     """The audit writer runs at SCHED_IDLE, so on cores kept busy by other work it once
-    waited 16 s for a turn to write its last flush, and the server's stop with it. It
+    waited 9-13 s for a turn to write its last flush, and the server's stop with it. It
     takes back the normal priority once the server stops (as root here; elsewhere as far
     as RLIMIT_NICE allows), and the attempt in that last flush is written."""
     if os.geteuid() != 0 and resource.getrlimit(resource.RLIMIT_NICE)[0] < 20:
@@ -208,7 +210,7 @@ def test_sigterm_on_saturated_cores_stops_within_a_service_managers_patience(
         time.sleep(1)  # the writer has been pushed off the cores
         started = time.monotonic()
         server.signal(signal.SIGTERM)
-        code = server.proc.wait(STOP_BUDGET * 2)
+        code = server.proc.wait(STOP_PATIENCE * 3)
         took = time.monotonic() - started
     finally:
         for spinner in spinners:
