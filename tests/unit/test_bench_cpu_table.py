@@ -8,15 +8,19 @@ from typing import Any
 from bench.report import cpu_table, summarise
 
 
-def _run(server: str, round_: int, user: float | None, kernel: float | None) -> dict[str, Any]:
+def _run(
+    server: str, round_: int, user: float | None, kernel: float | None, kind: str = "peak"
+) -> dict[str, Any]:
     return {
         "server": server,
         "mix": "miss",
-        "kind": "peak",
+        "kind": kind,
         "round": round_,
         "discarded": False,
         "qps": 1000.0,
         "avg_latency_ms": 1.0,
+        "p50_ms": 0.1,
+        "p99_ms": 1.0,
         "lost": 0,
         "server_cores": 1.0,
         "other_cores": 0.0,
@@ -29,7 +33,7 @@ def _rows(runs: list[dict[str, Any]], servers: tuple[str, ...]) -> dict[str, lis
     summary, _ratios = summarise(runs, servers, ("miss",))
     table = cpu_table(summary, servers, ("miss",))
     return {
-        cells[2]: cells[3:8]
+        cells[2]: cells[3:10]
         for line in table
         if line.startswith("| miss")
         for cells in [[cell.strip() for cell in line.split("|")]]
@@ -45,15 +49,17 @@ def test_each_server_gets_the_median_of_its_rounds_and_its_ratio_to_the_referenc
         _run("unbound", 2, 12.0, 25.0),
         _run("unbound", 3, 8.0, 26.0),
     ]
+    runs += [_run("aiwall", 1, 90.0, 30.0, "half"), _run("aiwall", 2, 70.0, 40.0, "half")]
     rows = _rows(runs, ("aiwall", "unbound"))
-    # Medians: aiwall 50 + 20, Unbound 10 + 25.
-    assert rows["aiwall"] == ["50.0 µs", "20.0 µs", "70.0 µs", "5.00x", "2.00x"]
-    assert rows["unbound"] == ["10.0 µs", "25.0 µs", "35.0 µs", "1.00x", "1.00x"]
+    # Medians at full load: aiwall 50 + 20, Unbound 10 + 25; aiwall at half load 80 + 35.
+    full, half = ["50.0 µs", "20.0 µs", "70.0 µs", "5.00x", "2.00x"], ["80.0 µs", "35.0 µs"]
+    assert rows["aiwall"] == full + half
+    assert rows["unbound"] == ["10.0 µs", "25.0 µs", "35.0 µs", "1.00x", "1.00x", "-", "-"]
 
 
 def test_without_the_reference_there_is_no_ratio() -> None:
     rows = _rows([_run("aiwall", 1, 40.0, 20.0)], ("aiwall",))
-    assert rows["aiwall"] == ["40.0 µs", "20.0 µs", "60.0 µs", "-", "-"]
+    assert rows["aiwall"] == ["40.0 µs", "20.0 µs", "60.0 µs", "-", "-", "-", "-"]
 
 
 def test_results_without_the_split_have_no_table() -> None:
