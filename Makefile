@@ -17,7 +17,7 @@ install: $(BIN)/aiwall
 run: install
 	$(BIN)/aiwall serve --config $(CONFIG)
 
-# The default run (~2 minutes on 2 cores): everything but the slow tool runs and e2e.
+# The default run (~6 minutes on 2 cores): everything but the slow tool runs and e2e.
 # HYPOTHESIS_PROFILE=ci: property tests with the same examples every run (tests/conftest.py).
 test: install
 	tests/tools/install-system-deps.sh
