@@ -5,7 +5,8 @@ registry is reachable here), then runs the image as it is documented in deploy/R
 - with ``--network host``, a mounted config forwarding to a fake upstream on loopback, a
   remote list on a loopback web server and a named volume for the state directory,
   read-only root, all capabilities dropped: blocked and forwarded names, the healthcheck,
-  the state volume, and SIGTERM draining an answer in flight and exiting 0 quickly;
+  the state volume, SIGTERM draining an answer in flight and exiting 0 quickly, and the
+  attempts in the audit trail (``aiwall report`` in a one-off container on the volume);
 - with the image's own config, published as ``-p 127.0.0.1:PORT:5353/udp`` and ``/tcp``:
   the unprivileged port inside, mapped from outside, over both transports.
 """
@@ -202,7 +203,33 @@ def test_serves_drains_and_stops_on_sigterm(
             assert reply
             assert reply[0].answer[0][0].address == DEFAULT_A
             logs = run(env, "logs", name)
-            assert "shutting down" in logs.stdout + logs.stderr
+            log = logs.stdout + logs.stderr
+            assert "shutting down" in log
+            # The audit writer and the reload builders lowered their priority (podman's
+            # default seccomp profile allows it, capabilities dropped or not), and the
+            # writer put the attempts in the state volume before the container exited.
+            assert "refused a lower priority" not in log, log
+            report = run(
+                env,
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--volume",
+                f"{config_path}:/etc/aiwall/aiwall.yaml:ro",
+                "--volume",
+                f"{volume}:/var/lib/aiwall",
+                image,
+                "report",
+                "--config",
+                "/etc/aiwall/aiwall.yaml",
+                "--by",
+                "name",
+                "--format",
+                "json",
+            )
+            assert "chat.deepseek.com" in report.stdout, report.stdout + report.stderr
+            assert "remote-only.example.test" in report.stdout, report.stdout
 
 
 def test_published_ports_with_the_shipped_container_config(env: dict[str, str], image: str) -> None:
