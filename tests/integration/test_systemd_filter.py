@@ -1,13 +1,18 @@
-"""aiwall under the system-call filter of the shipped systemd unit, as the unit's own
-config runs it (deploy/systemd/aiwall.yaml: the default workers, the whole catalog,
-the audit trail on), moved to loopback ports and a fake upstream.
-
-Every system call the unit's ``SystemCallFilter=`` lines deny (as ``systemd-analyze``
-expands them) fails with EPERM, as ``SystemCallErrorNumber=EPERM`` makes it: strace's
-fault injection stands in for the seccomp filter, which needs systemd to install. The
-server must then do what it does in an office: block, forward, write the audit trail,
-reload on SIGHUP, serve its metrics and stop cleanly. A denied call it makes shows in
-the failure messages. (Run as root, as here, SQLite also hands its journal files to the
+"""aiwall in the sandbox of the shipped systemd unit, as the unit's own config runs it
+(deploy/systemd/aiwall.yaml: the default workers, the whole catalog, the audit trail
+on), moved to loopback ports and a fake upstream. systemd is not here to build the
+sandbox, so the test builds the parts that could break aiwall:
+- the system-call filter: every call the unit's ``SystemCallFilter=`` lines deny (as
+  ``systemd-analyze`` expands them) fails with EPERM, as ``SystemCallErrorNumber=EPERM``
+  makes it, by strace's fault injection;
+- ``ProtectSystem=strict``: every file system read-only but the API ones and one
+  writable folder (standing for ``StateDirectory=`` and ``PrivateTmp=``, which hold the
+  state directory and /tmp);
+- ``ProtectProc=invisible`` and ``ProcSubset=pid``: a /proc of its own processes only
+  (no /proc/net, no /proc/meminfo), in a PID namespace of its own.
+The server must then do what it does in an office: block, forward, write the audit
+trail, reload on SIGHUP, serve its metrics and stop cleanly. A denied call it makes
+shows in the failure messages. (Run as root, as here, SQLite also hands its journal files to the
 database's owner, ``fchown``, which ``@privileged`` denies; it goes on without, and does
 that only as root: the unit's dynamic user never makes the call.)
 
@@ -55,6 +60,35 @@ def denied_by_the_unit() -> list[str]:
     return sorted(known - allowed)
 
 
+# Run inside new mount and PID namespaces: /proc of this PID namespace's processes only,
+# then every mount read-only but /proc, /sys, /dev and $WRITABLE.
+SANDBOX = """set -e
+mount --make-rprivate /
+mount --bind "$WRITABLE" "$WRITABLE"
+mount -t proc -o subset=pid,hidepid=invisible proc /proc
+for m in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do
+  case "$m" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*|"$WRITABLE") ;;
+  *) mount -o remount,bind,ro "$m" ;; esac
+done
+exec "$@"
+"""
+
+
+def sandbox_prefix(writable: Path) -> list[str]:
+    unshare = tool("unshare", "/usr/bin/unshare")
+    command = [unshare, "--mount", "--pid", "--fork", "--kill-child", "sh", "-c", SANDBOX]
+    return [*command, "sandbox"]  # $0 of the script; the rest is "$@"
+
+
+def aiwall_in(server: Aiwall) -> int:
+    """The server process itself, under unshare, sh and strace."""
+    for pid in descendants(server.pid):  # parents before their children
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if argv[1:4] == [b"-m", b"resolver", b"serve"]:
+            return pid
+    raise AssertionError(f"no aiwall process under {server.pid}:\n{server.tail(40)}")
+
+
 def injected(trace: Path) -> list[str]:
     return [line for line in trace.read_text().splitlines() if "INJECTED" in line]
 
@@ -77,8 +111,11 @@ def filtered(
     config["audit"] = {"flush_interval": 0.1}
     # The unit's Environment= lines, pointed at this checkout's catalog.
     monkeypatch.setenv("AIWALL_PROTECTED_PATH", str(ROOT / "blocklists" / "protected.txt"))
+    if os.geteuid() != 0:
+        pytest.skip("building the sandbox (mount namespaces) needs root")
+    monkeypatch.setenv("WRITABLE", str(tmp_path))
     trace = tmp_path / "strace.out"
-    prefix = [strace, "-f", "-qq", "--seccomp-bpf", "-o", str(trace)]
+    prefix = [*sandbox_prefix(tmp_path), strace, "-f", "-qq", "--seccomp-bpf", "-o", str(trace)]
     prefix += ["-e", f"trace={denied}", "-e", f"inject={denied}:error=EPERM"]
     server = Aiwall(config, tmp_path, catalog_dir=ROOT / "blocklists" / "catalog", prefix=prefix)
     try:
@@ -86,17 +123,22 @@ def filtered(
         yield server, listed, tmp_path / "state", trace
     finally:
         # strace holds back the signals sent to it: aiwall itself is told to stop.
-        if server.alive and len(descendants(server.pid)) > 1:
-            os.kill(descendants(server.pid)[1], signal.SIGTERM)
+        if server.alive and len(descendants(server.pid)) > 2:
+            os.kill(aiwall_in(server), signal.SIGTERM)
         server.stop()
 
 
-def test_the_units_own_config_works_under_its_system_call_filter(
+def test_the_units_own_config_works_in_its_sandbox(
     filtered: tuple[Aiwall, Path, Path, Path],
 ) -> None:
     server, listed, state, trace = filtered
-    aiwall = descendants(server.pid)[1]  # strace's child
+    aiwall = aiwall_in(server)
     said = lambda: f"denied calls made: {injected(trace)[:20]}\n{server.tail(40)}"  # noqa: E731
+
+    # The sandbox is in place around the server.
+    mounts = [line.split() for line in Path(f"/proc/{aiwall}/mountinfo").read_text().splitlines()]
+    assert "ro" in next(m for m in mounts if m[4] == "/")[5].split(","), mounts
+    assert any(m[4] == "/proc" and "subset=pid" in m[-1] for m in mounts), mounts
 
     assert ask(server, "chat.deepseek.com").rcode() == dns.rcode.NXDOMAIN, said()
     assert ask(server, "banned.example").rcode() == dns.rcode.NXDOMAIN, said()
