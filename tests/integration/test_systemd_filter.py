@@ -9,7 +9,9 @@ sandbox, so the test builds the parts that could break aiwall:
   writable folder (standing for ``StateDirectory=`` and ``PrivateTmp=``, which hold the
   state directory and /tmp);
 - ``ProtectProc=invisible`` and ``ProcSubset=pid``: a /proc of its own processes only
-  (no /proc/net, no /proc/meminfo), in a PID namespace of its own.
+  (no /proc/net, no /proc/meminfo), in a PID namespace of its own;
+- ``PrivateDevices=``: a /dev of its own with null, zero, full, random, urandom, tty and
+  /dev/shm; ``ProtectKernelTunables=``, ``ProtectControlGroups=``: /sys read-only.
 The server must then do what it does in an office: block, forward, write the audit
 trail, reload on SIGHUP, serve its metrics and stop cleanly. A denied call it makes
 shows in the failure messages. (Run as root, as here, SQLite also hands its journal files to the
@@ -60,14 +62,27 @@ def denied_by_the_unit() -> list[str]:
     return sorted(known - allowed)
 
 
-# Run inside new mount and PID namespaces: /proc of this PID namespace's processes only,
-# then every mount read-only but /proc, /sys, /dev and $WRITABLE.
+# Run inside new mount and PID namespaces: /proc of this PID namespace's processes only;
+# a /dev of its own with the basic devices and /dev/shm; then every mount read-only but
+# /proc, /dev and $WRITABLE (/sys included).
 SANDBOX = """set -e
 mount --make-rprivate /
 mount --bind "$WRITABLE" "$WRITABLE"
 mount -t proc -o subset=pid,hidepid=invisible proc /proc
+host_dev="$WRITABLE/.host-dev"
+mkdir -p "$host_dev"
+mount --rbind /dev "$host_dev"
+mount -t tmpfs -o mode=0755,nosuid,noexec tmpfs /dev
+for node in null zero full random urandom tty; do
+  touch "/dev/$node"
+  mount --bind "$host_dev/$node" "/dev/$node"
+done
+mkdir /dev/shm
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
+umount -l "$host_dev"
+rmdir "$host_dev"
 for m in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do
-  case "$m" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*|"$WRITABLE") ;;
+  case "$m" in /proc|/proc/*|/dev|/dev/*|"$WRITABLE") ;;
   *) mount -o remount,bind,ro "$m" ;; esac
 done
 exec "$@"
@@ -139,6 +154,8 @@ def test_the_units_own_config_works_in_its_sandbox(
     mounts = [line.split() for line in Path(f"/proc/{aiwall}/mountinfo").read_text().splitlines()]
     assert "ro" in next(m for m in mounts if m[4] == "/")[5].split(","), mounts
     assert any(m[4] == "/proc" and "subset=pid" in m[-1] for m in mounts), mounts
+    assert any(m[4] == "/dev" and m[m.index("-") + 1] == "tmpfs" for m in mounts), mounts
+    assert "ro" in next(m for m in mounts if m[4] == "/sys")[5].split(","), mounts
 
     assert ask(server, "chat.deepseek.com").rcode() == dns.rcode.NXDOMAIN, said()
     assert ask(server, "banned.example").rcode() == dns.rcode.NXDOMAIN, said()
