@@ -108,9 +108,14 @@ def injected(trace: Path) -> list[str]:
     return [line for line in trace.read_text().splitlines() if "INJECTED" in line]
 
 
-@pytest.fixture
+# The unit's config as shipped (its default workers), and with the supervisor and two
+# workers (SO_REUSEPORT steering, a channel per worker).
+@pytest.fixture(params=[None, 2], ids=["shipped-workers", "two-workers"])
 def filtered(
-    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[Aiwall, Path, Path, Path]]:
     strace = shutil.which("strace")
     assert strace, "strace is installed by tests/tools/install-system-deps.sh"
@@ -123,6 +128,8 @@ def filtered(
     config["upstream"]["servers"] = [upstream.server_spec]
     config["blocking"]["lists"] = [str(listed)]
     config["state"]["directory"] = str(tmp_path / "state")
+    if request.param is not None:
+        config["workers"] = request.param
     config["audit"] = {"flush_interval": 0.1}
     # The unit's Environment= lines, pointed at this checkout's catalog.
     monkeypatch.setenv("AIWALL_PROTECTED_PATH", str(ROOT / "blocklists" / "protected.txt"))
