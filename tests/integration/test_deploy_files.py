@@ -394,18 +394,25 @@ def syscalls(analyze: str, items: list[str]) -> set[str]:
     return names
 
 
+def allowed_by_the_unit(analyze: str) -> set[str]:
+    """The system calls the unit's ``SystemCallFilter=`` lines allow: the first line (an
+    allow list) sets the default, each later one adds to it or (``~``) takes from it."""
+    filters = unit_settings()["SystemCallFilter"]
+    assert not filters[0].startswith("~")
+    allowed: set[str] = set()
+    for value in filters:
+        names = syscalls(analyze, value.removeprefix("~").split())
+        allowed = allowed - names if value.startswith("~") else allowed | names
+    return allowed
+
+
 def test_systemd_units_syscall_filter_lets_the_helpers_step_aside_and_no_more() -> None:
     """The unit denies @resources, which holds the calls the audit writer and the
     reload builders make to lower their priority (``resolver.background``); it lets
     those back in, and nothing else of it. Refused, they cost the priority, not the helpers
     (tests/integration/test_sandboxed_scheduling.py)."""
     analyze = tool("systemd-analyze", "/usr/bin/systemd-analyze")
-    filters = unit_settings()["SystemCallFilter"]
-    assert not filters[0].startswith("~")  # an allow list: the first one sets the default
-    allowed: set[str] = set()
-    for value in filters:  # later lines add to it or take from it, in order
-        names = syscalls(analyze, value.removeprefix("~").split())
-        allowed = allowed - names if value.startswith("~") else allowed | names
+    allowed = allowed_by_the_unit(analyze)
     assert set(SYSCALLS) <= allowed
     assert allowed & syscalls(analyze, ["@resources"]) <= set(SYSCALLS)
     assert not allowed & syscalls(analyze, ["@privileged"])

@@ -25,7 +25,6 @@ from resolver.background import SYSCALLS
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.test_one_server import ask, config_for
 from tests.peers.aiwall import Aiwall
-from tests.peers.process import descendants
 from tests.peers.wait import wait_until
 
 # What a sandbox refuses: what the unit's @resources filter did (the calls that change a
@@ -86,14 +85,9 @@ def refused(
         yield server, listed, state, trace, request.param
     finally:
         # strace holds back the signals sent to it: aiwall itself is told to stop.
-        if server.alive and len(descendants(server.pid)) > 1:
-            os.kill(aiwall_pid(server), signal.SIGTERM)
+        if server.alive and server.server_pid != server.pid:
+            os.kill(server.server_pid, signal.SIGTERM)
         server.stop()
-
-
-def aiwall_pid(server: Aiwall) -> int:
-    """aiwall itself: strace's child."""
-    return descendants(server.pid)[1]
 
 
 def test_refused_priority_calls_cost_neither_the_audit_trail_nor_reloads(refused: Any) -> None:
@@ -103,7 +97,7 @@ def test_refused_priority_calls_cost_neither_the_audit_trail_nor_reloads(refused
 
     listed.write_text("banned.example\nsecond.example\n")
     before = server.metric("aiwall_reloads_total", result="success")
-    os.kill(aiwall_pid(server), signal.SIGHUP)
+    os.kill(server.server_pid, signal.SIGHUP)
     wait_until(
         lambda: server.metric("aiwall_reloads_total", result="success") > before,
         60,
@@ -117,7 +111,7 @@ def test_refused_priority_calls_cost_neither_the_audit_trail_nor_reloads(refused
     # The stop: the writer cannot take back a priority either, and still writes its
     # last flush before the server exits 0.
     assert ask(server, "banned.example", "AAAA").rcode() == dns.rcode.NXDOMAIN
-    os.kill(aiwall_pid(server), signal.SIGTERM)
+    os.kill(server.server_pid, signal.SIGTERM)
     assert server.proc.wait(30) == 0, server.log
     assert attempts_written(state) == 3, server.log
 

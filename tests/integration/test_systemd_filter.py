@@ -36,12 +36,11 @@ import pytest
 import yaml
 
 from tests.fakes.upstream import DEFAULT_A, FakeUpstream
-from tests.integration.test_deploy_files import DEPLOY, syscalls, tool, unit_settings
+from tests.integration.test_deploy_files import DEPLOY, allowed_by_the_unit, tool
 from tests.integration.test_one_server import ask
 from tests.integration.test_sandboxed_scheduling import attempts_written
 from tests.peers.aiwall import ROOT, Aiwall
 from tests.peers.ports import free_port
-from tests.peers.process import descendants
 from tests.peers.wait import wait_until
 
 
@@ -55,11 +54,7 @@ def denied_by_the_unit() -> list[str]:
     # Members are indented names; the calls in no group are listed as "#   name".
     known = {line.strip().lstrip("#").strip() for line in listing.splitlines()}
     known = {name for name in known if name and " " not in name and not name.startswith("@")}
-    allowed: set[str] = set()
-    for value in unit_settings()["SystemCallFilter"]:
-        names = syscalls(analyze, value.removeprefix("~").split())
-        allowed = allowed - names if value.startswith("~") else allowed | names
-    return sorted(known - allowed)
+    return sorted(known - allowed_by_the_unit(analyze))
 
 
 # Run inside new mount and PID namespaces: /proc of this PID namespace's processes only;
@@ -93,15 +88,6 @@ def sandbox_prefix(writable: Path) -> list[str]:
     unshare = tool("unshare", "/usr/bin/unshare")
     command = [unshare, "--mount", "--pid", "--fork", "--kill-child", "sh", "-c", SANDBOX]
     return [*command, "sandbox"]  # $0 of the script; the rest is "$@"
-
-
-def aiwall_in(server: Aiwall) -> int:
-    """The server process itself, under unshare, sh and strace."""
-    for pid in descendants(server.pid):  # parents before their children
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if argv[1:4] == [b"-m", b"resolver", b"serve"]:
-            return pid
-    raise AssertionError(f"no aiwall process under {server.pid}:\n{server.tail(40)}")
 
 
 def injected(trace: Path) -> list[str]:
@@ -145,8 +131,8 @@ def filtered(
         yield server, listed, tmp_path / "state", trace
     finally:
         # strace holds back the signals sent to it: aiwall itself is told to stop.
-        if server.alive and len(descendants(server.pid)) > 2:
-            os.kill(aiwall_in(server), signal.SIGTERM)
+        if server.alive and server.server_pid != server.pid:
+            os.kill(server.server_pid, signal.SIGTERM)
         server.stop()
 
 
@@ -154,7 +140,7 @@ def test_the_units_own_config_works_in_its_sandbox(
     filtered: tuple[Aiwall, Path, Path, Path],
 ) -> None:
     server, listed, state, trace = filtered
-    aiwall = aiwall_in(server)
+    aiwall = server.server_pid
     said = lambda: f"denied calls made: {injected(trace)[:20]}\n{server.tail(40)}"  # noqa: E731
 
     # The sandbox is in place around the server.

@@ -17,7 +17,7 @@ import dns.query
 import yaml
 
 from tests.peers.ports import free_port
-from tests.peers.process import Process
+from tests.peers.process import Process, descendants
 
 ROOT = Path(__file__).resolve().parents[2]
 AIWALL = [sys.executable, "-m", "resolver"]
@@ -63,6 +63,20 @@ class Aiwall(Process):
             env=env,
             cwd=ROOT,
         )
+
+    @property
+    def server_pid(self) -> int:
+        """aiwall itself: the process started, or, under a prefix that runs it as a
+        child (strace, unshare), the first process below running ``-m resolver serve``
+        (the server or the supervisor: its workers and helpers come after it)."""
+        for pid in descendants(self.pid):  # parents before their children
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[1:4] == [b"-m", b"resolver", b"serve"]:
+                return pid
+        return self.pid
 
     @property
     def address(self) -> tuple[str, int]:
