@@ -10,7 +10,7 @@ import dns.rrset
 from resolver.config import CacheConfig
 from resolver.dns import responses, wire
 from resolver.dns.model import Answer, Outcome
-from resolver.handlers.cache import COMPACT_EVERY, AnswerCache, CacheHandler
+from resolver.handlers.cache import AnswerCache, CacheHandler
 from resolver.handlers.cache_entry import cache_key
 from resolver.metrics import Metrics
 from resolver.upstream.messages import answer_from as _answer_from
@@ -302,7 +302,8 @@ def test_a_full_cache_is_held_in_slabs_that_each_stay_small():
     assert cache.bytes <= cache.max_bytes
     assert len(cache) > 0.9 * cache.max_bytes // cost
     slab_share = cache.max_bytes // cache.slabs // cost
-    assert max(len(slab) for slab in cache._slabs) <= slab_share
+    slabs = zip(cache._young, cache._old, strict=True)
+    assert max(len(young) + len(old) for young, old in slabs) <= slab_share
     assert metrics.cache_evictions.value() == names - len(cache)
     # The latest names are all there; each slab dropped its own least recently used.
     latest = [
@@ -321,12 +322,15 @@ def test_the_garbage_collector_never_walks_the_cache():
     """Keys and entries are bytes, so the slabs are dicts the collector does not track:
     as tuples they were checked one by one at each full collection (40-120 ms with
     130,000 answers), which ran every few seconds under misses."""
-    cache = AnswerCache(CacheConfig(), Metrics())
+    # Small enough to evict: both generations hold entries.
+    cache = AnswerCache(CacheConfig(max_bytes=1024 * 1024), Metrics())
     answer = upstream_answer("x.test")
     for index in range(5_000):
         cache.put(cache_key(b"\x07n%06d\x04test\x00" % index, 1, 0), answer, now=0)
         cache.get(cache_key(b"\x07n%06d\x04test\x00" % (index // 2), 1, 0), now=1)
-    assert not any(gc.is_tracked(slab) for slab in cache._slabs)
+    assert not any(gc.is_tracked(part) for part in cache._young + cache._old)
+    assert any(cache._old), "no slab's young generation grew old: the test saw one dict"
+
     hit = cache.get(cache_key(b"\x07n%06d\x04test\x00" % 4_999, 1, 0), now=2)
     assert hit is not None
     assert hit.message[:2] == answer.message[:2]
@@ -368,10 +372,11 @@ def test_every_hit_gives_the_whole_answer_whether_its_copy_is_reused_or_made_ane
     assert stale.cnames == answer.cnames
 
 
-def test_a_slab_compacted_after_many_evictions_keeps_its_least_recently_used_order():
-    """Every COMPACT_EVERY evictions a slab is copied without the holes its evictions
-    left: the copy must keep every entry, its bytes and the least-recently-used order
-    (a hit moves a name to the end)."""
+def test_evictions_over_many_generations_keep_exact_least_recently_used_order():
+    """A slab's young generation grows old (reversed, in one copy) each time the old
+    one is used up, and a hit moves an entry from the old one back to the young: over
+    many generations, what is left must be exactly the most recently used entries, with
+    their bytes counted."""
     metrics = Metrics()
     answer = upstream_answer("x.test")
     cost = AnswerCache.cost(answer.message)
@@ -383,18 +388,44 @@ def test_a_slab_compacted_after_many_evictions_keeps_its_least_recently_used_ord
 
     kept = key(0)
     cache.put(kept, answer, now=0)
-    evictions = 0
-    for index in range(1, 3 * COMPACT_EVERY):
+    generations = 0
+    newest = 1000
+    for index in range(1, newest + 1):
+        before = len(cache._old[0])
         cache.put(key(index), answer, now=0)
+        generations += len(cache._old[0]) > before
         if index % 50 == 0:
-            # A hit: the first name becomes the most recently used again.
+            # A hit: the first name becomes the most recently used again, whichever
+            # generation holds it.
             assert cache.get(kept, now=1) is not None
-        evictions = metrics.cache_evictions.value()
-    assert evictions > 2 * COMPACT_EVERY  # at least two compactions happened
+    assert generations >= 5
+    assert metrics.cache_evictions.value() == newest + 1 - 100
     assert len(cache) == 100
     assert cache.bytes == 100 * cost
     assert cache.get(kept, now=1) is not None
-    newest = 3 * COMPACT_EVERY - 1
     # The 99 others are exactly the latest names; everything older went first.
     assert all(cache.get(key(i), now=1) is not None for i in range(newest - 98, newest + 1))
     assert cache.get(key(newest - 99), now=1) is None
+
+
+def test_a_hit_in_the_old_generation_outlives_entries_put_after_it():
+    """LRU, not FIFO: an entry already in the old generation that is hit must survive
+    the eviction of everything that was put after it but not used since."""
+    metrics = Metrics()
+    answer = upstream_answer("x.test")
+    cost = AnswerCache.cost(answer.message)
+    cache = AnswerCache(CacheConfig(max_bytes=10 * cost), metrics)
+
+    def key(index: int) -> bytes:
+        return cache_key(b"\x07n%06d\x04test\x00" % index, 1, 0)
+
+    for index in range(11):  # the eleventh makes the ten before it the old generation
+        cache.put(key(index), answer, now=0)
+    assert key(5) in cache._old[0]
+    assert cache.get(key(5), now=1) is not None
+    assert key(5) in cache._young[0]
+    for index in range(11, 20):  # nine more: nine evictions
+        cache.put(key(index), answer, now=0)
+    assert cache.get(key(5), now=1) is not None
+    gone = [i for i in range(20) if cache.get(key(i), now=1) is None]
+    assert gone == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
