@@ -48,7 +48,8 @@ def _choices(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:
     return values
 
 
-def parse_args(argv: Sequence[str] | None) -> Settings:
+def _parser() -> argparse.ArgumentParser:
+    """The command line's options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--names", type=int, help="synthetic blocked names (default 200000)")
     parser.add_argument("--duration", type=float, help="seconds per full-load run (default 10)")
@@ -125,6 +126,59 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         action="store_true",
         help="a few seconds: 1000 names, 1 s runs, 1 round, tiny list-scale sizes",
     )
+    return parser
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    """A comma-separated list of integers, or none at all for 'none'."""
+    return () if text == "none" else tuple(int(v) for v in text.split(","))
+
+
+def _lists(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, sizes_text: str, counts_text: str
+) -> tuple[tuple[int, ...], tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
+    """The comma lists: worker counts, --mixes, --servers and list-scale sizes."""
+    try:
+        counts = _ints(counts_text)
+        mixes = _choices(args.mixes, ALL_MIXES, "--mixes")
+        servers = _choices(args.servers, ALL_SERVERS, "--servers")
+        sizes = _ints(sizes_text)
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        parser.error(str(error))
+    return counts, mixes, servers, sizes
+
+
+def _aiwall_set(
+    parser: argparse.ArgumentParser, items: Sequence[str]
+) -> tuple[tuple[str, Any], ...]:
+    """--aiwall-set KEY=VALUE, each value read as JSON, else kept as a string."""
+    aiwall_set: list[tuple[str, Any]] = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--aiwall-set: expected KEY=VALUE, got {item!r}")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        aiwall_set.append((key, value))
+    return tuple(aiwall_set)
+
+
+def _pin(parser: argparse.ArgumentParser, text: str | None, smoke: bool) -> tuple[str, str] | None:
+    """--pin SERVER_CPUS:LOADGEN_CPUS; by default 1:0 on 2 CPUs or more (not with --smoke)."""
+    if text is None and (os.cpu_count() or 1) >= 2 and not smoke:
+        text = "1:0"
+    if not text or text == "none":
+        return None
+    server_cpus, sep, load_cpus = text.partition(":")
+    if not sep or not server_cpus or not load_cpus:
+        parser.error("--pin: expected SERVER_CPUS:LOADGEN_CPUS, e.g. 1:0")
+    return (server_cpus, load_cpus)
+
+
+def parse_args(argv: Sequence[str] | None) -> Settings:
+    parser = _parser()
     args = parser.parse_args(argv)
     smoke = bool(args.smoke)
 
@@ -134,31 +188,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     duration = float(pick(args.duration, 10.0, 1.0))
     sizes_text = pick(args.scale_sizes, "0,200000,1000000", "0,1000,2000")
     counts_text = pick(args.worker_counts, "1,2", "1,2")
-    try:
-        counts = () if counts_text == "none" else tuple(int(v) for v in counts_text.split(","))
-        mixes = _choices(args.mixes, ALL_MIXES, "--mixes")
-        servers = _choices(args.servers, ALL_SERVERS, "--servers")
-        sizes = () if sizes_text == "none" else tuple(int(v) for v in sizes_text.split(","))
-    except (argparse.ArgumentTypeError, ValueError) as error:
-        parser.error(str(error))
-    aiwall_set: list[tuple[str, Any]] = []
-    for item in args.aiwall_set:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            parser.error(f"--aiwall-set: expected KEY=VALUE, got {item!r}")
-        try:
-            value: Any = json.loads(text)
-        except ValueError:
-            value = text
-        aiwall_set.append((key, value))
-    pin = None
-    if args.pin is None and (os.cpu_count() or 1) >= 2 and not smoke:
-        args.pin = "1:0"
-    if args.pin and args.pin != "none":
-        server_cpus, sep, load_cpus = args.pin.partition(":")
-        if not sep or not server_cpus or not load_cpus:
-            parser.error("--pin: expected SERVER_CPUS:LOADGEN_CPUS, e.g. 1:0")
-        pin = (server_cpus, load_cpus)
+    counts, mixes, servers, sizes = _lists(parser, args, sizes_text, counts_text)
+    aiwall_set = _aiwall_set(parser, args.aiwall_set)
+    pin = _pin(parser, args.pin, smoke)
     if not any(server in AIWALL_VARIANTS for server in servers):
         sizes = counts = ()
     return Settings(
@@ -174,7 +206,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         blocked_queries=args.blocked_queries if not smoke else min(args.blocked_queries, 20_000),
         cached_names=args.cached_names,
         aiwall_workers=args.aiwall_workers,
-        aiwall_set=tuple(aiwall_set),
+        aiwall_set=aiwall_set,
         pin=pin,
         timeout=float(pick(args.timeout, 2.0, 0.5)),
         quiet_wait=float(pick(args.quiet_wait, 30.0, 0.0)),
@@ -319,7 +351,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "warnings": bench.journal.warnings,
         "runs": bench.journal.runs,
     }
-    out = settings.output_dir
+    write_results(results, settings.output_dir)
+    return 0
+
+
+def write_results(results: dict[str, Any], out: Path) -> None:
+    """results.json, results.md and results.png (when matplotlib is there) in ``out``,
+    and the report on stdout."""
     out.mkdir(parents=True, exist_ok=True)
     report = markdown(results)
     results["chart"] = "results.png" if chart(results, out / "results.png") else None
@@ -331,4 +369,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report)
     print(f"written: {out / 'results.json'}, {out / 'results.md'}", end="")
     print(f", {out / 'results.png'}" if results["chart"] else "")
-    return 0

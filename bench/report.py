@@ -277,6 +277,29 @@ def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     summary = results["summary"]
     out = [
+        *_header(meta),
+        *_throughput_table(summary, results["ratios"], meta["servers"], meta["mixes"]),
+        "",
+        "vs unbound / vs dnsmasq: the median over the rounds of each round's qps ratio."
+        " Worst loop stall at 50%: the upper bound of the highest bucket of"
+        " aiwall_loop_stall_seconds that a half-load run reached.",
+        *cpu_table(summary, meta["servers"], meta["mixes"]),
+        *_memory_table(results["servers"]),
+    ]
+    if results["list_scale"]:
+        out += _scale_table(results["list_scale"])
+    if results.get("workers"):
+        out += workers_table(results["workers"], meta["mixes"])
+    if results["targets"]:
+        out += _targets_table(results["targets"])
+    if results["warnings"]:
+        out += ["", "## Warnings", ""] + [f"- {w}" for w in results["warnings"]]
+    return "\n".join(out) + "\n"
+
+
+def _header(meta: dict[str, Any]) -> list[str]:
+    """The title and what was measured, with what, and how."""
+    return [
         "# aiwall benchmark",
         "",
         f"- aiwall: `{meta['aiwall_commit']}`",
@@ -297,22 +320,25 @@ def markdown(results: dict[str, Any]) -> str:
         " during a kept run (0 = a quiet machine);"
         f" {meta['discarded_runs']} noisy runs were measured again",
         *filter(None, [describe(meta.get("core_floor")), describe_wakeups(meta.get("wakeups"))]),
-        "",
-        "## Throughput and latency",
-        "",
-        "| mix | server | qps (median) | [min-max] | vs unbound | vs dnsmasq"
-        " | server CPU at peak | avg latency at peak | p50 at 50% | p99 at 50%"
-        " | worst loop stall at 50% | lost |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for mix in meta["mixes"]:
-        ratio = results["ratios"].get(mix, {})
-        for server in meta["servers"]:
+
+
+def _throughput_table(
+    summary: dict[str, Any],
+    ratios: dict[str, Any],
+    servers: Sequence[str],
+    mixes: Sequence[str],
+) -> list[str]:
+    """Each server's qps at full load and latency at half load, mix by mix."""
+    rows: list[str] = []
+    for mix in mixes:
+        ratio = ratios.get(mix, {})
+        for server in servers:
             row = summary.get(server, {}).get(mix)
             if row is None:
                 continue
             versus = [ratio.get(f"{server}/{peer}") for peer in PEERS]
-            out.append(
+            rows.append(
                 f"| {mix} | {server} | {fmt(row['qps_median'], 0)} |"
                 f" [{fmt(row['qps_min'], 0)}-{fmt(row['qps_max'], 0)}] |"
                 + "".join(f" {'-' if v is None else fmt(v) + 'x'} |" for v in versus)
@@ -321,56 +347,64 @@ def markdown(results: dict[str, Any]) -> str:
                 f" {fmt(row['p99_ms'])} ms | {_stall(row.get('stall_at_half_ms'))} |"
                 f" {row['lost_at_peak'] + row['lost_at_half']} |"
             )
-    out += [
-        "",
-        "vs unbound / vs dnsmasq: the median over the rounds of each round's qps ratio."
-        " Worst loop stall at 50%: the upper bound of the highest bucket of"
-        " aiwall_loop_stall_seconds that a half-load run reached.",
-        *cpu_table(summary, meta["servers"], meta["mixes"]),
-        "",
-        "## Start and memory (with the full list loaded)",
-        "",
-        "| server | version | processes | start to answering | peak RSS (VmHWM) after all runs"
-        " | RSS at end | worst event-loop stall, all runs (full load included) |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for server, info in results["servers"].items():
+    return _section(
+        "Throughput and latency",
+        "| mix | server | qps (median) | [min-max] | vs unbound | vs dnsmasq"
+        " | server CPU at peak | avg latency at peak | p50 at 50% | p99 at 50%"
+        " | worst loop stall at 50% | lost |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        rows,
+    )
+
+
+def _memory_table(servers: dict[str, Any]) -> list[str]:
+    """Each server's start time and memory with the full list loaded."""
+    rows: list[str] = []
+    for server, info in servers.items():
         stall = info.get("loop_stall_max_ms")
-        out.append(
+        rows.append(
             f"| {server} | {info['version']} | {info['processes']} |"
             f" {info['start_seconds']:.2f} s |"
             f" {info['peak_rss_kb'] / 1024:.1f} MB | {info['rss_kb'] / 1024:.1f} MB |"
             f" {'-' if stall is None else fmt(stall) + ' ms'} |"
         )
-    if results["list_scale"]:
-        out += [
-            "",
-            "## List scale (aiwall alone)",
-            "",
-            "| extra names | start to answering | RSS after load | VmHWM after load"
-            " | blocked qps |",
-            "|---:|---:|---:|---:|---:|",
-        ]
-        for row in results["list_scale"]:
-            out.append(
-                f"| {row['extra_names']:,} | {row['start_seconds']:.2f} s |"
-                f" {row['rss_kb'] / 1024:.1f} MB | {row['peak_rss_kb'] / 1024:.1f} MB |"
-                f" {fmt(row['blocked_qps'], 0)} |"
-            )
-    if results.get("workers"):
-        out += workers_table(results["workers"], meta["mixes"])
-    if results["targets"]:
-        out += [
-            "",
-            "## Targets (reported, never enforced)",
-            "",
-            "| target | measured | met |",
-            "|---|---:|---|",
-        ]
-        for target in results["targets"]:
-            unit = target["unit"]
-            value = fmt(target["value"]) + (unit if unit == "x" else f" {unit}")
-            out.append(f"| {target['target']} | {value} | {'yes' if target['met'] else 'NO'} |")
-    if results["warnings"]:
-        out += ["", "## Warnings", ""] + [f"- {w}" for w in results["warnings"]]
-    return "\n".join(out) + "\n"
+    return _section(
+        "Start and memory (with the full list loaded)",
+        "| server | version | processes | start to answering | peak RSS (VmHWM) after all runs"
+        " | RSS at end | worst event-loop stall, all runs (full load included) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        rows,
+    )
+
+
+def _scale_table(scale: list[dict[str, Any]]) -> list[str]:
+    """aiwall's start, memory and blocked qps by the size of its list."""
+    rows = [
+        f"| {row['extra_names']:,} | {row['start_seconds']:.2f} s |"
+        f" {row['rss_kb'] / 1024:.1f} MB | {row['peak_rss_kb'] / 1024:.1f} MB |"
+        f" {fmt(row['blocked_qps'], 0)} |"
+        for row in scale
+    ]
+    return _section(
+        "List scale (aiwall alone)",
+        "| extra names | start to answering | RSS after load | VmHWM after load | blocked qps |",
+        "|---:|---:|---:|---:|---:|",
+        rows,
+    )
+
+
+def _targets_table(checked: list[dict[str, Any]]) -> list[str]:
+    """The targets, each with what was measured and whether it was met."""
+    rows: list[str] = []
+    for target in checked:
+        unit = target["unit"]
+        value = fmt(target["value"]) + (unit if unit == "x" else f" {unit}")
+        rows.append(f"| {target['target']} | {value} | {'yes' if target['met'] else 'NO'} |")
+    return _section(
+        "Targets (reported, never enforced)", "| target | measured | met |", "|---|---:|---|", rows
+    )
+
+
+def _section(title: str, head: str, rule: str, rows: list[str]) -> list[str]:
+    """A section of the report: its heading, then a table of ``rows`` under ``head``."""
+    return ["", f"## {title}", "", head, rule, *rows]

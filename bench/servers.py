@@ -268,61 +268,93 @@ class Servers:
         if name == "unbound-rpz":
             command, version = self._unbound_rpz(directory, names, port)
         elif name in AIWALL_VARIANTS:
-            write_lines(directory / "blocklist.txt", names)
-            # JSON is YAML; the catalog comes in through the list, like the other servers.
-            # HTTP on, for the loop-stall figures read from /metrics after the runs.
-            config: dict[str, Any] = {
-                "listen": {"dns": [f"127.0.0.1:{port}"], "http": f"127.0.0.1:{free_port()}"},
-                "upstream": {"servers": [f"127.0.0.1:{self.upstream_port}"], "timeout": 2.0},
-                "blocking": {"catalog": "none", "lists": ["blocklist.txt"]},
-                "logging": {"level": "warning"},
-                "state": {"directory": "state"},
-            }
-            if self.settings.aiwall_workers is not None:
-                config["workers"] = self.settings.aiwall_workers
-            for key, value in {**AIWALL_VARIANTS[name], **(aiwall or {})}.items():
-                if isinstance(value, dict):
-                    config.setdefault(key, {}).update(value)
-                else:
-                    config[key] = value
-            for key, value in self.settings.aiwall_set:
-                *parents, leaf = key.split(".")
-                section = config
-                for part in parents:
-                    section = section.setdefault(part, {})
-                section[leaf] = value
-            if name in ENCRYPTED:
-                self._tls_port[name] = free_port()
-                issued = self.certificate()
-                config["listen"][ENCRYPTED[name]] = [f"127.0.0.1:{self._tls_port[name]}"]
-                config["tls"] = {
-                    "certificate": str(issued.certificate),
-                    "key": str(issued.key),
-                    "name": "localhost",
-                }
-            conf = directory / "aiwall.yaml"
-            conf.write_text(json.dumps(config, indent=2) + "\n")
-            http = config["listen"]["http"]
-            command = [sys.executable, "-m", "resolver", "serve", "--config", str(conf)]
-            version = "aiwall " + self.aiwall_version.split()[0]
+            command, version, http = self._aiwall(name, directory, names, port, aiwall)
         elif name == "bare":
-            write_lines(directory / "blocklist.txt", names)
-            command = [
-                sys.executable,
-                str(REPO / "bench" / "bare.py"),
-                "--port",
-                str(port),
-                "--upstream",
-                f"127.0.0.1:{self.upstream_port}",
-                "--blocklist",
-                str(directory / "blocklist.txt"),
-            ]
-            version = "bare Python (bench/bare.py)"
+            command, version = self._bare(directory, names, port)
         elif name == "dnsmasq":
-            write_lines(directory / "blocklist.conf", (f"address=/{n}/" for n in names))
-            conf = directory / "dnsmasq.conf"
-            conf.write_text(
-                f"""\
+            command, version = self._dnsmasq(directory, names, port)
+        elif name in ("unbound", "unbound-dot", "unbound-doh"):
+            command, version = self._unbound_local_zones(name, directory, names, port)
+        else:
+            raise BenchError(f"unknown server {name!r}")
+        return command, version, port, http
+
+    def _aiwall(
+        self,
+        name: str,
+        directory: Path,
+        names: Iterator[str],
+        port: int,
+        aiwall: dict[str, Any] | None,
+    ) -> tuple[list[str], str, str]:
+        """aiwall (one of its variants) with the list in ``blocklist.txt``; return its
+        command, version and HTTP address."""
+        write_lines(directory / "blocklist.txt", names)
+        config = self._aiwall_config(name, port, aiwall)
+        conf = directory / "aiwall.yaml"
+        conf.write_text(json.dumps(config, indent=2) + "\n")
+        http: str = config["listen"]["http"]
+        command = [sys.executable, "-m", "resolver", "serve", "--config", str(conf)]
+        version = "aiwall " + self.aiwall_version.split()[0]
+        return command, version, http
+
+    def _aiwall_config(self, name: str, port: int, aiwall: dict[str, Any] | None) -> dict[str, Any]:
+        """aiwall's config: the variant's keys, then ``aiwall``'s, then --aiwall-set's; and
+        the DoT or DoH listener of an encrypted variant."""
+        # JSON is YAML; the catalog comes in through the list, like the other servers.
+        # HTTP on, for the loop-stall figures read from /metrics after the runs.
+        config: dict[str, Any] = {
+            "listen": {"dns": [f"127.0.0.1:{port}"], "http": f"127.0.0.1:{free_port()}"},
+            "upstream": {"servers": [f"127.0.0.1:{self.upstream_port}"], "timeout": 2.0},
+            "blocking": {"catalog": "none", "lists": ["blocklist.txt"]},
+            "logging": {"level": "warning"},
+            "state": {"directory": "state"},
+        }
+        if self.settings.aiwall_workers is not None:
+            config["workers"] = self.settings.aiwall_workers
+        for key, value in {**AIWALL_VARIANTS[name], **(aiwall or {})}.items():
+            if isinstance(value, dict):
+                config.setdefault(key, {}).update(value)
+            else:
+                config[key] = value
+        for key, value in self.settings.aiwall_set:
+            *parents, leaf = key.split(".")
+            section = config
+            for part in parents:
+                section = section.setdefault(part, {})
+            section[leaf] = value
+        if name in ENCRYPTED:
+            self._tls_port[name] = free_port()
+            issued = self.certificate()
+            config["listen"][ENCRYPTED[name]] = [f"127.0.0.1:{self._tls_port[name]}"]
+            config["tls"] = {
+                "certificate": str(issued.certificate),
+                "key": str(issued.key),
+                "name": "localhost",
+            }
+        return config
+
+    def _bare(self, directory: Path, names: Iterator[str], port: int) -> tuple[list[str], str]:
+        """The bare Python baseline (bench/bare.py) with the list in ``blocklist.txt``."""
+        write_lines(directory / "blocklist.txt", names)
+        command = [
+            sys.executable,
+            str(REPO / "bench" / "bare.py"),
+            "--port",
+            str(port),
+            "--upstream",
+            f"127.0.0.1:{self.upstream_port}",
+            "--blocklist",
+            str(directory / "blocklist.txt"),
+        ]
+        return command, "bare Python (bench/bare.py)"
+
+    def _dnsmasq(self, directory: Path, names: Iterator[str], port: int) -> tuple[list[str], str]:
+        """dnsmasq as a forwarding cache, each listed name an ``address=/name/`` line."""
+        write_lines(directory / "blocklist.conf", (f"address=/{n}/" for n in names))
+        conf = directory / "dnsmasq.conf"
+        conf.write_text(
+            f"""\
 port={port}
 listen-address=127.0.0.1
 bind-interfaces
@@ -338,23 +370,25 @@ pid-file=
 log-facility=-
 conf-file={directory / "blocklist.conf"}
 """
-            )
-            binary = find_binary("dnsmasq")
-            assert binary is not None
-            command = [binary, "-k", "-C", str(conf)]
-            found = re.search(r"version (\S+)", run_tool([binary, "--version"], timeout=10))
-            version = f"dnsmasq {found.group(1) if found else '?'}"
-        elif name in ("unbound", "unbound-dot", "unbound-doh"):
-            write_lines(
-                directory / "blocklist.conf",
-                (f'    local-zone: "{n}." always_nxdomain' for n in names),
-            )
-            if name in ENCRYPTED:
-                self._add_unbound_tls(directory, name)
-            command, version = self._unbound(directory, port)
-        else:
-            raise BenchError(f"unknown server {name!r}")
-        return command, version, port, http
+        )
+        binary = find_binary("dnsmasq")
+        assert binary is not None
+        command = [binary, "-k", "-C", str(conf)]
+        found = re.search(r"version (\S+)", run_tool([binary, "--version"], timeout=10))
+        return command, f"dnsmasq {found.group(1) if found else '?'}"
+
+    def _unbound_local_zones(
+        self, name: str, directory: Path, names: Iterator[str], port: int
+    ) -> tuple[list[str], str]:
+        """Unbound with each listed name an NXDOMAIN local zone; over DoT or DoH too for
+        its encrypted variants."""
+        write_lines(
+            directory / "blocklist.conf",
+            (f'    local-zone: "{n}." always_nxdomain' for n in names),
+        )
+        if name in ENCRYPTED:
+            self._add_unbound_tls(directory, name)
+        return self._unbound(directory, port)
 
     def _unbound(self, directory: Path, port: int) -> tuple[list[str], str]:
         """Unbound as a forwarding cache, with ``blocklist.conf`` (server: lines) in."""
