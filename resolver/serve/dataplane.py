@@ -82,8 +82,9 @@ class DataPlane:
     ) -> None:
         """``parts``: what this process shares with others (the worker index, the health
         board, the rate-limit buckets); ``runner``: how queries reach the pipeline
-        (a worker's runner relays TCP questions it does not own); ``audit``: where the
-        fast path records blocked attempts (None: no audit trail)."""
+        (a worker's runner relays the questions on connections whose names it does not
+        own); ``audit``: where the fast path records blocked attempts (None: no audit
+        trail)."""
         self.config = config
         self.metrics = metrics
         self._attempts = attempts

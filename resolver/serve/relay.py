@@ -1,12 +1,14 @@
-"""TCP questions answered by the worker that owns their name.
+"""Questions over a connection (TCP, DoT, DoH) answered by the worker that owns their
+name.
 
 The kernel steers each UDP question to the worker that owns its name
-(``serve.steering``), but TCP connections are accepted by whichever worker is free. A
-question that arrives over TCP at a worker that does not own its name is handed, raw,
-to the owner over a UNIX datagram socket; the owner runs it through its pipeline (its
-cache, its stale copies, its counters and audit trail) as a TCP question from the same
-client, and hands the answer back to be written on the connection. Whether a question
-is a hit then depends only on its name, never on which worker took the connection.
+(``serve.steering``), but connections are accepted by whichever worker is free. A
+question that arrives on a connection at a worker that does not own its name is handed,
+raw, to the owner over a UNIX datagram socket; the owner runs it through its pipeline
+(its cache, its stale copies, its counters and audit trail) as a question from the same
+client over the same protocol, and hands the answer back to be written on the
+connection (framed, padded or wrapped in HTTP there). Whether a question is a hit then
+depends only on its name, never on which worker took the connection.
 
 The supervisor binds one such socket per worker (abstract addresses, gone with it)
 before any worker starts, so a restarted worker gets its predecessor's address.
@@ -47,7 +49,8 @@ def relay_sockets(workers: int) -> list[socket.socket]:
 
 
 class RelayingRunner(QueryRunner):
-    """A worker's query runner: TCP questions for names another worker owns go there."""
+    """A worker's query runner: questions on connections, for names another worker owns,
+    go there."""
 
     def __init__(
         self,
@@ -71,7 +74,7 @@ class RelayingRunner(QueryRunner):
         loop.add_reader(self._sock.fileno(), self._on_readable)
 
     def answer_now(self, query: Query, later: Later, context: Any) -> Answer | None:
-        if query.protocol != "tcp" or self._workers < 2 or not query.qname:
+        if query.protocol == "udp" or self._workers < 2 or not query.qname:
             return super().answer_now(query, later, context)
         target = owner(query.qname, self._workers)
         if target == self._index:
@@ -84,11 +87,13 @@ class RelayingRunner(QueryRunner):
         timer = loop.call_later(RELAY_TIMEOUT, self._gave_up, ident)
         future.add_done_callback(lambda _done: timer.cancel())
         self._waiting[ident] = (query, later, context, future)
-        message = pickle.dumps(("question", ident, self._index, query.client, query.raw))
+        message = pickle.dumps(
+            ("question", ident, self._index, query.client, query.raw, query.protocol)
+        )
         try:
             self._sock.sendto(message, self._addresses[target])
         except OSError as error:
-            log.warning("cannot relay a TCP question to worker %d: %s", target, error)
+            log.warning("cannot relay a question to worker %d: %s", target, error)
             self._gave_up(ident)
             return None
         self.relayed += 1
@@ -118,9 +123,9 @@ class RelayingRunner(QueryRunner):
             else:
                 self._answered(*message[1:])
 
-    def _answer(self, ident: int, sender: int, client: str, raw: bytes) -> None:
-        """A question relayed to us: answer it as if it had come over TCP here."""
-        query = parse_query(raw, "tcp", client)
+    def _answer(self, ident: int, sender: int, client: str, raw: bytes, protocol: str) -> None:
+        """A question relayed to us: answer it as if it had come over ``protocol`` here."""
+        query = parse_query(raw, protocol, client)
         if query is None:
             return
         address = self._addresses[sender]

@@ -4,7 +4,8 @@ Python runs one thread of bytecode at a time, so more cores need more processes.
 supervisor keeps one state for all of them:
 - it binds the ports once (``serve.sockets``), a UDP socket per worker on each address,
   and steers each question name to one worker (``serve.steering``): one cache, whoever
-  asks; TCP questions reach their name's worker too (``serve.relay``);
+  asks; questions on connections (TCP, DoT, DoH) reach their name's worker too
+  (``serve.relay``);
 - it reads the config and every list, fetches remote lists, and builds each version of
   the policy once; workers are forked from it with the first version, and load later
   ones from the files it writes (``policy.published``), all switching together or not

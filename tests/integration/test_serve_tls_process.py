@@ -101,3 +101,54 @@ def test_certificate_reread_on_sighup_open_connections_kept(
         assert _ask_on(held, "b.example").rcode() == dns.rcode.NOERROR
     _, metrics = server.http("/metrics")
     assert 'aiwall_reloads_total{result="rejected"} 1.0' in metrics
+
+
+def _ask_dot(port: int, ca: TestCA, name: str) -> dns.message.Message:
+    """One question on a new DoT connection (taken by either worker)."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        _context(ca, "dot").wrap_socket(raw, server_hostname=NAME) as tls,
+    ):
+        return _ask_on(tls, name)
+
+
+def _ask_doh(port: int, ca: TestCA, name: str) -> dns.message.Message:
+    return dns.query.https(
+        dns.message.make_query(name, "A"),
+        f"https://{NAME}:{port}/dns-query",
+        bootstrap_address="127.0.0.1",
+        timeout=5,
+        verify=ssl.create_default_context(cafile=str(ca.path)),
+    )
+
+
+def test_two_workers_are_one_cache_over_dot_and_doh(
+    start,  # noqa: F811
+    upstream,
+    tmp_path: Path,
+):
+    """Connections are accepted by either worker; each question goes to the worker that
+    owns its name, as over UDP and TCP: the upstream is asked once per name however many
+    connections ask it, and the owner counts each question under its own protocol."""
+    ca = TestCA(tmp_path / "ca")
+    issued = ca.issue([NAME, "127.0.0.1"], stem="server")
+    dot, doh = free_port(), free_port()
+    config = config_for(
+        [upstream.server_spec],
+        2,
+        listen={"dot": [f"127.0.0.1:{dot}"], "doh": [f"127.0.0.1:{doh}"]},
+        tls={"certificate": str(issued.certificate), "key": str(issued.key), "name": NAME},
+    )
+    server = start(config)
+    names = [f"enc{index}.example" for index in range(6)]
+    for name in names:
+        upstream.set_records(name, "A", ["192.0.2.44"], ttl=300)
+        for ask_over in (_ask_dot, _ask_doh) * 3:
+            reply = ask_over(dot if ask_over is _ask_dot else doh, ca, name)
+            assert reply.rcode() == dns.rcode.NOERROR
+            assert reply.answer[0][0].address == "192.0.2.44"
+        assert upstream.answer_count(name) == 1, name
+    # Six questions per name, one of them the miss.
+    assert server.metric("aiwall_cache_hits_total") == len(names) * 5
+    assert server.metric("aiwall_queries_total", protocol="dot") == len(names) * 3
+    assert server.metric("aiwall_queries_total", protocol="doh") == len(names) * 3
