@@ -78,8 +78,16 @@ def test_a_client_that_does_not_read_is_paused_then_cut_off(start_server, upstre
     # socket, which took the answers; the server then flushed them, heard nothing more
     # and closed it, rightly, as idle. Now the test never reads the hog.
     server = start_server(listen={"tcp_idle_timeout": 2.0})
-    # Blocked names are answered at once, so answers pile up as fast as queries arrive.
-    burst = frame(dns.message.make_query("chat.deepseek.com", "A")) * 1000
+    # Cached answers of about 1 KB, answered at once, so they pile up as fast as queries
+    # arrive. The server's kernel takes up to 4 MB of answers (its send buffer grows to
+    # net.ipv4.tcp_wmem's maximum) before the server sees any back-pressure. With 50-byte
+    # blocked answers the hog had sent 5.4 MB of queries by then on an idle machine; in
+    # CI, on a busy one, it sent 2.9 MB in the test's 10 s and was never cut (2026-12-01).
+    # With these answers its send blocks after 3.1-3.6 MB, nearly all of them queries the
+    # paused server has not read.
+    upstream.set_records("big.example.test", "TXT", [" ".join([f'"{"x" * 250}"'] * 4)])
+    assert len(ask(server, "big.example.test", "TXT", tcp=True).to_wire()) > 1000  # cached
+    burst = frame(dns.message.make_query("big.example.test", "TXT")) * 1000
     sent = 0
     cut_off = False
     with connect(server) as hog:
@@ -91,7 +99,7 @@ def test_a_client_that_does_not_read_is_paused_then_cut_off(start_server, upstre
                 hog.sendall(burst)
                 sent += len(burst)
                 # Meanwhile a well-behaved client is served.
-                if sent % (len(burst) * 50) == 0:
+                if sent % (len(burst) * 2) == 0:
                     assert ask(server, "chat.deepseek.com", tcp=True).rcode() == 3
         except (ConnectionResetError, BrokenPipeError):
             cut_off = True
