@@ -10,6 +10,7 @@ writer died at every start) and every reload (the builders' forker died with it)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -18,6 +19,8 @@ log = logging.getLogger(__name__)
 # The system calls ``step_aside`` and ``step_back`` make on Linux: what a sandbox must let
 # through for the helpers to step aside and back (deploy/systemd/aiwall.service).
 SYSCALLS = ("setpriority", "sched_setscheduler", "getpriority", "sched_getscheduler")
+# And the one ``give_way`` makes.
+YIELD_SYSCALL = "sched_yield"
 
 
 def step_aside(what: str, nice: int, idle: bool = False) -> bool:
@@ -67,3 +70,17 @@ def step_back(what: str) -> bool:
     if refused:
         log.info("%s: could not take back the normal priority (%s)", what, "; ".join(refused))
     return not refused
+
+
+def give_way() -> None:
+    """Between two pieces of a helper's work: let a waiting process have the core.
+
+    SCHED_IDLE alone does not keep a helper from holding the server's core while the
+    server waits. Linux 6.18 (EEVDF, the development VM, 2026-12-01), the server pinned
+    to one core at 45,000 banned answers a second: when a third process preempted the
+    server and then slept, the scheduler picked the audit writer, SCHED_IDLE, over the
+    server, still runnable, and the writer kept the core until the next tick, 3.0-4.5 ms
+    later, five times in 8 s (``perf sched``): a loop stall of as long. The writer's work
+    comes in pieces of well under a millisecond, with this call between them."""
+    with contextlib.suppress(OSError):  # refused by a sandbox: the pieces stay short
+        os.sched_yield()

@@ -19,6 +19,7 @@ from typing import NamedTuple, TextIO, TypeVar
 
 from resolver.audit.attempts import QUEUE_LIMIT, AttemptBatcher, AttemptKey, Seen
 from resolver.audit.pseudonyms import Pseudonymizer, load_or_create_key
+from resolver.background import give_way
 from resolver.config import AuditConfig, PrivacyConfig, read_key_file
 from resolver.dns import wire
 from resolver.metrics import QTYPE_LABELS, Metrics
@@ -61,6 +62,10 @@ class Attempt(NamedTuple):
 _COUNT: Callable[[Attempt], int] = attrgetter("count")
 # json.dumps would make a new encoder for every row.
 _JSON_LINE = json.JSONEncoder(ensure_ascii=False).encode
+INSERT = "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Rows made, and written, per piece of the writer's work (``give_way`` between pieces):
+# 100 rows are about 0.35 ms of an INSERT (development VM, 2026-12-01).
+WRITE_PIECE = 100
 _K = TypeVar("_K", bound=Hashable)
 
 
@@ -143,7 +148,11 @@ class SqliteSink(Sink):
         if not self._ready:
             self.prepare()
         with sqlite3.connect(self.path) as db:
-            db.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            # In pieces, the core given way between them (``give_way``): one statement
+            # over a whole flush held the core for milliseconds.
+            for start in range(0, len(rows), WRITE_PIECE):
+                db.executemany(INSERT, rows[start : start + WRITE_PIECE])
+                give_way()
 
     def apply_retention(self, now: float, config: AuditConfig) -> None:
         if not self._ready:
@@ -267,26 +276,32 @@ class AuditLog:
         qtypes = _Memo(_qtype_text)
         name_to_text = wire.name_to_text
         new = tuple.__new__
-        return [
-            new(
-                Attempt,
-                (
-                    first,
-                    clients[client],
-                    group,
-                    name_to_text(name) if isinstance(name, bytes) else name,
-                    qtypes[qtype],
-                    service,
-                    category,
-                    action,
-                    int(count),
-                ),
-            )
-            for batch in batches
-            for (client, group, name, qtype, service, category, action), (first, count) in (
-                batch.items()
-            )
-        ]
+        rows: list[Attempt] = []
+        for batch in batches:
+            items = list(batch.items())
+            for start in range(0, len(items), WRITE_PIECE):
+                rows.extend(
+                    new(
+                        Attempt,
+                        (
+                            first,
+                            clients[client],
+                            group,
+                            name_to_text(name) if isinstance(name, bytes) else name,
+                            qtypes[qtype],
+                            service,
+                            category,
+                            action,
+                            int(count),
+                        ),
+                    )
+                    for (client, group, name, qtype, service, category, action), (
+                        first,
+                        count,
+                    ) in items[start : start + WRITE_PIECE]
+                )
+                give_way()
+        return rows
 
     def flush(self, last: bool = False) -> None:
         """Hand what was queued to every sink, and let each write its own backlog; the

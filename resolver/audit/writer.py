@@ -36,7 +36,7 @@ from typing import IO, Any
 from resolver.audit.attempts import AttemptBatcher, AttemptKey, Seen
 from resolver.audit.handover import Handover, frame, messages, receive
 from resolver.audit.trail import AuditLog, sink_names
-from resolver.background import step_aside, step_back
+from resolver.background import give_way, step_aside, step_back
 from resolver.config import AuditConfig, Config, LoggingConfig, PrivacyConfig
 from resolver.logs import setup_logging
 from resolver.metrics import Metrics
@@ -365,8 +365,8 @@ def child_main(commands: IO[bytes], reports: IO[str]) -> int:
     setup_logging(logging_config)
     # Background work: on a small gateway it shares a core with the answering process,
     # which must win every time it has a query. SCHED_IDLE (Linux) runs it only when
-    # nothing else wants the core, and the server's wake-up preempts it at once; nice 19
-    # is what is left where SCHED_IDLE is refused.
+    # nothing else wants the core (not always: see ``give_way``, between its pieces of
+    # work); nice 19 is what is left where SCHED_IDLE is refused.
     step_aside("audit log writer", 19, idle=True)
     trail = AuditLog(config, privacy, state_dir, None, base_dir)
     trail.prepare()
@@ -374,6 +374,7 @@ def child_main(commands: IO[bytes], reports: IO[str]) -> int:
         message = receive(commands)
         if message is not None and message[0] == "attempts":
             trail.absorb(message[1])
+            give_way()  # each message is about a millisecond of the server's pickling
             continue
         last = message is None or message[0] == "close"
         if last:

@@ -20,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from resolver.background import SYSCALLS
+from resolver.background import SYSCALLS, YIELD_SYSCALL
 from resolver.config import config_from_mapping, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -414,6 +414,7 @@ def test_systemd_units_syscall_filter_lets_the_helpers_step_aside_and_no_more() 
     analyze = tool("systemd-analyze", "/usr/bin/systemd-analyze")
     allowed = allowed_by_the_unit(analyze)
     assert set(SYSCALLS) <= allowed
+    assert YIELD_SYSCALL in allowed  # the audit writer's ``give_way``
     assert allowed & syscalls(analyze, ["@resources"]) <= set(SYSCALLS)
     assert not allowed & syscalls(analyze, ["@privileged"])
 

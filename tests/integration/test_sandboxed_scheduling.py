@@ -21,7 +21,7 @@ from typing import Any
 import dns.rcode
 import pytest
 
-from resolver.background import SYSCALLS
+from resolver.background import SYSCALLS, YIELD_SYSCALL
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.test_one_server import ask, config_for
 from tests.peers.aiwall import Aiwall
@@ -30,8 +30,13 @@ from tests.peers.wait import wait_until
 # What a sandbox refuses: what the unit's @resources filter did (the calls that change a
 # priority: met when the helpers step aside), and everything the helpers call about
 # priorities (the readers too: sched_getscheduler is met when the writer steps back).
-REFUSALS = [("setpriority", "sched_setscheduler"), SYSCALLS]
-MET = {REFUSALS[0]: {"setpriority", "sched_setscheduler"}, SYSCALLS: {"sched_getscheduler"}}
+# And the call the writer makes between pieces of its work (``give_way``).
+REFUSALS = [("setpriority", "sched_setscheduler"), SYSCALLS, (YIELD_SYSCALL,)]
+MET = {
+    REFUSALS[0]: {"setpriority", "sched_setscheduler"},
+    SYSCALLS: {"sched_getscheduler"},
+    REFUSALS[2]: {YIELD_SYSCALL},
+}
 
 
 def strace_prefix(trace: Path, refused: str) -> list[str]:

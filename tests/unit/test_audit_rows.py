@@ -233,3 +233,35 @@ def test_an_attempt_is_its_row() -> None:
     assert tuple(attempt) == (1.5, "c", "g", "n.example", "A", "s", "c", "blocked", 1)
     assert attempt.count == 1
     assert tuple(attempt._asdict()) == COLUMNS
+
+
+def test_a_large_flush_is_made_and_written_in_pieces_with_the_core_given_way_between(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer shares the server's core: a flush of many attempts is made into rows
+    and inserted WRITE_PIECE at a time, with ``give_way`` between the pieces, and every
+    row still arrives, in order."""
+    from resolver.audit import trail
+
+    given_way: list[None] = []
+    monkeypatch.setattr(trail, "give_way", lambda: given_way.append(None))
+    count = 2 * trail.WRITE_PIECE + 7
+    log = AuditLog(AuditConfig(retention_days=3650), PrivacyConfig(), tmp_path)
+    log.prepare()
+    log.absorb(
+        [
+            {
+                ("192.0.2.1", "staff", f"n{i}.example", "1", "s", "c", "blocked"): (
+                    1_700_000_000.0 + i,
+                    1,
+                )
+                for i in range(count)
+            }
+        ]
+    )
+    log.flush()
+    # Three pieces made into rows, then the same three written.
+    assert len(given_way) == 6
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        names = [row[0] for row in db.execute("SELECT name FROM attempts ORDER BY rowid")]
+    assert names == [f"n{i}.example" for i in range(count)]
