@@ -220,14 +220,25 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     )
 
 
-# How long the server's core is spun on before the runs (bench/floor.py).
+# How long the server's core is spun on before the runs (bench/floor.py), at least: as
+# long as one server's half-load runs together, where the stall target is judged (a
+# worst gap is found more often in a longer span: 8.05 ms in 10 s once, on a VM where
+# 60 s of it had given 2.39 ms).
 FLOOR_SECONDS = 10.0
+
+
+def floor_seconds(settings: Settings) -> float:
+    """How long ``core_floor`` spins: one server's half-load runs, or FLOOR_SECONDS."""
+    if settings.smoke:
+        return 1.0
+    half_load = settings.rounds * len(settings.mixes) * settings.latency_duration
+    return max(FLOOR_SECONDS, half_load)
 
 
 def core_floor(settings: Settings) -> dict[str, Any]:
     """The gaps in the server's core (``bench/floor.py``), measured before anything of
     the benchmark runs there."""
-    seconds = 1.0 if settings.smoke else FLOOR_SECONDS
+    seconds = floor_seconds(settings)
     script = str(Path(__file__).with_name("floor.py"))
     command = pinned(settings, [sys.executable, script, f"{seconds:g}"], "server")
     floor: dict[str, Any] = json.loads(run_tool(command, timeout=seconds + 60).splitlines()[-1])
@@ -347,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "servers": servers,
         "list_scale": scale,
         "workers": workers,
-        "targets": targets(summary, ratios, scale, workers, servers),
+        "targets": targets(summary, ratios, scale, workers, floor["worst_ms"]),
         "warnings": bench.journal.warnings,
         "runs": bench.journal.runs,
     }
