@@ -27,7 +27,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from resolver.audit.schema import SchemaError, migrate
-from resolver.audit.trail import Attempt, Sink
+from resolver.audit.sinks import Attempt, Sink
 from resolver.config import AuditConfig, ConfigError
 
 # Bounds on every call, so that a dead database never holds the writer for long.

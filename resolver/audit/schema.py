@@ -22,7 +22,7 @@ MIGRATIONS: tuple[tuple[int, tuple[LiteralString, ...]], ...] = (
     (
         1,
         (
-            # The SQLite table's fields (trail.SCHEMA), written out here rather than
+            # The SQLite table's fields (sinks.SCHEMA), written out here rather than
             # shared: a released step must never change with it.
             """CREATE TABLE aiwall_attempts (
                 id BIGSERIAL PRIMARY KEY, time DOUBLE PRECISION NOT NULL,

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from resolver.audit import attempts as gathering
-from resolver.audit import trail as audit
+from resolver.audit import sinks
 from resolver.audit.report import ReportError, parse_since, render, summarise
 from resolver.audit.trail import AuditLog
 from resolver.config import AuditConfig, ConfigError, PrivacyConfig, config_from_mapping
@@ -128,7 +128,7 @@ def test_each_sink_keeps_its_own_position(tmp_path):
 
 
 def test_a_full_queue_is_counted_and_logged(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(audit, "QUEUE_LIMIT", 3)
+    monkeypatch.setattr(sinks, "QUEUE_LIMIT", 3)
     monkeypatch.setattr(gathering, "QUEUE_LIMIT", 3)
     metrics = Metrics()
     log = AuditLog(AuditConfig(), PrivacyConfig(), tmp_path, metrics)

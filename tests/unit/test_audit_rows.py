@@ -241,11 +241,12 @@ def test_a_large_flush_is_made_and_written_in_pieces_with_the_core_given_way_bet
     """The writer shares the server's core: a flush of many attempts is made into rows
     and inserted WRITE_PIECE at a time, with ``give_way`` between the pieces, and every
     row still arrives, in order."""
-    from resolver.audit import trail
+    from resolver.audit import sinks, trail
 
-    given_way: list[None] = []
-    monkeypatch.setattr(trail, "give_way", lambda: given_way.append(None))
-    count = 2 * trail.WRITE_PIECE + 7
+    given_way: list[str] = []
+    monkeypatch.setattr(trail, "give_way", lambda: given_way.append("made"))
+    monkeypatch.setattr(sinks, "give_way", lambda: given_way.append("written"))
+    count = 2 * sinks.WRITE_PIECE + 7
     log = AuditLog(AuditConfig(retention_days=3650), PrivacyConfig(), tmp_path)
     log.prepare()
     log.absorb(
@@ -261,7 +262,7 @@ def test_a_large_flush_is_made_and_written_in_pieces_with_the_core_given_way_bet
     )
     log.flush()
     # Three pieces made into rows, then the same three written.
-    assert len(given_way) == 6
+    assert given_way == ["made"] * 3 + ["written"] * 3
     with sqlite3.connect(tmp_path / "audit.db") as db:
         names = [row[0] for row in db.execute("SELECT name FROM attempts ORDER BY rowid")]
     assert names == [f"n{i}.example" for i in range(count)]
