@@ -3,9 +3,11 @@ with two workers; the certificate renewed and re-read on SIGHUP."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 
 import dns.message
@@ -28,12 +30,19 @@ def _context(ca: TestCA, alpn: str) -> ssl.SSLContext:
     return context
 
 
-def _serial(port: int, ca: TestCA) -> int:
-    """The serial number of the certificate a new DoT handshake is shown."""
+@contextlib.contextmanager
+def _dot(port: int, ca: TestCA) -> Iterator[ssl.SSLSocket]:
+    """A new DoT connection (taken by either worker)."""
     with (
         socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
         _context(ca, "dot").wrap_socket(raw, server_hostname=NAME) as tls,
     ):
+        yield tls
+
+
+def _serial(port: int, ca: TestCA) -> int:
+    """The serial number of the certificate a new DoT handshake is shown."""
+    with _dot(port, ca) as tls:
         return int(tls.getpeercert()["serialNumber"], 16)
 
 
@@ -46,6 +55,22 @@ def _ask_on(tls: ssl.SSLSocket, name: str) -> dns.message.Message:
         assert chunk, "the connection was closed"
         data += chunk
     return dns.message.from_wire(data[2:])
+
+
+def _ask_dot(port: int, ca: TestCA, name: str) -> dns.message.Message:
+    """One question on a new DoT connection."""
+    with _dot(port, ca) as tls:
+        return _ask_on(tls, name)
+
+
+def _ask_doh(port: int, ca: TestCA, name: str) -> dns.message.Message:
+    return dns.query.https(
+        dns.message.make_query(name, "A"),
+        f"https://{NAME}:{port}/dns-query",
+        bootstrap_address="127.0.0.1",
+        timeout=5,
+        verify=ssl.create_default_context(cafile=str(ca.path)),
+    )
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -68,20 +93,12 @@ def test_certificate_reread_on_sighup_open_connections_kept(
     old_serial = _serial(dot, ca)
     # Workers: several new connections, so that both workers' accepts are exercised.
     for _ in range(4 * workers):
-        reply = dns.query.https(
-            dns.message.make_query("chat.deepseek.com", "A"),
-            f"https://{NAME}:{doh}/dns-query",
-            bootstrap_address="127.0.0.1",
-            timeout=5,
-            verify=ssl.create_default_context(cafile=str(ca.path)),
-        )
-        assert reply.rcode() == dns.rcode.NXDOMAIN
+        assert _ask_doh(doh, ca, "chat.deepseek.com").rcode() == dns.rcode.NXDOMAIN
     ddr = ask(server, "_dns.resolver.arpa", "SVCB")
     ports = {r.params[svcb.ParamKey.PORT].port for r in ddr.answer[0]}
     assert ports == {dot, doh}
 
-    raw = socket.create_connection(("127.0.0.1", dot), timeout=5)
-    with _context(ca, "dot").wrap_socket(raw, server_hostname=NAME) as held:
+    with _dot(dot, ca) as held:
         assert _ask_on(held, "a.example").rcode() == dns.rcode.NOERROR
         renewed = ca.issue([NAME, "127.0.0.1"], stem="server")  # the same files, rewritten
         assert renewed.certificate == first.certificate
@@ -101,25 +118,6 @@ def test_certificate_reread_on_sighup_open_connections_kept(
         assert _ask_on(held, "b.example").rcode() == dns.rcode.NOERROR
     _, metrics = server.http("/metrics")
     assert 'aiwall_reloads_total{result="rejected"} 1.0' in metrics
-
-
-def _ask_dot(port: int, ca: TestCA, name: str) -> dns.message.Message:
-    """One question on a new DoT connection (taken by either worker)."""
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        _context(ca, "dot").wrap_socket(raw, server_hostname=NAME) as tls,
-    ):
-        return _ask_on(tls, name)
-
-
-def _ask_doh(port: int, ca: TestCA, name: str) -> dns.message.Message:
-    return dns.query.https(
-        dns.message.make_query(name, "A"),
-        f"https://{NAME}:{port}/dns-query",
-        bootstrap_address="127.0.0.1",
-        timeout=5,
-        verify=ssl.create_default_context(cafile=str(ca.path)),
-    )
 
 
 def test_two_workers_are_one_cache_over_dot_and_doh(
