@@ -6,7 +6,9 @@ change that makes the hot path dearer (tests/integration/test_instruction_guard.
     python bench/instructions.py --update   # measure, write the baseline (on purpose)
 
 The baseline (bench/instructions.json) holds the counts and what they were measured
-with: the counts are only comparable on the same Python and valgrind.
+with: the counts are only comparable on the same Python and valgrind. It holds them for
+the two ways the hot path runs (resolver/compiled.py): compiled, where the install found
+a C compiler, and from source (AIWALL_PURE=1); each is measured and guarded.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from resolver import compiled
 
 BENCH = Path(__file__).resolve().parent
 BASELINE = BENCH / "instructions.json"
@@ -49,8 +53,16 @@ def _total(path: Path) -> int:
     raise ValueError(f"{path}: no totals line")
 
 
-def measure(count: int = COUNT) -> dict[str, float]:
-    """Instructions per question for each phase of the replay."""
+MODES = ("compiled", "source")
+
+
+def modes() -> tuple[str, ...]:
+    """The ways the hot path can run here: from source always, compiled when built."""
+    return MODES if compiled.COMPILED else MODES[1:]
+
+
+def measure(count: int = COUNT, mode: str = "source") -> dict[str, float]:
+    """Instructions per question for each phase of the replay, the hot path run ``mode``."""
     if shutil.which("valgrind") is None:
         raise RuntimeError("valgrind is not installed (tests/tools/install-system-deps.sh)")
     with tempfile.TemporaryDirectory(prefix="aiwall-callgrind-") as directory:
@@ -68,6 +80,9 @@ def measure(count: int = COUNT) -> dict[str, float]:
         ]
         # The same hash seed every run: dict and set layouts, hence the work, repeat.
         env = dict(os.environ, PYTHONHASHSEED="0")
+        env.pop("AIWALL_PURE", None)
+        if mode == "source":
+            env["AIWALL_PURE"] = "1"
         subprocess.run(command, check=True, env=env, capture_output=True, timeout=1800)
         dumps = sorted(
             Path(directory).glob("callgrind.out.*"),
@@ -96,16 +111,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--update", action="store_true", help="write the baseline")
     args = parser.parse_args()
-    measured = measure()
+    measured = {mode: measure(mode=mode) for mode in modes()}
     print(json.dumps(measured, indent=2))
     if args.update:
-        BASELINE.write_text(
-            json.dumps({"toolchain": toolchain(), "per_query": measured}, indent=2) + "\n"
-        )
+        kept = json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
+        baseline = {"toolchain": toolchain(), **{m: kept[m] for m in MODES if m in kept}}
+        baseline.update(measured)
+        BASELINE.write_text(json.dumps(baseline, indent=2) + "\n")
         print(f"baseline written to {BASELINE}")
         return 0
     baseline = json.loads(BASELINE.read_text())
-    worse = compare(measured, baseline["per_query"])
+    worse = [
+        f"{mode}: {line}" for mode in measured for line in compare(measured[mode], baseline[mode])
+    ]
     for line in worse:
         print("dearer:", line)
     return 1 if worse else 0

@@ -36,6 +36,18 @@ from tests.peers.probe import probe
 from tests.peers.process import Process
 from tests.peers.tlsca import Issued, TestCA
 
+# What an install builds from besides the package: the snapshot is built as one is.
+BUILD_FILES = ("setup.py", "pyproject.toml", "README.md")
+
+
+def _in_commit(ref: str, path: str) -> bool:
+    """Whether ``path`` exists in commit ``ref`` (older commits had no setup.py)."""
+    found = subprocess.run(
+        ["git", "-C", str(REPO), "cat-file", "-e", f"{ref}:{path}"], capture_output=True
+    )
+    return found.returncode == 0
+
+
 # Names asked at start besides the last listed one: with several workers, a server
 # serves once every worker answers, and 32 names all miss one of two workers with odds
 # of 2 in 2^32.
@@ -170,8 +182,13 @@ class Servers:
             described = git_describe()
             for part in ("resolver", "blocklists"):
                 shutil.copytree(
-                    REPO / part, dest / part, ignore=shutil.ignore_patterns("__pycache__")
+                    REPO / part,
+                    dest / part,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so", "compiled.json"),
                 )
+            for part in BUILD_FILES:
+                if (REPO / part).exists():
+                    shutil.copy(REPO / part, dest / part)
         else:
             described = run_tool(["git", "-C", str(REPO), "log", "--oneline", "-1", ref], 30)
             described = described.split(" ", 1)[0]
@@ -186,6 +203,7 @@ class Servers:
                         ref,
                         "resolver",
                         "blocklists",
+                        *(part for part in BUILD_FILES if _in_commit(ref, part)),
                     ],
                     capture_output=True,
                     timeout=60,
@@ -195,6 +213,7 @@ class Servers:
                 raise BenchError(f"git archive {ref} failed: {error}") from None
             with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
                 tar.extractall(dest, filter="data")
+        described = f"{described} ({self._compile_snapshot()})"
         # The same sys.path as the server gets: cwd first (as -m and -c both do), PYTHONPATH.
         where = run_tool(
             [sys.executable, "-c", "import resolver; print(resolver.__file__)"],
@@ -205,6 +224,31 @@ class Servers:
         if not Path(where).is_relative_to(dest):
             raise BenchError(f"python imports resolver from {where}, not from the snapshot")
         return described
+
+    def _compile_snapshot(self) -> str:
+        """Build the snapshot as an install does (its hot path compiled where the code
+        has a setup.py and a C compiler is at hand; from source with AIWALL_PURE=1) and
+        say how its hot path runs."""
+        dest = self.aiwall_source
+        if (dest / "setup.py").exists():
+            subprocess.run(
+                [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                cwd=dest,
+                env=self.aiwall_env(),
+                capture_output=True,
+                timeout=900,
+                check=True,
+            )
+        return (
+            run_tool(
+                [sys.executable, "-c", "import resolver.compiled as c; print(c.STATUS)"],
+                timeout=30,
+                cwd=dest,
+                env=self.aiwall_env(),
+            ).strip()
+            if (dest / "resolver" / "compiled.py").exists()
+            else "pure Python"
+        )
 
     def load_catalog(self) -> None:
         text = run_tool(

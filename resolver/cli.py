@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from resolver import __version__, catalog_cli, memory, yamltext
+from resolver import __version__, catalog_cli, compiled, memory, yamltext
 from resolver.audit.report import FORMATS as REPORT_FORMATS
 from resolver.audit.report import (
     GROUPINGS,
@@ -274,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aiwall",
         description="A forwarding DNS server that blocks generative-AI services by policy.",
     )
-    parser.add_argument("--version", action="version", version=f"aiwall {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"aiwall {__version__} ({compiled.STATUS})"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the DNS server")

@@ -41,6 +41,13 @@ class NetworkMap(Generic[Value]):
         self.default = default
         self._memo: dict[str, Value] = {}
 
+    def __reduce__(
+        self,
+    ) -> tuple[type[NetworkMap[Value]], tuple[list[tuple[Network, Value]], Value]]:
+        """Pickled as its arguments (client groups come from the builder process
+        pickled): compiled (resolver.compiled), a class has no other way to be."""
+        return NetworkMap, (self._entries, self.default)
+
     def __len__(self) -> int:
         return len(self._entries)
 

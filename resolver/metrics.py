@@ -20,7 +20,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from resolver import __version__
+from resolver import __version__, compiled
 from resolver.collectors import HotCounter, HotHistogram
 from resolver.dns import wire
 
@@ -64,9 +64,11 @@ class Metrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
-        Info("aiwall_build", "Version of the running server.", registry=r).info(
-            {"version": __version__}
-        )
+        Info(
+            "aiwall_build",
+            "Version of the running server, and whether its hot path runs compiled.",
+            registry=r,
+        ).info({"version": __version__, "compiled": "yes" if compiled.COMPILED else "no"})
         self.queries = HotCounter(
             "aiwall_queries_total",
             "Queries received, by transport and query type.",

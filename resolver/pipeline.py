@@ -12,7 +12,7 @@ from resolver.handlers.access import AccessHandler
 from resolver.handlers.blocking import Attempts, BlockingHandler
 from resolver.handlers.cache import AnswerCache, CacheHandler
 from resolver.handlers.ddr import DdrHandler
-from resolver.handlers.forwarding import ForwardingHandler
+from resolver.handlers.forwarding import ForwardingHandler, Upstreams
 from resolver.handlers.metrics import MetricsHandler
 from resolver.handlers.minimal_any import MinimalAnyHandler
 from resolver.handlers.ratelimit import RateLimitHandler
@@ -80,7 +80,7 @@ def build_pipeline(
     forwarder = Forwarder(
         upstream_servers(config.upstream.servers), timeout, metrics, parts.health, ca_file=ca_file
     )
-    conditional: DomainSet[Forwarder] = DomainSet()
+    conditional: DomainSet[Upstreams] = DomainSet()
     for domain, servers in config.upstream.conditional.items():
         conditional.add(
             wire.text_to_name(domain),

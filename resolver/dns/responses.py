@@ -72,11 +72,17 @@ class BlockAnswers:
     def __init__(self, mode: str, ttl: int, sinkhole_ipv4: str, sinkhole_ipv6: str) -> None:
         self.mode = mode
         self.ttl = ttl
+        self._addresses = (sinkhole_ipv4, sinkhole_ipv6)
         self._ipv4 = ipaddress.IPv4Address(sinkhole_ipv4).packed
         self._ipv6 = ipaddress.IPv6Address(sinkhole_ipv6).packed
         self._soa_tail = soa_record_tail(ttl)
         # (mode, qtype, DO bit or -1, EDE text) -> its plain answer's parts (``_plan``).
         self._plans: dict[tuple[str, int, int, str], _Plan] = {}
+
+    def __reduce__(self) -> tuple[type[BlockAnswers], tuple[str, int, str, str]]:
+        """Pickled as its arguments (a policy comes from the builder process pickled):
+        compiled (resolver.compiled), a class has no other way to be."""
+        return BlockAnswers, (self.mode, self.ttl, *self._addresses)
 
     def build(self, query: Query, zone_label: int, mode: str, ede_text: str) -> Answer:
         """``zone_label`` is the index of the label where the matched entry starts; the

@@ -173,8 +173,10 @@ def name_to_text(name: bytes) -> str:
     """
     plain = _PLAIN_NAME.match(name)
     if plain is not None:
-        # Nearly every name: no escaping to do.
-        return name[1 : plain.end() - 1].translate(_LENGTHS_TO_DOTS).decode("ascii")
+        # Nearly every name: no escaping to do. (The root alone has no text; tested
+        # before slicing: compiled, a slice that starts past its end is an error.)
+        end = plain.end() - 1
+        return name[1:end].translate(_LENGTHS_TO_DOTS).decode("ascii") if end > 1 else ""
     labels: list[bytes] = []
     position = 0
     while position < len(name) and name[position]:

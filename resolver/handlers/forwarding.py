@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from resolver.dns.model import Query, Resolution
 from resolver.policy.domainset import DomainSet
-from resolver.upstream.forwarder import Forwarder
+
+
+class Upstreams(Protocol):
+    """What answers a question from upstream (``resolver.upstream.forwarder.Forwarder``)."""
+
+    def ask(self, query: Query) -> Resolution: ...
 
 
 class ForwardingHandler:
     name = "forwarding"
 
-    def __init__(self, default: Forwarder, conditional: DomainSet[Forwarder]) -> None:
+    def __init__(self, default: Upstreams, conditional: DomainSet[Upstreams]) -> None:
         self.default = default
         # Internal zones (an AD domain, say) go to their own servers; most specific wins.
         self._conditional = conditional

@@ -44,7 +44,6 @@ import asyncio
 import os
 import random
 import socket
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -253,7 +252,6 @@ class UdpSockets:
         self._idle: list[UdpSocket] = []
         self._open: set[UdpSocket] = set()  # idle or carrying a question
         self._sweep: asyncio.TimerHandle | None = None
-        _ALL.add(self)
 
     @property
     def idle(self) -> int:
@@ -272,6 +270,7 @@ class UdpSockets:
                 self._close(sock)
         sock = UdpSocket(self)
         self._open.add(sock)
+        _OPEN.add(self)
         return sock
 
     def release(self, sock: UdpSocket, answered: bool, reuse: bool = True) -> None:
@@ -294,6 +293,8 @@ class UdpSockets:
     def _close(self, sock: UdpSocket) -> None:
         self._open.discard(sock)
         sock.close()
+        if not self._open:
+            _OPEN.discard(self)
 
     def _expire_idle(self) -> None:
         """No socket outlives its lifetime, even when no question comes to reuse it."""
@@ -318,6 +319,7 @@ class UdpSockets:
             self._close(sock)
         self._idle.clear()
         self.deadlines.close()
+        _OPEN.discard(self)
 
     def _forget_in_child(self) -> None:
         self._sweep = None
@@ -328,14 +330,18 @@ class UdpSockets:
         self.deadlines.forget()
 
 
-# Every pool in this process, so that a forked child (a worker) closes the sockets it
-# inherited: only the parent reads them.
-_ALL: weakref.WeakSet[UdpSockets] = weakref.WeakSet()
+# The pools of this process with a socket open, so that a forked child (a worker) closes
+# the sockets it inherited: only the parent reads them. A pool is in it from its first
+# socket opened to its last closed, so a pool dropped with its pipeline (a reload) leaves
+# it once its idle sockets expire. (A set, not weak references: compiled, see
+# resolver.compiled, a pool cannot be weakly referenced.)
+_OPEN: set[UdpSockets] = set()
 
 
 def _after_fork_in_child() -> None:
-    for pool in list(_ALL):
+    for pool in list(_OPEN):
         pool._forget_in_child()
+    _OPEN.clear()
 
 
 if hasattr(os, "register_at_fork"):

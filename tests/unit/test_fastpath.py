@@ -169,17 +169,17 @@ def cached(query: Query, stored: float, now: float) -> Answer:
     )
 
 
-@pytest.fixture
-def on_the_second(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TTLs recounted right at each whole second of age (not spread by the question's
-    hash), for a schedule a test can name."""
-    monkeypatch.setattr(fastpath, "_early", lambda key: 0.0)
+def on_the_second(query: Query, stored: float) -> float:
+    """A store time shifted by how early the fast path recounts ``query``'s TTLs (spread
+    by the question's hash), so that they are recounted right at each whole second of
+    age since ``stored``: a schedule a test can name."""
+    return stored + fastpath._early(query.raw[2:])
 
 
-def test_a_cached_answer_counts_its_ttls_down_itself(clock: Clock, on_the_second: None) -> None:
+def test_a_cached_answer_counts_its_ttls_down_itself(clock: Clock) -> None:
     fast = make()
     query = make_query("example.test")
-    stored = clock.now - 0.5
+    stored = on_the_second(query, clock.now - 0.5)
     kept(fast, query, cached(query, stored, clock.now))
     clock.now += 0.4  # the same whole second of age
     same = dns.message.from_wire(fast.answer(query.raw, "127.0.0.1") or b"")
@@ -191,15 +191,13 @@ def test_a_cached_answer_counts_its_ttls_down_itself(clock: Clock, on_the_second
     assert dns.message.from_wire(fast.answer(query.raw, "127.0.0.1") or b"").answer[0].ttl == 296
 
 
-def test_a_truncated_cached_answer_is_kept_until_its_next_second_only(
-    clock: Clock, on_the_second: None
-) -> None:
+def test_a_truncated_cached_answer_is_kept_until_its_next_second_only(clock: Clock) -> None:
     fast = make()
     query = make_query("example.test")
     answer = responses.error(query, wire.NOERROR, Outcome.CACHED)
     answer.ttl_offsets = (40,)
     answer.reuse_until = clock.now + 300
-    answer.countdown = (clock.now - 0.5, 0)
+    answer.countdown = (on_the_second(query, clock.now - 0.5), 0)
     sent = bytearray(encode_answer(query, answer, udp=True))
     sent[2] |= 0x02  # TC: the records are not where the cache has them
     fast.keep(query, answer, bytes(sent))

@@ -1,0 +1,80 @@
+"""The build's one step beyond pyproject.toml: the hot path's modules compiled with mypyc.
+
+Every module listed in ``resolver/compiled.py`` is compiled to a C extension when mypyc
+(from the build requirement mypy) and a C compiler are at hand; the build records each
+module's source SHA-256 in ``resolver/compiled.json``, which the package checks at import
+(a compiled module never runs once its source has changed). Without a compiler, or with
+``AIWALL_PURE=1`` in the build's environment, the package is built as plain Python: the
+same modules, run by the interpreter. Either way the install succeeds.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+PACKAGE = ROOT / "resolver"
+MANIFEST = PACKAGE / "compiled.json"
+
+
+def listed_modules() -> tuple[str, ...]:
+    """``MODULES`` of resolver/compiled.py, read without importing the package (its
+    dependencies need not be installed to build it)."""
+    tree = ast.parse((PACKAGE / "compiled.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and ast.unparse(node.target) == "MODULES":
+            assert node.value is not None
+            return tuple(ast.literal_eval(node.value))
+    raise RuntimeError("resolver/compiled.py: no MODULES")
+
+
+def _say(message: str) -> None:
+    print(f"aiwall build: {message}", file=sys.stderr)
+
+
+class OptionalBuildExt(build_ext):
+    """A compiler error leaves a plain-Python package, never a failed install."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as error:  # no compiler, no Python headers...
+            _say(f"not compiled ({error}); the modules run as plain Python")
+            MANIFEST.unlink(missing_ok=True)
+
+
+def extensions() -> list[Any]:
+    if os.environ.get("AIWALL_PURE", "") not in ("", "0"):
+        _say("AIWALL_PURE is set: not compiled")
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        _say("mypyc is not installed: not compiled")
+        return []
+    modules = listed_modules()
+    digests = {path: hashlib.sha256((PACKAGE / path).read_bytes()).hexdigest() for path in modules}
+    MANIFEST.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    # The package's dependencies are not in the build's environment: their types are
+    # taken as Any, which changes nothing the compiled code does with them.
+    options = ["--ignore-missing-imports"]
+    return list(
+        mypycify(
+            options + [f"resolver/{path}" for path in modules],
+            opt_level="3",
+            group_name="resolver",
+        )
+    )
+
+
+os.chdir(ROOT)
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
