@@ -10,12 +10,12 @@ same modules, run by the interpreter. Either way the install succeeds.
 
 from __future__ import annotations
 
-import ast
-import hashlib
+import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from setuptools import setup
@@ -26,15 +26,16 @@ PACKAGE = ROOT / "resolver"
 MANIFEST = PACKAGE / "compiled.json"
 
 
-def listed_modules() -> tuple[str, ...]:
-    """``MODULES`` of resolver/compiled.py, read without importing the package (its
-    dependencies need not be installed to build it)."""
-    tree = ast.parse((PACKAGE / "compiled.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.AnnAssign) and ast.unparse(node.target) == "MODULES":
-            assert node.value is not None
-            return tuple(ast.literal_eval(node.value))
-    raise RuntimeError("resolver/compiled.py: no MODULES")
+def _guard() -> ModuleType:
+    """resolver/compiled.py, loaded on its own (it imports nothing but the standard
+    library): its list of modules and its digests, without importing the package, whose
+    dependencies need not be installed to build it."""
+    spec = importlib.util.spec_from_file_location("_aiwall_compiled", PACKAGE / "compiled.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _say(message: str) -> None:
@@ -61,8 +62,9 @@ def extensions() -> list[Any]:
     except ImportError:
         _say("mypyc is not installed: not compiled")
         return []
-    modules = listed_modules()
-    digests = {path: hashlib.sha256((PACKAGE / path).read_bytes()).hexdigest() for path in modules}
+    guard = _guard()
+    modules: tuple[str, ...] = guard.MODULES
+    digests: dict[str, str] = guard.digests(PACKAGE)
     MANIFEST.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     # Checked as `make lint` checks the package (pyproject.toml's [tool.mypy], strict,
     # the dependencies' own types: the build requires them), with a cache of its own so

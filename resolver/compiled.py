@@ -132,6 +132,5 @@ def install(package: Path = PACKAGE) -> None:
     """Decide once, at the package's import, before any listed module is imported."""
     global COMPILED, STATUS
     COMPILED, STATUS = decide(package)
-    built = any(_extension(package, path) is not None for path in MODULES)
-    if built and not COMPILED:
+    if not COMPILED:
         sys.meta_path.insert(0, _FromSource(package))

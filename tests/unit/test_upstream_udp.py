@@ -12,6 +12,7 @@ import dns.message
 import dns.rrset
 
 from resolver.dns import wire
+from resolver.upstream import udp
 from resolver.upstream.udp import MAX_AGE, Expected, UdpSocket, UdpSockets
 
 
@@ -174,6 +175,26 @@ def test_sockets_opened_together_do_not_all_expire_together() -> None:
         assert 0 < pool.idle < 40  # some closed by the sweep, not all
         await asyncio.sleep(0.25 * MAX_AGE + 0.05)
         assert pool.idle == 0
+        pool.close()
+        upstream.sock.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_pool_is_closed_in_a_forked_child_only_while_it_has_sockets_open() -> None:
+    """The forked child's list of pools to let go of (``udp._OPEN``): a pool enters it with
+    its first socket and leaves with its last, so a pool dropped by a reload is not held
+    for ever once its sockets are gone."""
+
+    async def scenario() -> None:
+        upstream = _Upstream()
+        pool = UdpSockets(asyncio.get_running_loop(), upstream.address, socket.AF_INET, print, 2)
+        assert pool not in udp._OPEN
+        sock = await upstream.exchange(pool, "a.example.", 0x1111)
+        assert pool in udp._OPEN  # its socket idles, open, for the next question
+        pool.release(pool.acquire(), answered=False)  # the same socket, now closed
+        assert sock._fd == -1
+        assert pool not in udp._OPEN
         pool.close()
         upstream.sock.close()
 
