@@ -27,6 +27,14 @@ from pathlib import Path
 from resolver.config import DnsEndpoint
 
 LOCK_WAIT_SECONDS = 5.0
+# What each UDP socket's receive queue may hold, asked of the kernel (which caps it at
+# net.core.rmem_max and counts it twice: room for the datagrams and their bookkeeping).
+# Linux's default, 208 KiB (net.core.rmem_default), holds about 200 queries as loopback
+# carries them: a burst that meets the event loop busy for a few milliseconds (a turn of
+# cache misses at a high rate) overflowed it, and the kernel dropped queries
+# (RcvbufErrors), each a client's retry seconds later. 4 MiB, or as much as the system
+# allows, holds thousands: tens of milliseconds at any rate one process answers.
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 class AddressInUse(OSError):
@@ -189,6 +197,9 @@ def _bound(
                 f"{_holder(port, kind)}",
             ) from None
         raise
+    if kind == socket.SOCK_DGRAM:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
     return sock
 
 
