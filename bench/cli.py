@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.charts import chart
-from bench.report import markdown, summarise, targets
+from bench.report import markdown, summarise
 from bench.rounds import Bench
 from bench.servers import program_versions
 from bench.settings import (
@@ -37,6 +37,7 @@ from bench.settings import (
     Settings,
 )
 from bench.system import ensure_packages, find_binary, pinned, raise_interrupt, run_tool
+from bench.targets import targets
 from tests.peers.process import memory_kb
 
 
@@ -120,6 +121,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers-names", type=int, help="synthetic names in the workers phase (default 1000000)"
     )
+    parser.add_argument(
+        "--pause-names",
+        help="names in the pauses phase (stalls during flushes, scrapes, refreshes and"
+        " reloads), or 'none' (default 1000000)",
+    )
+    parser.add_argument(
+        "--pause-rate", type=int, help="queries a second in the pauses phase (default 5000)"
+    )
     parser.add_argument("--keep-workdir", action="store_true", help="keep configs and logs")
     parser.add_argument(
         "--smoke",
@@ -193,6 +202,10 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     pin = _pin(parser, args.pin, smoke)
     if not any(server in AIWALL_VARIANTS for server in servers):
         sizes = counts = ()
+    # The pauses phase runs aiwall and aiwall-groups, when they are among --servers.
+    pause_text = str(pick(args.pause_names, 1_000_000, 2000))
+    if pause_text == "none" or not {"aiwall", "aiwall-groups"} & set(servers):
+        pause_text = "0"
     return Settings(
         names=int(pick(args.names, 200_000, 1000)),
         duration=duration,
@@ -217,6 +230,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         smoke=smoke,
         worker_counts=tuple(dict.fromkeys(counts)),
         workers_names=int(pick(args.workers_names, 1_000_000, 2000)),
+        pause_names=int(pause_text),
+        pause_rate=int(pick(args.pause_rate, 5_000, 500)),
     )
 
 
@@ -293,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.worker_counts:
             print(f"workers (aiwall with {settings.workers_names:,} names)", flush=True)
             workers = bench.workers.run()
+        pauses: dict[str, Any] = {}
+        if settings.pause_names:
+            print(f"pauses (aiwall with {settings.pause_names:,} names)", flush=True)
+            pauses = bench.pauses.run()
         upstream_memory = memory_kb(upstream.proc.pid)
         busy = bench.journal.busy_starts
         if busy:
@@ -358,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "servers": servers,
         "list_scale": scale,
         "workers": workers,
-        "targets": targets(summary, ratios, scale, workers, floor["worst_ms"]),
+        "pauses": pauses,
+        "targets": targets(summary, ratios, scale, workers, floor["worst_ms"], pauses),
         "warnings": bench.journal.warnings,
         "runs": bench.journal.runs,
     }

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import Load
+from bench.pauses import PausesPhase
 from bench.report import Journal
 from bench.servers import Running, Servers, metric
 from bench.settings import Settings
@@ -27,6 +28,7 @@ class Bench:
         self.servers = Servers(settings, workdir, self.procs, self.journal)
         self.load = Load(settings, workdir, self.servers, self.journal)
         self.workers = WorkersPhase(settings, workdir, self.servers, self.load, self.procs)
+        self.pauses = PausesPhase(settings, workdir, self.servers, self.load, self.procs)
 
     def compare(self) -> dict[str, Any]:
         s = self.settings

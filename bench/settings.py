@@ -94,3 +94,7 @@ class Settings:
     # The workers phase: aiwall with each of these worker counts, and this many names.
     worker_counts: tuple[int, ...] = (1, 2)
     workers_names: int = 1_000_000
+    # The pauses phase (bench/pauses.py): aiwall with this many names under this many
+    # queries a second; 0 names: no such phase.
+    pause_names: int = 1_000_000
+    pause_rate: int = 5_000

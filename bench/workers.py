@@ -19,10 +19,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench.load import Load
-from bench.servers import Servers, metric
-from bench.settings import Settings
-from bench.system import Processes
+from bench.phase import Phase
+from bench.servers import metric
 from tests.peers.ports import free_port
 from tests.peers.process import descendants
 
@@ -41,16 +39,7 @@ def pss_kb(pid: int) -> int:
     return total
 
 
-class WorkersPhase:
-    def __init__(
-        self, settings: Settings, workdir: Path, servers: Servers, load: Load, procs: Processes
-    ) -> None:
-        self.settings = settings
-        self.workdir = workdir
-        self.servers = servers
-        self.load = load
-        self.procs = procs
-
+class WorkersPhase(Phase):
     def run(self) -> dict[str, Any]:
         s = self.settings
         counts = s.worker_counts

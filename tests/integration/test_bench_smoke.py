@@ -105,6 +105,22 @@ def test_bench_smoke_produces_numbers_for_every_server_and_mix(tmp_path: Path) -
     assert workers[1]["pss_idle_ratio"] == workers[1]["pss_idle_kb"] / workers[0]["pss_idle_kb"]
     assert any(t["target"].startswith("2 workers: PSS") for t in results["targets"])
 
+    # Issue 13's pauses (bench/pauses.py): each window put its events through (a new
+    # policy in force after each list change and each SIGHUP: the window waits for the
+    # policy version to rise, or the run fails), and the histogram saw its ticks.
+    pauses = results["pauses"]
+    assert set(pauses) == {"aiwall", "aiwall-groups"}
+    for found in pauses.values():
+        windows = found["windows"]
+        assert list(windows) == ["flushes and scrapes", "list refreshes", "reloads"]
+        assert [w["events"] for w in windows.values()] == [0, 1, 1]
+        assert all(w["stall_le_ms"] is not None for w in windows.values())
+        assert found["sent"] > 0
+        assert 0 <= found["lost"] <= found["sent"]
+    judged = [t["target"] for t in results["targets"] if "stall" in t["target"]]
+    assert len(judged) == 6
+    assert "## Pauses" in (tmp_path / "results.md").read_text()
+
     assert (tmp_path / "results.md").read_text().startswith("# aiwall benchmark")
     chart = tmp_path / "results.png"
     if importlib.util.find_spec("matplotlib") is None:
