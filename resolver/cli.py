@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from resolver import __version__, catalog_cli, compiled, memory, yamltext
+from resolver import __version__, background, catalog_cli, compiled, memory, yamltext
 from resolver.audit.report import FORMATS as REPORT_FORMATS
 from resolver.audit.report import (
     GROUPINGS,
@@ -60,6 +60,7 @@ def _load(path: str | None) -> Config:
 
 
 async def _serve(config: Config, path: Path | None, builds: ChildBuilds) -> int:
+    background.helper_threads(asyncio.get_running_loop())
     # With the file's path, SIGHUP and POST /api/reload read the config again too.
     await serve_until_stopped(Server(config, config_path=path, builds=builds))
     return EXIT_OK
@@ -67,6 +68,7 @@ async def _serve(config: Config, path: Path | None, builds: ChildBuilds) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     memory.single_arena()  # before any thread: see resolver.memory
+    background.threads_take_turns()
     config = _load(args.config)
     path = Path(args.config) if args.config else None
     setup_logging(config.logging)

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from resolver import background
 from resolver.audit.attempts import AttemptBatcher
 from resolver.config import Config
 from resolver.dns.model import Query
@@ -201,6 +202,7 @@ class _Worker:
 async def _serve(start: WorkerStart) -> None:
     worker = _Worker(start)
     loop = asyncio.get_running_loop()
+    background.helper_threads(loop)
     loop.add_signal_handler(signal.SIGTERM, worker.stopping.set)
     loop.add_signal_handler(signal.SIGINT, worker.stopping.set)
     # The supervisor reads the config and the lists; a SIGHUP sent to the whole

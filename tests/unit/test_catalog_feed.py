@@ -198,3 +198,32 @@ def test_the_metrics_say_what_the_policy_was_built_from(tmp_path, shipped, mirro
         datetime.datetime.now(datetime.UTC).timestamp() - verified.timestamp(), abs=60
     )
     assert verified_median(feeds.catalog()) == verified.timestamp()
+
+
+def test_the_shipped_catalog_is_read_once_for_its_metrics(tmp_path, shipped, monkeypatch):
+    """No source and no group that uses the catalog: each reload and list refresh asks
+    ``observe(None)`` for the shipped catalog's figures. They are read once per process
+    (400 files parsed in a thread of the answering process held its event loop up), and
+    a later CatalogFeeds (the next config's) publishes the same figures without reading."""
+    reads: list[Path] = []
+    real = feed_module.load_catalog
+
+    def counted(directory: Path) -> object:
+        reads.append(directory)
+        return real(directory)
+
+    monkeypatch.setattr(feed_module, "load_catalog", counted)
+    monkeypatch.setattr(feed_module, "_SHIPPED_FACTS", {})
+    verified = datetime.datetime.fromisoformat(VERIFIED).replace(tzinfo=datetime.UTC)
+    for _ in range(3):
+        metrics = Metrics()
+        CatalogFeeds(config_for(tmp_path), shipped, metrics).observe(None)
+        age = metrics.registry.get_sample_value("aiwall_catalog_verified_median_age_seconds", {})
+        assert age == pytest.approx(
+            datetime.datetime.now(datetime.UTC).timestamp() - verified.timestamp(), abs=60
+        )
+    assert reads == [shipped]
+    # Another shipped directory is read for itself.
+    other = write_catalog(tmp_path / "other", {"o": ["o.example"]})
+    CatalogFeeds(config_for(tmp_path), other, Metrics()).observe(None)
+    assert reads == [shipped, other]
