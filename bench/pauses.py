@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.phase import Phase
+from bench.report import stall_text
 from bench.servers import Running, metric, stall_buckets, worst_stall_between, write_lines
 from bench.settings import CACHED_SUFFIX, MISS_SUFFIX, BenchError, blocked_name
 from bench.system import find_binary, pinned
 from tests.peers.listserver import ListServer
 
-WINDOWS = ("flushes and scrapes", "list refreshes", "reloads")
 # Refreshes and reloads per window.
 PAUSE_EVENTS = 3
 # The remote list's names (each version a different set of this many).
@@ -103,7 +103,7 @@ class PausesPhase(Phase):
                 out = _stop_dnsperf(perf)
             self.procs.stop(server.proc)
         for name, window in windows.items():
-            print(f"    {name}: worst stall {_bucket(window['stall_le_ms'])}", flush=True)
+            print(f"    {name}: worst stall {stall_text(window['stall_le_ms'])}", flush=True)
         return {"rate": s.pause_rate, "windows": windows, **_dnsperf_counts(out)}
 
     def _dnsperf(self, server: Running, queries: Path) -> subprocess.Popen[str]:
@@ -164,10 +164,6 @@ def _scrape_for(http: str, seconds: float) -> None:
     while time.monotonic() < end:
         metric(http, "aiwall_loop_stall_max_seconds")
         time.sleep(1.0)
-
-
-def _bucket(bound: float | None) -> str:
-    return "-" if bound is None else f"<= {bound:g} ms"
 
 
 def _dnsperf_counts(out: str) -> dict[str, int]:

@@ -116,7 +116,8 @@ def per_round_ratios(
     return ratios
 
 
-def _stall(bound: float | None) -> str:
+def stall_text(bound: float | None) -> str:
+    """A stall's histogram bucket (its upper bound in ms) as the report shows it."""
     if bound is None:
         return "-"
     return "> 2.5 s" if bound == float("inf") else f"<= {bound:g} ms"
@@ -273,7 +274,7 @@ def _throughput_table(
                 + "".join(f" {'-' if v is None else fmt(v) + 'x'} |" for v in versus)
                 + f" {fmt(row['server_cores_at_peak'])} cores |"
                 f" {fmt(row['avg_latency_at_peak_ms'])} ms | {fmt(row['p50_ms'])} ms |"
-                f" {fmt(row['p99_ms'])} ms | {_stall(row.get('stall_at_half_ms'))} |"
+                f" {fmt(row['p99_ms'])} ms | {stall_text(row.get('stall_at_half_ms'))} |"
                 f" {row['lost_at_peak'] + row['lost_at_half']} |"
             )
     return _section(
@@ -329,7 +330,7 @@ def _pauses_table(pauses: dict[str, Any]) -> list[str]:
     windows = list(next(iter(pauses.values()))["windows"])
     rows = []
     for variant, found in pauses.items():
-        cells = " | ".join(_stall(found["windows"][name]["stall_le_ms"]) for name in windows)
+        cells = " | ".join(stall_text(found["windows"][name]["stall_le_ms"]) for name in windows)
         lost = f"{found.get('lost', '-')} of {found.get('sent', '-')}"
         rows.append(f"| {variant} | {found['rate']:,} | {cells} | {lost} |")
     return _section(

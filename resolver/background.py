@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
@@ -126,7 +125,7 @@ def helper_threads(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _step_aside_thread() -> None:
-    if sys.platform != "linux":  # elsewhere the call would lower the whole process
-        return
-    with contextlib.suppress(OSError):  # refused by a sandbox: the thread stays as it is
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HELPER_THREAD_NICE)
+    # Linux's nice(2) lowers the calling thread only; elsewhere it would lower the whole
+    # process, the event loop's thread with it.
+    if sys.platform == "linux":
+        step_aside("a helper thread of the answering process", HELPER_THREAD_NICE)

@@ -29,7 +29,7 @@ from resolver.config import DnsEndpoint
 LOCK_WAIT_SECONDS = 5.0
 # What each UDP socket's receive queue may hold, asked of the kernel (which caps it at
 # net.core.rmem_max and counts it twice: room for the datagrams and their bookkeeping).
-# Linux's default, 208 KiB (net.core.rmem_default), holds about 200 queries as loopback
+# Linux's default, 208 KiB (net.core.rmem_default), holds 256 queries as loopback
 # carries them: a burst that meets the event loop busy for a few milliseconds (a turn of
 # cache misses at a high rate) overflowed it, and the kernel dropped queries
 # (RcvbufErrors), each a client's retry seconds later. 4 MiB, or as much as the system
