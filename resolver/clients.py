@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -17,7 +17,7 @@ Value = TypeVar("Value")
 
 # Decisions are remembered per client address; an office has a bounded number of
 # clients, and a flood of spoofed sources only costs a cleared dict.
-MEMO_LIMIT = 65_536
+MEMO_LIMIT: Final = 65_536
 
 
 def client_ip(client: str) -> Address | None:

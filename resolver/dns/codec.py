@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from resolver.dns import wire
 from resolver.dns.edns import Edns, lone_opt, read_opt
 from resolver.dns.model import Answer, Query
 
-_TYPE_CLASS = struct.Struct("!HH")  # a question's type and class, after its name
+_TYPE_CLASS: Final = struct.Struct("!HH")  # a question's type and class, after its name
 
 
 def parse_query(data: bytes, protocol: str, client: str) -> Query | None:
@@ -63,24 +64,24 @@ def parse_query(data: bytes, protocol: str, client: str) -> Query | None:
 
 # The header of a plain query after its ID and flags: one question, no answer or
 # authority records, then no additional record or one (the OPT).
-_PLAIN_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x00"
-_PLAIN_COUNTS_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
+_PLAIN_COUNTS: Final = b"\x00\x01\x00\x00\x00\x00\x00\x00"
+_PLAIN_COUNTS_OPT: Final = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 # Types sanity answers itself (FORMERR, REFUSED): never plain.
-_NOT_PLAIN_TYPES = frozenset({wire.TYPE_OPT, wire.TYPE_AXFR, wire.TYPE_IXFR})
+_NOT_PLAIN_TYPES: Final = frozenset({wire.TYPE_OPT, wire.TYPE_AXFR, wire.TYPE_IXFR})
 # EDNS of a plain question: absent, or the payload size advertised (RFC 6891 6.2.5:
 # at least 512) with the DO bit above it.
-NO_EDNS = -1
-EDNS_DO_BIT = 1 << 16
+NO_EDNS: Final = -1
+EDNS_DO_BIT: Final = 1 << 16
 # What follows the question name in a plain query (type, class, then the OPT if any):
 # (its type, its EDNS, the additional count it goes with); the count is -1 when the
 # bytes are not a plain query's. The few client programs of a network send the same
 # bytes there question after question: they are read once, then looked up. Bounded in
 # entries and in their size (an OPT with a cookie fits).
 _TailShape = tuple[int, int, int]
-_NOT_PLAIN: _TailShape = (0, NO_EDNS, -1)
-_TAILS: dict[bytes, _TailShape] = {}
-_TAILS_KEPT = 256
-_TAIL_KEPT_SIZE = 64
+_NOT_PLAIN: Final[_TailShape] = (0, NO_EDNS, -1)
+_TAILS: Final[dict[bytes, _TailShape]] = {}
+_TAILS_KEPT: Final = 256
+_TAIL_KEPT_SIZE: Final = 64
 
 
 # A plain query's question (``plain_question``): where its name ends, its label
@@ -158,10 +159,10 @@ def _tail_shape(tail: bytes) -> _TailShape:
 
 
 # Bits the client decides: RD and CD are echoed (RFC 1035 4.1.1, RFC 4035 3.2.2).
-_CLIENT_BITS = wire.RD | wire.CD
+_CLIENT_BITS: Final = wire.RD | wire.CD
 # Bits the answer decides; RA is set because we recurse (through our upstreams), except
 # on NOTIMP: an opcode we do not implement gets no claim about recursion (as Unbound).
-_ANSWER_BITS = wire.QR | wire.AA | wire.TC | wire.AD | wire.RCODE_MASK
+_ANSWER_BITS: Final = wire.QR | wire.AA | wire.TC | wire.AD | wire.RCODE_MASK
 
 
 def encode_answer(query: Query, answer: Answer, udp: bool) -> bytes:

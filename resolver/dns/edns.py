@@ -10,11 +10,22 @@ from dataclasses import dataclass
 from resolver.dns.wire import EDNS_DO, PLAIN_UDP_LIMIT, RR_FIXED, TYPE_OPT, WireError, skip_name
 
 
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs a microsecond per query
+# Not frozen, and its own __init__: a frozen one costs a microsecond per query, and the
+# decorator's runs as bytecode even compiled (resolver.dns.model, Query).
+@dataclass(slots=True, init=False)
 class Edns:
     payload: int
     version: int
     do: bool
+
+    def __init__(self, payload: int, version: int, do: bool) -> None:
+        self.payload = payload
+        self.version = version
+        self.do = do
+
+    def __reduce__(self) -> tuple[type[Edns], tuple[int, int, bool]]:
+        # Compiled, unpickling runs __init__, which needs every field.
+        return Edns, (self.payload, self.version, self.do)
 
 
 def lone_opt(data: bytes, offset: int) -> tuple[int, int] | None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from typing import Final
 
 from resolver.dns import wire
 from resolver.dns.model import Answer, Outcome, Query
 
 # Owner of the SOA we put in negative block answers; .invalid can never resolve (RFC 6761).
-_SOA_MNAME = wire.text_to_name("aiwall.invalid")
-_SOA_RNAME = wire.text_to_name("hostmaster.aiwall.invalid")
+_SOA_MNAME: Final = wire.text_to_name("aiwall.invalid")
+_SOA_RNAME: Final = wire.text_to_name("hostmaster.aiwall.invalid")
 
 
 # A plain block answer's parts (``BlockAnswers._plan``): the header after the ID for each
@@ -23,9 +24,9 @@ _SOA_RNAME = wire.text_to_name("hostmaster.aiwall.invalid")
 # the bytes after it, and their size with the pointer.
 _Plan = tuple[tuple[bytes, ...], bool, bytes, int]
 # Plans kept per group: kinds of answers (mode, type, DO bit, rule text) a group gives.
-_PLANS = 1024
+_PLANS: Final = 1024
 # Compression pointers to each offset a question's label can start at (RFC 1035 4.1.4).
-_POINTERS = tuple(wire.U16.pack(0xC000 | offset) for offset in range(12 + 256))
+_POINTERS: Final = tuple(wire.U16.pack(0xC000 | offset) for offset in range(12 + 256))
 
 
 def _header(query: Query, rcode: int, ancount: int = 0, nscount: int = 0) -> bytes:

@@ -12,60 +12,61 @@ import functools
 import re
 import struct
 from dataclasses import dataclass
+from typing import Final
 
-HEADER = struct.Struct("!HHHHHH")
-COUNTS = struct.Struct("!HHHH")
-U16 = struct.Struct("!H")
-U32 = struct.Struct("!I")
-RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
+HEADER: Final = struct.Struct("!HHHHHH")
+COUNTS: Final = struct.Struct("!HHHH")
+U16: Final = struct.Struct("!H")
+U32: Final = struct.Struct("!I")
+RR_FIXED: Final = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 
 # Header flag bits (RFC 1035 4.1.1, RFC 4035 for AD/CD).
-QR = 0x8000
-OPCODE_MASK = 0x7800
-AA = 0x0400
-TC = 0x0200
-RD = 0x0100
-RA = 0x0080
-AD = 0x0020
-CD = 0x0010
-RCODE_MASK = 0x000F
+QR: Final = 0x8000
+OPCODE_MASK: Final = 0x7800
+AA: Final = 0x0400
+TC: Final = 0x0200
+RD: Final = 0x0100
+RA: Final = 0x0080
+AD: Final = 0x0020
+CD: Final = 0x0010
+RCODE_MASK: Final = 0x000F
 
-CLASS_IN = 1
+CLASS_IN: Final = 1
 
-TYPE_A = 1
-TYPE_NS = 2
-TYPE_CNAME = 5
-TYPE_SOA = 6
-TYPE_AAAA = 28
-TYPE_OPT = 41
-TYPE_IXFR = 251
-TYPE_AXFR = 252
-TYPE_ANY = 255
+TYPE_A: Final = 1
+TYPE_NS: Final = 2
+TYPE_CNAME: Final = 5
+TYPE_SOA: Final = 6
+TYPE_AAAA: Final = 28
+TYPE_OPT: Final = 41
+TYPE_IXFR: Final = 251
+TYPE_AXFR: Final = 252
+TYPE_ANY: Final = 255
 
-NOERROR = 0
-FORMERR = 1
-SERVFAIL = 2
-NXDOMAIN = 3
-NOTIMP = 4
-REFUSED = 5
-BADVERS = 16
+NOERROR: Final = 0
+FORMERR: Final = 1
+SERVFAIL: Final = 2
+NXDOMAIN: Final = 3
+NOTIMP: Final = 4
+REFUSED: Final = 5
+BADVERS: Final = 16
 
-EDNS_DO = 0x8000
-OPTION_EDE = 15
+EDNS_DO: Final = 0x8000
+OPTION_EDE: Final = 15
 # RFC 8914 codes this server sends.
-EDE_STALE_ANSWER = 3
-EDE_STALE_NXDOMAIN_ANSWER = 19
-EDE_BLOCKED = 15
-EDE_PROHIBITED = 18
-EDE_NO_REACHABLE_AUTHORITY = 22
+EDE_STALE_ANSWER: Final = 3
+EDE_STALE_NXDOMAIN_ANSWER: Final = 19
+EDE_BLOCKED: Final = 15
+EDE_PROHIBITED: Final = 18
+EDE_NO_REACHABLE_AUTHORITY: Final = 22
 
 # What we advertise and ask for: the DNS Flag Day 2020 size, small enough to avoid IP fragmentation.
-EDNS_PAYLOAD = 1232
-PLAIN_UDP_LIMIT = 512
+EDNS_PAYLOAD: Final = 1232
+PLAIN_UDP_LIMIT: Final = 512
 # RFC 2181 8: TTLs are 31-bit; a value with the top bit set means zero.
-MAX_TTL = 0x7FFFFFFF
+MAX_TTL: Final = 0x7FFFFFFF
 
-RCODE_NAMES = {
+RCODE_NAMES: Final = {
     NOERROR: "NOERROR",
     FORMERR: "FORMERR",
     SERVFAIL: "SERVFAIL",
@@ -155,13 +156,13 @@ def read_name(data: bytes, offset: int) -> bytes:
 # every length byte, and needs no loop of ours. Below 45 a length byte is never a byte
 # such a label holds ("-" is 45, digits 48 to 57), so the length bytes can become dots
 # by a byte translation. Longer labels and other bytes take the label walk.
-_PLAIN_LABEL = rb"[-0-9A-Z_a-z]"
-_PLAIN_NAME = re.compile(
+_PLAIN_LABEL: Final = rb"[-0-9A-Z_a-z]"
+_PLAIN_NAME: Final = re.compile(
     b"(?:"
     + b"|".join(re.escape(bytes((n,))) + _PLAIN_LABEL + b"{%d}" % n for n in range(1, 45))
     + b")*\x00"
 )
-_LENGTHS_TO_DOTS = bytes.maketrans(bytes(range(1, 45)), b"." * 44)
+_LENGTHS_TO_DOTS: Final = bytes.maketrans(bytes(range(1, 45)), b"." * 44)
 
 
 def name_to_text(name: bytes) -> str:
@@ -231,7 +232,7 @@ def query_message(ident: int, question_bytes: bytes, flags: int = RD, opt: bytes
 
 # The server's own question to an upstream (probes, readiness): the root NS set, which
 # every recursive resolver can answer from its cache.
-ROOT_NS = b"\x00" + U16.pack(TYPE_NS) + U16.pack(CLASS_IN)
+ROOT_NS: Final = b"\x00" + U16.pack(TYPE_NS) + U16.pack(CLASS_IN)
 
 
 def opt_record(*, do: bool, extended_rcode: int = 0, options: bytes = b"") -> bytes:
@@ -250,7 +251,9 @@ def ede_option(code: int, text: str) -> bytes:
     return U16.pack(OPTION_EDE) + U16.pack(len(body)) + body
 
 
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs a microsecond per answer
+# Not frozen, and its own __init__: a frozen one costs a microsecond per answer, and the
+# decorator's runs as bytecode even compiled (resolver.dns.model, Query).
+@dataclass(slots=True, init=False)
 class ResponseScan:
     """What a relayed answer needs to be cached and inspected, found without decoding it."""
 
@@ -262,6 +265,39 @@ class ResponseScan:
     opt_start: int  # where the OPT record starts, -1 when absent
     opt_end: int
     huge_ttls: bool = False  # some TTL has its top bit set (to be relayed as 0)
+
+    def __init__(
+        self,
+        rcode: int,
+        ttl_offsets: tuple[int, ...],
+        min_ttl: int | None,
+        negative_ttl: int | None,
+        cnames: tuple[bytes, ...],
+        opt_start: int,
+        opt_end: int,
+        huge_ttls: bool = False,
+    ) -> None:
+        self.rcode = rcode
+        self.ttl_offsets = ttl_offsets
+        self.min_ttl = min_ttl
+        self.negative_ttl = negative_ttl
+        self.cnames = cnames
+        self.opt_start = opt_start
+        self.opt_end = opt_end
+        self.huge_ttls = huge_ttls
+
+    def __reduce__(self) -> tuple[type[ResponseScan], tuple[object, ...]]:
+        # Compiled, unpickling runs __init__, which needs every field.
+        return ResponseScan, (
+            self.rcode,
+            self.ttl_offsets,
+            self.min_ttl,
+            self.negative_ttl,
+            self.cnames,
+            self.opt_start,
+            self.opt_end,
+            self.huge_ttls,
+        )
 
 
 def scan_response(data: bytes, question_end: int = 0) -> ResponseScan:

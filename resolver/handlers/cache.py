@@ -8,6 +8,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable
+from typing import Final
 
 from resolver.config import CacheConfig
 from resolver.dns import wire
@@ -35,7 +36,7 @@ CacheKey = bytes
 
 # What an entry costs besides its message: the key, the entry object, its dict slot and
 # the copy served with TTLs counted down (measured with sys.getsizeof, rounded up).
-ENTRY_OVERHEAD = 400
+ENTRY_OVERHEAD: Final = 400
 
 # The cache is split into slabs, each a least-recently-used map with its share of the
 # bytes (as Unbound's msg-cache-slabs), so that no single dict holds it all. Measured on
@@ -50,8 +51,8 @@ ENTRY_OVERHEAD = 400
 # So each slab is plain dicts, kept in least-recently-used order by taking a hit out
 # and putting it back at the end. A slab gets at least SLAB_BYTES, so a small cache is
 # one slab, least recently used first across all of it.
-MAX_SLABS = 64
-SLAB_BYTES = 512 * 1024
+MAX_SLABS: Final = 64
+SLAB_BYTES: Final = 512 * 1024
 # A slab is two dicts, so that an eviction never steps over holes: ``young`` takes the
 # new entries and the hits; ``old`` holds entries all less recently used than any in
 # ``young``, least recently used *last*, so an eviction is ``old.popitem()``. When
@@ -66,7 +67,7 @@ SLAB_BYTES = 512 * 1024
 # RFC 8767 5 "failure recheck timer": after the upstreams failed for a name, its stale
 # answer is served without asking them again for this long, so a dead upstream is not
 # hammered with one query per client query.
-STALE_RECHECK_SECONDS = 30.0
+STALE_RECHECK_SECONDS: Final = 30.0
 
 
 def _capped_ttls(message: bytes, ttl_offsets: tuple[int, ...], limit: int) -> bytes:

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import struct
 from array import array
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-HEAD = struct.Struct("=dddiHHHH")
-_KEY_TAIL = struct.Struct("!HB")
+HEAD: Final = struct.Struct("=dddiHHHH")
+_KEY_TAIL: Final = struct.Struct("!HB")
 # ``served_age`` within HEAD (native byte order, no padding: "=").
-_AGE = struct.Struct("=i")
-_AGE_AT = struct.calcsize("=ddd")
+_AGE: Final = struct.Struct("=i")
+_AGE_AT: Final = struct.calcsize("=ddd")
 # Readers of the TTL offsets for the common counts, compiled once (a format string
 # built per read costs more than the read itself).
-_OFFSETS = tuple(struct.Struct(f"={count}H") for count in range(65))
+_OFFSETS: Final = tuple(struct.Struct(f"={count}H") for count in range(65))
 
 
 def cache_key(qname: bytes, qtype: int, flags: int) -> bytes:

@@ -14,15 +14,16 @@ with the same records, for clients that know our name.
 from __future__ import annotations
 
 import ipaddress
+from typing import Final
 
 from resolver.config import Config, DnsEndpoint
 from resolver.dns import wire
 from resolver.dns.model import Answer, Handler, Outcome, Query, Resolution
 
-TYPE_SVCB = 64
-DDR_TTL = 300
-RESOLVER_ARPA = wire.text_to_name("resolver.arpa")
-DDR_NAME = wire.text_to_name("_dns.resolver.arpa")
+TYPE_SVCB: Final = 64
+DDR_TTL: Final = 300
+RESOLVER_ARPA: Final = wire.text_to_name("resolver.arpa")
+DDR_NAME: Final = wire.text_to_name("_dns.resolver.arpa")
 # SvcParamKeys (RFC 9460 14.3.2, RFC 9461 5): sent in increasing order (RFC 9460 2.2).
 KEY_ALPN, KEY_PORT, KEY_IPV4HINT, KEY_IPV6HINT, KEY_DOHPATH = 1, 3, 4, 6, 7
 

@@ -8,16 +8,18 @@ not much bigger than the query whatever the name holds.
 
 from __future__ import annotations
 
+from typing import Final
+
 from resolver.dns import wire
 from resolver.dns.model import Answer, Handler, Outcome, Query, Resolution
 
-TYPE_HINFO = 13
+TYPE_HINFO: Final = 13
 # Long enough that a stub asking again is rare; RFC 8482 4.2 leaves the choice to us.
-HINFO_TTL = 3600
+HINFO_TTL: Final = 3600
 # CPU "RFC8482", OS "" (two character-strings), as RFC 8482 4.2 suggests.
-_HINFO_RDATA = b"\x07RFC8482\x00"
+_HINFO_RDATA: Final = b"\x07RFC8482\x00"
 # The owner is the question name, always at offset 12.
-_RECORD = (
+_RECORD: Final = (
     wire.U16.pack(0xC00C)
     + wire.RR_FIXED.pack(TYPE_HINFO, wire.CLASS_IN, HINFO_TTL, len(_HINFO_RDATA))
     + _HINFO_RDATA

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from resolver.dns import responses, wire
 from resolver.dns.model import Handler, Outcome, Query, Resolution
 
 # Zone transfers are for authoritative servers; a forwarder has no zones to give.
-_REFUSED_TYPES = frozenset({wire.TYPE_AXFR, wire.TYPE_IXFR})
+_REFUSED_TYPES: Final = frozenset({wire.TYPE_AXFR, wire.TYPE_IXFR})
 
 
 class SanityHandler:

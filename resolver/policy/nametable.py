@@ -20,12 +20,13 @@ import mmap
 import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Final
 
-MAGIC = b"AIWNT001"
-_HEADER = struct.Struct("<8sQQ")
-KEY_MASK = (1 << 64) - 1
+MAGIC: Final = b"AIWNT001"
+_HEADER: Final = struct.Struct("<8sQQ")
+KEY_MASK: Final = (1 << 64) - 1
 # A value is a list's index; the table refuses more lists than this.
-MAX_VALUES = 65_535
+MAX_VALUES: Final = 65_535
 
 
 def table_key(name: bytes) -> int:

@@ -42,6 +42,7 @@ import math
 import struct
 import time
 from collections.abc import Callable
+from typing import Final
 
 from resolver.audit.attempts import QUESTION
 from resolver.dns.codec import PlainQuestion, plain_question
@@ -55,19 +56,19 @@ from resolver.serve.kept import CAPACITY, KeptTables
 AuditRecord = Callable[[str, str, bytes, int, str, str, str], None]
 
 # Clients remembered (each with its group). Past it, that table starts again empty.
-CLIENTS = 16_384
+CLIENTS: Final = 16_384
 # "Until the policy changes" (ms on the monotonic clock: over 30 years).
-_NEVER = 1 << 40
+_NEVER: Final = 1 << 40
 # What an answer does besides its bytes: (qtype, outcome, rcode, cached?, (service,
 # category, group) when blocked). Few distinct ones; each kept answer points at one.
 _Effects = tuple[int, str, int, bool, "tuple[str, str, str] | None"]
 
 
-_COUNTDOWN = struct.Struct("!dIQ")  # stored (monotonic s), age shown (whole s), until (ms)
-_OFFSET = struct.Struct("!H")
-_TTL = struct.Struct("!I")
-_TC = 0x02  # in the flags' first byte
-_EFFECT = 0xFFFF  # the low 16 bits of a deadline: the index of the answer's effects
+_COUNTDOWN: Final = struct.Struct("!dIQ")  # stored (monotonic s), age shown (whole s), until (ms)
+_OFFSET: Final = struct.Struct("!H")
+_TTL: Final = struct.Struct("!I")
+_TC: Final = 0x02  # in the flags' first byte
+_EFFECT: Final = 0xFFFF  # the low 16 bits of a deadline: the index of the answer's effects
 
 
 def _countdown(answer: Answer, sent: bytes, until_ms: int) -> bytes | None:
@@ -376,7 +377,7 @@ class FastPath:
         return index
 
 
-_BLOCKED = str(Outcome.BLOCKED.value)
+_BLOCKED: Final = str(Outcome.BLOCKED.value)
 
 
 def _deadline(until: float) -> int:

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Final
 
 # Answers kept, all groups together: about 340 bytes each (question, answer, deadline
 # and the dicts' slots), so about 45 MB when full. Enough for the 100,000 banned
 # questions of the benchmark's blocked mix; an office's repeated questions are far fewer.
-CAPACITY = 131_072
+CAPACITY: Final = 131_072
 # Answers per slab when the capacity allows it; a small capacity is one slab.
-_SLAB = 2_048
-_MAX_SLABS = 64  # a power of two: a slab is the question's hash, masked
+_SLAB: Final = 2_048
+_MAX_SLABS: Final = 64  # a power of two: a slab is the question's hash, masked
 
 
 def slab_count(capacity: int) -> int:

@@ -22,7 +22,7 @@ import logging
 import os
 import pickle
 import socket
-from typing import Any
+from typing import Any, Final
 
 from resolver.dns import responses, wire
 from resolver.dns.codec import parse_query
@@ -34,7 +34,7 @@ from resolver.serve.transport import Later, QueryRunner
 log = logging.getLogger(__name__)
 
 # An owner that does not answer within this is taken for dead (it is being restarted).
-RELAY_TIMEOUT = 5.0
+RELAY_TIMEOUT: Final = 5.0
 
 
 def relay_sockets(workers: int) -> list[socket.socket]:

@@ -15,7 +15,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from resolver.dns import responses, wire
 from resolver.dns.codec import PlainQuestion, encode_answer, parse_query, plain_query
@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 # blocked or cached answers take about 0.5 ms); the time bound keeps a batch of cache
 # misses (about 60 µs each) from holding the loop 3-5 ms while the upstreams' answers and
 # the loop's timers wait, as it did at 64 (development VM, 2026-11-30).
-UDP_BATCH = 64
-UDP_CHUNK = 16
-UDP_BATCH_TIME = 0.001
+UDP_BATCH: Final = 64
+UDP_CHUNK: Final = 16
+UDP_BATCH_TIME = 0.001  # not Final: tests/integration/test_udp_batch.py changes it
 
 Later = Callable[[Query, Answer, Any], None]
 
@@ -102,8 +102,8 @@ def _mark_done(future: asyncio.Future[None], _done: Pending) -> None:
 
 
 # Linux's IP_PKTINFO; Python's socket module lacks the constant.
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
-_ANCILLARY_SPACE = socket.CMSG_SPACE(20)
+IP_PKTINFO: Final = getattr(socket, "IP_PKTINFO", 8)
+_ANCILLARY_SPACE: Final = socket.CMSG_SPACE(20)
 
 
 def enable_destination_info(sock: socket.socket) -> None:

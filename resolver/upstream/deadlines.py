@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Protocol
+from typing import Final, Protocol
 
 log = logging.getLogger(__name__)
 
 # A question times out at most this late: the timer wakes no more often than this,
 # however many questions are in flight.
-SLACK = 0.01
+SLACK: Final = 0.01
 
 
 class Expiring(Protocol):

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Final
 
 from resolver.dns import wire
 from resolver.metrics import Metrics
@@ -24,7 +25,7 @@ from resolver.upstream.udp import Expected, Reply, UdpSockets, check
 
 # How an exchange fails without a genuine answer: the next upstream is asked. Anything
 # else is a bug, and fails the question (SERVFAIL, counted by the listener).
-EXCHANGE_FAILURES = (OSError, TimeoutError, Rejected, asyncio.IncompleteReadError)
+EXCHANGE_FAILURES: Final = (OSError, TimeoutError, Rejected, asyncio.IncompleteReadError)
 
 
 class Exchanges:

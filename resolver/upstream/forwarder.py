@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 from resolver.dns import responses, wire
 from resolver.dns.model import Answer, Outcome, Query
@@ -34,7 +35,7 @@ from resolver.upstream.udp import Expected, Reply, UdpSocket, UdpSockets
 log = logging.getLogger(__name__)
 
 # Upstream rcodes that say "this server cannot answer", so the next one is asked.
-_FAILOVER_RCODES = frozenset({wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR})
+_FAILOVER_RCODES: Final = frozenset({wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR})
 
 
 class _Asking:

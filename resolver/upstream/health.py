@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from resolver.shared import HealthBoard
 
-FIRST_BACKOFF = 1.0
-MAX_BACKOFF = 30.0
+FIRST_BACKOFF: Final = 1.0
+MAX_BACKOFF: Final = 30.0
 # After a probe found the upstream alive, failed client questions do not start another
 # probe for this long: a flood of unanswerable names costs at most one probe a second.
-RECHECK_AFTER = 1.0
+RECHECK_AFTER: Final = 1.0
 
 
 class UpstreamHealth:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 from array import array
+from typing import Final
 
 # Bytes read from the kernel at a time: 2,048 IDs.
-BATCH_BYTES = 4096
+BATCH_BYTES: Final = 4096
 
 _ahead: list[int] = []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Final
 
 from resolver.config import EncryptedEndpoint, Endpoint
 from resolver.dns import wire
@@ -33,9 +34,9 @@ class Upstream:
         return socket.AF_INET6 if ":" in self.host else socket.AF_INET
 
 
-_OPTION_PADDING = 12  # RFC 7830
-_PAD_BLOCK = 128  # RFC 8467 4.1: queries padded to a multiple of 128 octets
-_OPT = {do: wire.opt_record(do=do) for do in (False, True)}  # unpadded, by DO bit
+_OPTION_PADDING: Final = 12  # RFC 7830
+_PAD_BLOCK: Final = 128  # RFC 8467 4.1: queries padded to a multiple of 128 octets
+_OPT: Final = {do: wire.opt_record(do=do) for do in (False, True)}  # unpadded, by DO bit
 
 
 def upstream_query(query: Query, ident: int, padded: bool = False) -> bytes:

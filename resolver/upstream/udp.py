@@ -46,34 +46,46 @@ import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from resolver.dns import wire
 from resolver.upstream.deadlines import Deadlines
 from resolver.upstream.streams import Rejected
 
 # A socket carries at most this many questions, and lives at most this long (seconds).
-MAX_USES = 100
-MAX_AGE = 1.0
+MAX_USES: Final = 100
+MAX_AGE: Final = 1.0
 # Idle sockets past their lifetime are closed by a sweep this often (while any is idle),
 # so a lifetime is at most MAX_AGE - SWEEP_EVERY: none is open past MAX_AGE.
-SWEEP_EVERY = 0.1
+SWEEP_EVERY: Final = 0.1
 # A socket's lifetime is that, less up to this share of it, drawn at random.
-AGE_SPREAD = 0.5
+AGE_SPREAD: Final = 0.5
 # Idle sockets kept per upstream; beyond this a socket is closed once its question ends.
-MAX_IDLE = 256
+MAX_IDLE: Final = 256
 
 # Created non-blocking where the system can (Linux): one system call fewer than
 # socket() then setblocking(False).
-_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
+_NONBLOCK: Final[int] = getattr(socket, "SOCK_NONBLOCK", 0)
 
 Reply = tuple[bytes, wire.ResponseScan]
 
 
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs a microsecond per question
+# Not frozen, and its own __init__: a frozen one costs a microsecond per question, and
+# the decorator's runs as bytecode even compiled (resolver.dns.model, Query).
+@dataclass(slots=True, init=False)
 class Expected:
     ident: int
     qname: bytes  # lowercase wire form
     type_class: bytes  # the 4 bytes after the name
+
+    def __init__(self, ident: int, qname: bytes, type_class: bytes) -> None:
+        self.ident = ident
+        self.qname = qname
+        self.type_class = type_class
+
+    def __reduce__(self) -> tuple[type[Expected], tuple[int, bytes, bytes]]:
+        # Compiled, unpickling runs __init__, which needs every field.
+        return Expected, (self.ident, self.qname, self.type_class)
 
 
 def check(data: bytes, expected: Expected) -> wire.ResponseScan:
@@ -335,7 +347,7 @@ class UdpSockets:
 # socket opened to its last closed, so a pool dropped with its pipeline (a reload) leaves
 # it once its idle sockets expire. (A set, not weak references: compiled, see
 # resolver.compiled, a pool cannot be weakly referenced.)
-_OPEN: set[UdpSockets] = set()
+_OPEN: Final[set[UdpSockets]] = set()
 
 
 def _after_fork_in_child() -> None:
