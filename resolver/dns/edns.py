@@ -23,10 +23,6 @@ class Edns:
         self.version = version
         self.do = do
 
-    def __reduce__(self) -> tuple[type[Edns], tuple[int, int, bool]]:
-        # Compiled, unpickling runs __init__, which needs every field.
-        return Edns, (self.payload, self.version, self.do)
-
 
 def lone_opt(data: bytes, offset: int) -> tuple[int, int] | None:
     """The shape of nearly every EDNS query: one root-owned OPT right after the question,

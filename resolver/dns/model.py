@@ -85,24 +85,6 @@ class Query:
         self.client = client
         self.problem = problem
 
-    def __reduce__(self) -> tuple[type[Query], tuple[object, ...]]:
-        # Compiled, unpickling runs __init__, which needs every field.
-        return Query, (
-            self.raw,
-            self.id,
-            self.flags,
-            self.qdcount,
-            self.qname,
-            self.labels,
-            self.qtype,
-            self.qclass,
-            self.question_end,
-            self.edns,
-            self.protocol,
-            self.client,
-            self.problem,
-        )
-
 
 @dataclass(slots=True, init=False)
 class Answer:
@@ -166,8 +148,9 @@ class Answer:
         self.countdown = countdown
 
     def __reduce__(self) -> tuple[type[Answer], tuple[object, ...]]:
-        # Compiled, unpickling runs __init__, which needs every field. Answers travel
-        # between workers (resolver.serve.relay).
+        # Answers travel between workers (resolver.serve.relay), and a compiled class runs
+        # its __init__ when unpickled, which needs every field. (The other hot classes
+        # never leave their process.)
         return Answer, (
             self.message,
             self.outcome,

@@ -286,19 +286,6 @@ class ResponseScan:
         self.opt_end = opt_end
         self.huge_ttls = huge_ttls
 
-    def __reduce__(self) -> tuple[type[ResponseScan], tuple[object, ...]]:
-        # Compiled, unpickling runs __init__, which needs every field.
-        return ResponseScan, (
-            self.rcode,
-            self.ttl_offsets,
-            self.min_ttl,
-            self.negative_ttl,
-            self.cnames,
-            self.opt_start,
-            self.opt_end,
-            self.huge_ttls,
-        )
-
 
 def scan_response(data: bytes, question_end: int = 0) -> ResponseScan:
     """Walk every record of a response, decoding only CNAME targets and SOA timers.

@@ -83,10 +83,6 @@ class Expected:
         self.qname = qname
         self.type_class = type_class
 
-    def __reduce__(self) -> tuple[type[Expected], tuple[int, bytes, bytes]]:
-        # Compiled, unpickling runs __init__, which needs every field.
-        return Expected, (self.ident, self.qname, self.type_class)
-
 
 def check(data: bytes, expected: Expected) -> wire.ResponseScan:
     """Raise Rejected unless ``data`` is the answer to our question."""
