@@ -36,7 +36,15 @@ from bench.settings import (
     BenchError,
     Settings,
 )
-from bench.system import ensure_packages, find_binary, pinned, raise_interrupt, run_tool
+from bench.system import (
+    cpu_list,
+    ensure_packages,
+    find_binary,
+    pinned,
+    raise_interrupt,
+    run_tool,
+    stay_off_the_server_core,
+)
 from bench.targets import targets
 from tests.peers.process import memory_kb
 
@@ -181,7 +189,10 @@ def _pin(parser: argparse.ArgumentParser, text: str | None, smoke: bool) -> tupl
     if not text or text == "none":
         return None
     server_cpus, sep, load_cpus = text.partition(":")
-    if not sep or not server_cpus or not load_cpus:
+    try:
+        if not sep or not (cpu_list(server_cpus) and cpu_list(load_cpus)):
+            raise ValueError(text)
+    except ValueError:
         parser.error("--pin: expected SERVER_CPUS:LOADGEN_CPUS, e.g. 1:0")
     return (server_cpus, load_cpus)
 
@@ -286,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ensure_packages(["dnsperf", "nsd", *settings.servers])
         if settings.pin and find_binary("taskset") is None:
             raise BenchError("--pin needs taskset (util-linux)")
+        stay_off_the_server_core(settings)
         floor = core_floor(settings)
         print(f"server core: worst gap {floor['worst_ms']:.2f} ms in {floor['seconds']:g} s")
         wakeups = wakeup_cost(settings)

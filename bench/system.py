@@ -109,6 +109,29 @@ def ensure_packages(programs: Iterable[str]) -> None:
     )
 
 
+def cpu_list(text: str) -> set[int]:
+    """CPUs in taskset's list format: ``1``, ``0-3``, ``0,2-3``."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        first, last = int(low), int(high or low)
+        if first < 0 or last < first:
+            raise ValueError(f"not a CPU list: {text!r}")
+        cpus.update(range(first, last + 1))
+    return cpus
+
+
+def stay_off_the_server_core(settings: Settings) -> None:
+    """With --pin, the benchmark's own process runs on the load generator's CPUs, with
+    every thread it starts later. It reads /metrics, serves the pauses phase's remote
+    list and waits for dnsperf; unpinned, Linux woke it on the core of the server that
+    had just answered it, and it ran there: 3.3 ms at once in a run of the pauses phase
+    while the server's queries waited (``perf sched timehist``, 2026-12-02), a stall
+    the report then charged to aiwall. Call it before any thread is started."""
+    if settings.pin is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpu_list(settings.pin[1]))
+
+
 def pinned(settings: Settings, command: list[str], role: str) -> list[str]:
     """``command`` under taskset when --pin is given: servers apart from the load."""
     if settings.pin is None:

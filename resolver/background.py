@@ -39,16 +39,7 @@ def step_aside(what: str, nice: int, idle: bool = False) -> bool:
     SCHED_IDLE (Linux: it runs only when nothing else wants the core, and a waking
     process of normal priority preempts it at once). ``what`` names the process in the
     log. True when everything asked for was applied."""
-    refused: list[str] = []
-    try:
-        os.nice(nice)
-    except OSError as error:
-        refused.append(f"nice {nice}: {error.strerror}")
-    if idle and hasattr(os, "SCHED_IDLE"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        except OSError as error:
-            refused.append(f"SCHED_IDLE: {error.strerror}")
+    refused = lower_priority(0, nice, idle)
     if refused:
         log.warning(
             "%s: the system refused a lower priority (%s); it runs at the server's priority",
@@ -56,6 +47,30 @@ def step_aside(what: str, nice: int, idle: bool = False) -> bool:
             "; ".join(refused),
         )
     return not refused
+
+
+def lower_priority(pid: int, nice: int, idle: bool = False) -> list[str]:
+    """``step_aside`` for process ``pid`` (0: the calling thread, as Linux counts it);
+    what the system refused, unlogged. A parent calls it on the helper it has just
+    started, which then runs its own ``step_aside`` once its imports are done: the
+    audit writer's imports cost about 0.3 s of CPU, at the server's priority until
+    then, and took the pinned core from the server for up to 49 ms at a time at every
+    server start (development VM, 2026-12-02, the pauses phase of ``make bench``)."""
+    refused: list[str] = []
+    try:
+        if pid:
+            now = os.getpriority(os.PRIO_PROCESS, pid)
+            os.setpriority(os.PRIO_PROCESS, pid, min(now + nice, 19))
+        else:
+            os.nice(nice)
+    except OSError as error:
+        refused.append(f"nice {nice}: {error.strerror}")
+    if idle and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as error:
+            refused.append(f"SCHED_IDLE: {error.strerror}")
+    return refused
 
 
 def step_back(what: str) -> bool:

@@ -36,7 +36,7 @@ from typing import IO, Any
 from resolver.audit.attempts import AttemptBatcher, AttemptKey, Seen
 from resolver.audit.handover import Handover, frame, messages, receive
 from resolver.audit.trail import AuditLog, sink_names
-from resolver.background import give_way, step_aside, step_back
+from resolver.background import give_way, lower_priority, step_aside, step_back
 from resolver.config import AuditConfig, Config, LoggingConfig, PrivacyConfig
 from resolver.logs import setup_logging
 from resolver.metrics import Metrics
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # How long closing waits for the writer to write out what it was sent.
 CLOSE_TIMEOUT = 30.0
+# The writer's priority where SCHED_IDLE is refused (``background.step_aside``).
+WRITER_NICE = 19
 
 
 class AuditWriter:
@@ -186,6 +188,8 @@ class AuditWriter:
             )
         finally:
             os.close(theirs)
+        # At once, before its imports: it repeats this itself and logs a refusal.
+        lower_priority(process.pid, WRITER_NICE, idle=True)
         self._process = process
         self._reports = reports
         self._partial = b""
@@ -367,7 +371,7 @@ def child_main(commands: IO[bytes], reports: IO[str]) -> int:
     # which must win every time it has a query. SCHED_IDLE (Linux) runs it only when
     # nothing else wants the core (not always: see ``give_way``, between its pieces of
     # work); nice 19 is what is left where SCHED_IDLE is refused.
-    step_aside("audit log writer", 19, idle=True)
+    step_aside("audit log writer", WRITER_NICE, idle=True)
     trail = AuditLog(config, privacy, state_dir, None, base_dir)
     trail.prepare()
     while True:
