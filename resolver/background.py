@@ -81,21 +81,30 @@ def step_back(what: str) -> bool:
     manager's stop timeout.
     An unprivileged process may do it only as far as RLIMIT_NICE allows
     (deploy/systemd/aiwall.service sets it); refused, the helper goes on where it is."""
-    refused: list[str] = []
-    if hasattr(os, "SCHED_OTHER"):
-        try:
-            if os.sched_getscheduler(0) != os.SCHED_OTHER:
-                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-        except OSError as error:
-            refused.append(f"SCHED_OTHER: {error.strerror}")
-    try:
-        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
-            os.setpriority(os.PRIO_PROCESS, 0, 0)
-    except OSError as error:
-        refused.append(f"nice 0: {error.strerror}")
+    refused = restore_priority(0)
     if refused:
         log.info("%s: could not take back the normal priority (%s)", what, "; ".join(refused))
     return not refused
+
+
+def restore_priority(pid: int) -> list[str]:
+    """``step_back`` for process ``pid`` (0: the calling thread); what the system
+    refused, unlogged. The server calls it on the audit writer before its last flush:
+    lowered the moment it was started (``lower_priority``), a writer started on busy
+    cores may still be in its imports, which at ``SCHED_IDLE`` could take minutes."""
+    refused: list[str] = []
+    if hasattr(os, "SCHED_OTHER"):
+        try:
+            if os.sched_getscheduler(pid) != os.SCHED_OTHER:
+                os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+        except OSError as error:
+            refused.append(f"SCHED_OTHER: {error.strerror}")
+    try:
+        if os.getpriority(os.PRIO_PROCESS, pid) > 0:
+            os.setpriority(os.PRIO_PROCESS, pid, 0)
+    except OSError as error:
+        refused.append(f"nice 0: {error.strerror}")
+    return refused
 
 
 def give_way() -> None:

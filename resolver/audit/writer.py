@@ -36,7 +36,13 @@ from typing import IO, Any
 from resolver.audit.attempts import AttemptBatcher, AttemptKey, Seen
 from resolver.audit.handover import Handover, frame, messages, receive
 from resolver.audit.trail import AuditLog, sink_names
-from resolver.background import give_way, lower_priority, step_aside, step_back
+from resolver.background import (
+    give_way,
+    lower_priority,
+    restore_priority,
+    step_aside,
+    step_back,
+)
 from resolver.config import AuditConfig, Config, LoggingConfig, PrivacyConfig
 from resolver.logs import setup_logging
 from resolver.metrics import Metrics
@@ -222,6 +228,10 @@ class AuditWriter:
             rest, frames = b"", None
         process = self._process
         assert process is not None
+        # The stop waits for its last flush: back to the normal priority at once, even
+        # if it is still in its imports (a writer started on busy cores); it also steps
+        # back itself once it reads the close.
+        restore_priority(process.pid)
         assert process.stdin is not None
         os.set_blocking(process.stdin.fileno(), True)
         if self._reports >= 0:
