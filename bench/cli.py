@@ -190,9 +190,11 @@ def _pin(parser: argparse.ArgumentParser, text: str | None, smoke: bool) -> tupl
         return None
     server_cpus, sep, load_cpus = text.partition(":")
     try:
-        if not sep or not (cpu_list(server_cpus) and cpu_list(load_cpus)):
-            raise ValueError(text)
+        cpu_list(server_cpus)
+        cpu_list(load_cpus)
     except ValueError:
+        sep = ""
+    if not sep:
         parser.error("--pin: expected SERVER_CPUS:LOADGEN_CPUS, e.g. 1:0")
     return (server_cpus, load_cpus)
 

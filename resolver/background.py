@@ -58,11 +58,8 @@ def lower_priority(pid: int, nice: int, idle: bool = False) -> list[str]:
     server start (development VM, 2026-12-02, the pauses phase of ``make bench``)."""
     refused: list[str] = []
     try:
-        if pid:
-            now = os.getpriority(os.PRIO_PROCESS, pid)
-            os.setpriority(os.PRIO_PROCESS, pid, min(now + nice, 19))
-        else:
-            os.nice(nice)
+        now = os.getpriority(os.PRIO_PROCESS, pid)
+        os.setpriority(os.PRIO_PROCESS, pid, min(now + nice, 19))
     except OSError as error:
         refused.append(f"nice {nice}: {error.strerror}")
     if idle and hasattr(os, "SCHED_IDLE"):
@@ -149,7 +146,7 @@ def helper_threads(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _step_aside_thread() -> None:
-    # Linux's nice(2) lowers the calling thread only; elsewhere it would lower the whole
-    # process, the event loop's thread with it.
+    # On Linux setpriority(PRIO_PROCESS, 0) lowers the calling thread only; elsewhere it
+    # would lower the whole process, the event loop's thread with it.
     if sys.platform == "linux":
         step_aside("a helper thread of the answering process", HELPER_THREAD_NICE)
